@@ -1,0 +1,280 @@
+"""The codec model: integer-exact block encoder (Haar WPT ∘ projection ∘ quantizer) and decoder.
+
+The encoder is a Haar wavelet packet transform of ``levels`` levels folded with a dense channel
+projection: one non-overlapping convolution with kernel = stride = 2**levels per axis. It is
+trained quantization-aware with the exact arithmetic the device uses (docs/bundle-format.md):
+
+    code = clamp(round_half_even((bias + Σ w_int · x) · 2**-shift), -code_max, code_max)
+
+with int8 weights ``w_int``, an integer bias that folds the input centring, and a per-channel
+power-of-two shift. In eval mode the torch forward computes exactly that, so the codes of this
+module are the deployed codes. The decoder is heavy and runs in the cloud: projection up, residual
+convolutions, an N-D linear-attention block, then a learned upsampling path plus a linear
+(inverse-WPT) skip path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACC_LIMIT = 2 ** 24  # float32 holds every integer below this exactly
+
+
+@dataclass
+class CodecConfig:
+    """Everything that defines a model's shapes and arithmetic (stored in the bundle)."""
+
+    modality: str = "image"          # image | audio | timeseries | volume
+    dims: int = 2                    # spatial dims of one frame
+    in_channels: int = 3
+    levels: int = 3                  # Haar WPT levels → block = 2**levels per axis
+    latent_channels: int = 16
+    code_max: int = 127
+    sample_dtype: str = "uint8"      # raw integer samples fed to the encoder
+    sample_center: float = 128.0
+    decoder_width: int = 128
+    decoder_blocks: int = 4
+    attention: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def block(self) -> int:
+        return 2 ** self.levels
+
+    @property
+    def taps(self) -> int:
+        return self.in_channels * self.block ** self.dims
+
+    @property
+    def sample_max_abs(self) -> float:
+        return {"uint8": 255.0, "int16": 32768.0, "int8": 128.0, "uint16": 65535.0}[self.sample_dtype]
+
+    @property
+    def weight_max(self) -> int:
+        """Largest |int weight| so that every accumulator stays below 2**24 (exact in float32)."""
+        bound = self.taps * (self.sample_max_abs + abs(self.sample_center))
+        return int(min(127, (ACC_LIMIT - 1) // bound))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv(dims: int):
+    return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+
+
+def _fconv(dims: int):
+    return {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
+
+
+def haar_analysis_kernel(cfg: CodecConfig) -> np.ndarray:
+    """Orthonormal Haar-WPT-as-block-transform kernel, shape (taps, C_in, *block)."""
+    b, d = cfg.block, cfg.dims
+    h1 = np.array([[1.0]])
+    for _ in range(cfg.levels):  # 1-D Haar packet matrix of size b (Kronecker construction)
+        h1 = np.kron(h1, np.array([[1.0, 1.0], [1.0, -1.0]]) / math.sqrt(2.0))
+    basis = h1
+    for _ in range(d - 1):
+        basis = np.kron(basis, h1)
+    per_channel = basis.reshape((b ** d,) + (b,) * d)
+    out = np.zeros((cfg.taps, cfg.in_channels) + (b,) * d)
+    n = b ** d
+    for c in range(cfg.in_channels):
+        out[c * n:(c + 1) * n, c] = per_channel
+    return out
+
+
+class BlockEncoder(nn.Module):
+    """Folded Haar-WPT + dense projection + quantizer, quantization-aware."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        shape = (cfg.latent_channels, cfg.in_channels) + (cfg.block,) * cfg.dims
+        self.kernel = nn.Parameter(torch.randn(shape) * 0.01)  # in code units per sample unit
+        self.qat = True
+
+    @torch.no_grad()
+    def init_from_pca(self, blocks: torch.Tensor, target_std: float = 6.0) -> None:
+        """Initialise as Haar WPT + PCA projection fitted on (N, C_in, *block) training blocks."""
+        cfg = self.cfg
+        haar = torch.tensor(haar_analysis_kernel(cfg), dtype=torch.float64).reshape(cfg.taps, -1)
+        flat = blocks.reshape(blocks.shape[0], -1).double() - cfg.sample_center
+        coeffs = flat @ haar.T                                   # WPT coefficients
+        cov = torch.cov(coeffs.T)
+        evals, evecs = torch.linalg.eigh(cov)
+        order = torch.argsort(evals, descending=True)[: cfg.latent_channels]
+        proj = evecs[:, order].T                                 # dense projection (C_lat, taps)
+        std = evals[order].clamp_min(1e-6).sqrt()
+        scale = target_std / std[0]                              # one step for all channels
+        kern = (proj @ haar) * scale
+        self.kernel.copy_(kern.reshape(self.kernel.shape).float())
+
+    def integer_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weight int, bias int, shift int) of the deployed integer encoder."""
+        cfg = self.cfg
+        k = self.kernel.detach().double()
+        peak = k.abs().flatten(1).amax(1).clamp_min(1e-12)
+        shift = torch.floor(torch.log2(cfg.weight_max / peak))
+        w = torch.round(k * torch.pow(2.0, shift).view(-1, *[1] * (k.dim() - 1)))
+        w = w.clamp(-cfg.weight_max, cfg.weight_max)
+        bias = -cfg.sample_center * w.flatten(1).sum(1)
+        return w.to(torch.int32), torch.round(bias).to(torch.int64), shift.to(torch.int32)
+
+    def quantized_kernel(self) -> torch.Tensor:
+        """Kernel as the device sees it (w_int · 2**-shift), with a straight-through gradient."""
+        w, _, shift = self.integer_params()
+        kq = (w.double() * torch.pow(2.0, -shift.double()).view(-1, *[1] * (w.dim() - 1))).float()
+        return self.kernel + (kq - self.kernel).detach()
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-quantizer latents (float) from raw samples (N, C_in, *spatial) as float."""
+        k = self.quantized_kernel() if self.qat else self.kernel
+        return _fconv(self.cfg.dims)(x - self.cfg.sample_center, k, stride=self.cfg.block)
+
+    @torch.no_grad()
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact deployed integer codes (as float32 tensor) from raw samples."""
+        cfg = self.cfg
+        w, bias, shift = self.integer_params()
+        acc = _fconv(cfg.dims)(x.double(), w.double(), bias.double(), stride=cfg.block)
+        y = torch.round(acc * torch.pow(2.0, -shift.double()).view(1, -1, *[1] * cfg.dims))
+        return y.clamp(-cfg.code_max, cfg.code_max).float()
+
+    def forward(self, x: torch.Tensor, noise: bool = True) -> torch.Tensor:
+        y = self.analysis(x)
+        if noise:
+            y = y + (torch.rand_like(y) - 0.5)
+        else:
+            y = y + (torch.round(y) - y).detach()
+        m = self.cfg.code_max
+        return y + (y.clamp(-m, m) - y).detach()
+
+
+class LinearAttention(nn.Module):
+    """N-D linear attention (elu+1 feature map), global over positions, no position encoding."""
+
+    def __init__(self, dims: int, width: int, heads: int = 4) -> None:
+        super().__init__()
+        conv = _conv(dims)
+        self.heads = heads
+        self.qkv = conv(width, 3 * width, 1)
+        self.out = conv(width, width, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        q, k, v = self.qkv(x).reshape(n, 3, self.heads, c // self.heads, -1).unbind(1)
+        q, k = F.elu(q) + 1, F.elu(k) + 1
+        kv = torch.einsum("nhdl,nhel->nhde", k, v)
+        z = 1.0 / (torch.einsum("nhdl,nhd->nhl", q, k.sum(-1)) + 1e-6)
+        y = torch.einsum("nhdl,nhde,nhl->nhel", q, kv, z).reshape(x.shape)
+        return x + self.out(y)
+
+
+class ResBlock(nn.Module):
+    """Two 3^D convolutions with a GELU, residual."""
+
+    def __init__(self, dims: int, width: int) -> None:
+        super().__init__()
+        conv = _conv(dims)
+        self.c1 = conv(width, width, 3, padding=1)
+        self.c2 = conv(width, width, 3, padding=1)
+        nn.init.zeros_(self.c2.weight)
+        nn.init.zeros_(self.c2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.c2(F.gelu(self.c1(x)))
+
+
+def _shuffle_up(x: torch.Tensor, dims: int, factor: int) -> torch.Tensor:
+    """Move channel groups to space (pixel shuffle) for 1/2/3-D."""
+    if dims == 2:
+        return F.pixel_shuffle(x, factor)
+    n, c = x.shape[:2]
+    sp = x.shape[2:]
+    co = c // factor ** dims
+    x = x.reshape(n, co, *([factor] * dims), *sp)
+    if dims == 1:
+        return x.permute(0, 1, 3, 2).reshape(n, co, sp[0] * factor)
+    return x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(n, co, *(s * factor for s in sp))
+
+
+class Decoder(nn.Module):
+    """Codes → samples: linear inverse-WPT skip path + residual conv/attention refinement."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, w = cfg.dims, cfg.decoder_width
+        conv = _conv(d)
+        self.linear = conv(cfg.latent_channels, cfg.taps, 1)   # projection up (→ WPT coeffs)
+        self.head = conv(cfg.latent_channels, w, 3, padding=1)
+        blocks: list[nn.Module] = []
+        for i in range(cfg.decoder_blocks):
+            blocks.append(ResBlock(d, w))
+            if cfg.attention and i == cfg.decoder_blocks // 2 - 1:
+                blocks.append(LinearAttention(d, w))
+        self.body = nn.Sequential(*blocks)
+        self.ups = nn.ModuleList()
+        width = w
+        for _ in range(cfg.levels):
+            nxt = max(16, width // 2)
+            self.ups.append(nn.Sequential(conv(width, nxt * 2 ** d, 1)))
+            self.ups.append(nn.Sequential(ResBlock(d, nxt)))
+            width = nxt
+        self.tail = conv(width, cfg.in_channels, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+        haar = torch.tensor(haar_analysis_kernel(cfg), dtype=torch.float32)
+        self.register_buffer("synthesis", haar, persistent=False)
+
+    @torch.no_grad()
+    def init_linear(self, encoder: BlockEncoder) -> None:
+        """Start the skip path at the pseudo-inverse of the encoder's analysis."""
+        cfg = self.cfg
+        haar = self.synthesis.double().reshape(cfg.taps, -1)
+        k = encoder.kernel.detach().double().reshape(cfg.latent_channels, -1)
+        coeff_map = haar @ torch.linalg.pinv(k)                 # codes → WPT coefficients
+        self.linear.weight.copy_(coeff_map.reshape(self.linear.weight.shape).float())
+        self.linear.bias.zero_()
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        coeffs = self.linear(codes)
+        tconv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[cfg.dims]
+        x = tconv(coeffs, self.synthesis, stride=cfg.block) + cfg.sample_center
+        h = self.body(self.head(codes))
+        for i in range(0, len(self.ups), 2):
+            h = _shuffle_up(self.ups[i](h), cfg.dims, 2)
+            h = self.ups[i + 1](h)
+        return x + self.tail(h)
+
+
+class Codec(nn.Module):
+    """Encoder + decoder, with the rate proxy used in training."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = BlockEncoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def forward(self, x: torch.Tensor, noise: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (reconstruction, rate proxy in bits per input sample position)."""
+        y = self.encoder(x, noise=noise)
+        return self.decoder(y), rate_proxy(y, self.cfg)
+
+
+def rate_proxy(y: torch.Tensor, cfg: CodecConfig) -> torch.Tensor:
+    """Gaussian entropy bound of the (noisy) codes, bits per sample position (all channels)."""
+    var = y.transpose(0, 1).flatten(1).var(dim=1)
+    bits_per_latent = 0.5 * torch.log2(1.0 + 2 * math.pi * math.e * var)
+    return bits_per_latent.sum() / cfg.block ** cfg.dims
