@@ -1,0 +1,82 @@
+"""Loading encoders and decoders for the daemon.
+
+``--model NAME|DIR`` loads the learned codec (``encoder_runtime.Encoder``). ``--model raw`` is a
+lossless pass-through (zstd of the raw samples) for debugging links and for sources whose
+samples the learned bundles do not cover; its header says ``"codec": "raw-zstd"`` so any
+receiver can decode it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, Protocol
+
+import numpy as np
+import zstandard
+
+RAW_CODEC = "raw-zstd"
+_RAW_HEAD = struct.Struct("<B")
+
+
+class FrameEncoder(Protocol):
+    """What the daemon needs from an encoder."""
+
+    def stream_header(self, stream_id: str) -> dict: ...
+
+    def encode_frame(self, array: np.ndarray) -> bytes: ...
+
+
+class RawEncoder:
+    """Lossless pass-through encoder: zstd over the raw sample bytes, shape and dtype inline."""
+
+    def __init__(self, level: int = 1) -> None:
+        self._cctx = zstandard.ZstdCompressor(level=level)
+
+    def stream_header(self, stream_id: str) -> dict:
+        """HEADER json for a raw stream."""
+        return {"codec": RAW_CODEC, "stream_id": stream_id, "format": 1}
+
+    def encode_frame(self, array: np.ndarray) -> bytes:
+        """Payload = u8 meta_len, JSON {shape, dtype}, zstd(samples)."""
+        arr = np.ascontiguousarray(array)
+        meta = json.dumps({"s": list(arr.shape), "d": arr.dtype.str}).encode()
+        return _RAW_HEAD.pack(len(meta)) + meta + self._cctx.compress(arr.tobytes())
+
+
+class RawDecoder:
+    """Decoder for :class:`RawEncoder` payloads."""
+
+    def __init__(self) -> None:
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def decode_frame(self, header: dict, payload: bytes) -> np.ndarray:
+        """Inverse of :meth:`RawEncoder.encode_frame`; validates sizes before allocating."""
+        (n,) = _RAW_HEAD.unpack_from(payload)
+        meta = json.loads(payload[1:1 + n])
+        shape, dtype = tuple(int(x) for x in meta["s"]), np.dtype(meta["d"])
+        if dtype.hasobject:
+            raise ValueError("object dtypes are not allowed")
+        expect = int(np.prod(shape)) * dtype.itemsize
+        data = self._dctx.decompress(payload[1 + n:], max_output_size=expect)
+        if len(data) != expect:
+            raise ValueError(f"raw frame: expected {expect} bytes, got {len(data)}")
+        return np.frombuffer(data, dtype).reshape(shape)
+
+
+def load_encoder(model: str, threads: int = 1) -> Any:
+    """Load the encoder named by ``--model`` (``raw`` or a bundle name/directory)."""
+    if model == "raw":
+        return RawEncoder()
+    from encoder_runtime import Encoder  # the learned codec (onnxruntime)
+
+    return Encoder.load(model, threads=threads)
+
+
+def decoder_for_header(header: dict) -> Any:
+    """A decoder for a stream header: raw pass-through or the learned codec."""
+    if header.get("codec") == RAW_CODEC:
+        return RawDecoder()
+    from encoder_runtime import Decoder
+
+    return Decoder.for_header(header)

@@ -1,0 +1,102 @@
+"""``sensor-receive``: accept streams from ``sensor-encode`` and store them durably.
+
+    sensor-receive --listen 127.0.0.1:7700 --store ./store [--token-file F] [--tls-cert C --tls-key K]
+    sensor-receive ls ./store [--json]
+    sensor-receive check-config -c receiver.toml
+
+Exit codes: 0 ok, 2 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from . import sdnotify
+from .config import ConfigError, ReceiveConfig, add_flags, describe, load_config, overrides_from_args, parse_hostport
+from .logs import setup_logging
+from .metrics import ReceiveMetrics, serve
+from .receiver import Receiver, server_ssl_context
+from .store import format_summary, summarize
+
+log = logging.getLogger("sensorcodec.receive")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sensor-receive", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", help="TOML config file (flags win)")
+    add_flags(p, ReceiveConfig)
+    return p
+
+
+def _ls(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="sensor-receive ls", description="Summarise a store.")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    a = p.parse_args(argv)
+    s = summarize(a.store)
+    print(json.dumps(s, indent=2) if a.json else format_summary(s))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``sensor-receive``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "ls":
+        return _ls(argv[1:])
+    check = bool(argv) and argv[0] == "check-config"
+    if check:
+        argv = argv[1:]
+    args = _build_parser().parse_args(argv)
+    try:
+        cfg = load_config(ReceiveConfig, args.config, overrides_from_args(args, ReceiveConfig))
+    except ConfigError as exc:
+        print(f"sensor-receive: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if check:
+        print(json.dumps(describe(cfg), indent=2))
+        return 0
+    setup_logging(cfg.log_format, cfg.log_level, "sensor-receive")
+    host, port = parse_hostport(cfg.listen, "listen")
+    ctx = server_ssl_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
+    token = cfg.auth_token()
+    if not token and not cfg.tls_client_ca and host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("listening on %s without a token or client certificates: anyone can send data", host)
+    metrics = ReceiveMetrics()
+    try:
+        rx = Receiver(host, port, cfg.store, token=token, ssl_context=ctx,
+                      max_record_bytes=cfg.max_record_bytes, max_segment_bytes=cfg.max_segment_bytes,
+                      max_connections=cfg.max_connections, handshake_timeout=cfg.handshake_timeout,
+                      idle_timeout=cfg.idle_timeout, file_max_bytes=cfg.file_max_bytes,
+                      decode_dir=cfg.decode, metrics=metrics)
+    except OSError as exc:
+        print(f"sensor-receive: cannot listen on {cfg.listen}: {exc}", file=sys.stderr)
+        return 1
+    if cfg.metrics:
+        serve(metrics.registry, *parse_hostport(cfg.metrics, "metrics"))
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+        rx.shutdown()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # The first line on stdout tells scripts where we listen (port 0 = pick a free one).
+    print(json.dumps({"listening": f"{rx.address[0]}:{rx.address[1]}", "store": cfg.store}), flush=True)
+    log.info("listening on %s:%d, store %s, tls=%s, token=%s", rx.address[0], rx.address[1], cfg.store,
+             ctx is not None, bool(token))
+    sdnotify.notify("READY=1")
+    rx.serve_forever()
+    sdnotify.notify("STOPPING=1")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""Frame sources, chosen by URL scheme (the pyserial ``serial_for_url`` idea).
+
+``SCHEME:ARG,key=value,...``:
+
+- ``synthetic:HxWxC,fps=0,count=0,dtype=uint8`` moving test pattern (fps 0 = as fast as possible)
+- ``dir:PATH,loop=0,fps=0`` every image / ``.npy`` / WAV / FLAC file in a folder, sorted by name
+- ``file:PATH,chunk=4096,fps=0`` one image or ``.npy`` (one frame), or audio cut into chunks
+- ``stdin:HxWxC,dtype=uint8`` fixed-size raw frames on standard input
+- ``serial:URL,baud=115200`` frames from an MCU via ``firmware_bridge`` (lazily imported)
+- ``camera:/dev/video0,width=640,height=480`` V4L2 via OpenCV (optional extra)
+- ``mic:DEVICE,rate=16000,chunk=1600,channels=1`` microphone via sounddevice (optional extra)
+
+Every source yields :class:`SourceItem` and declares a queue ``policy``: ``block`` (files,
+synthetic: nothing is lost, the source waits), ``gap`` (real-time sensors: when the queue is
+full the newest frame is dropped and accounted for by a GAP record), ``latest`` (camera: the
+newest frame wins, superseded frames are counted, not streamed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..container import GapReason
+from .config import ConfigError
+
+
+@dataclasses.dataclass
+class SourceItem:
+    """One frame (``array``) or a report of ``lost`` frames the source could not deliver."""
+
+    array: np.ndarray | None
+    t_mono_ns: int
+    t_wall_ns: int
+    lost: int = 0
+    reason: GapReason = GapReason.UNKNOWN
+
+
+class Source:
+    """Base class: iterate to get items; ``close()`` stops a blocking read."""
+
+    policy = "block"
+    name = "source"
+
+    def __iter__(self) -> Iterator[SourceItem]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release devices/files; safe to call twice."""
+
+
+def now_ns() -> tuple[int, int]:
+    """(monotonic, wall) clock pair in nanoseconds."""
+    return time.monotonic_ns(), time.time_ns()
+
+
+def _parse_shape(text: str, what: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(x) for x in text.lower().replace("(", "").replace(")", "").replace(" ", "")
+                      .replace(",", "x").split("x") if x)
+    except ValueError:
+        raise ConfigError(f"{what}: expected a shape like 256x256x3, got {text!r}") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise ConfigError(f"{what}: expected a shape like 256x256x3, got {text!r}")
+    return shape
+
+
+def _parse_dtype(text: str, what: str) -> np.dtype:
+    try:
+        dt = np.dtype(text)
+    except TypeError:
+        raise ConfigError(f"{what}: unknown dtype {text!r}") from None
+    if dt.hasobject or dt.kind not in "uif":
+        raise ConfigError(f"{what}: dtype must be numeric, got {text!r}")
+    return dt
+
+
+class _Pacer:
+    """Sleeps to hold ``fps`` (0 = unpaced); interruptible via ``stop``."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps if fps > 0 else 0.0
+        self.next = time.monotonic()
+        self.stopped = False
+
+    def wait(self) -> None:
+        if not self.period:
+            return
+        self.next += self.period
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            self.next = time.monotonic()
+
+
+class SyntheticSource(Source):
+    """A moving gradient-and-disc test pattern; ``count`` 0 = endless."""
+
+    name = "synthetic"
+
+    def __init__(self, shape=(256, 256, 3), fps: float = 0.0, count: int = 0, dtype="uint8") -> None:
+        self.shape, self.fps, self.count, self.dtype = tuple(shape), fps, count, np.dtype(dtype)
+        self.policy = "gap" if fps > 0 else "block"
+        self._stop = False
+        h, w = self.shape[0], self.shape[1] if len(self.shape) > 1 else 1
+        self._yy, self._xx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+    def frame(self, i: int) -> np.ndarray:
+        """The i-th test frame (deterministic)."""
+        h, w = self._yy.shape
+        cy, cx = h / 2 + h / 4 * np.sin(i / 10), w / 2 + w / 4 * np.cos(i / 13)
+        disc = ((self._yy - cy) ** 2 + (self._xx - cx) ** 2) < (min(h, w) / 6) ** 2
+        base = (self._xx / max(w, 1) * 160 + self._yy / max(h, 1) * 60 + 4 * i) % 220
+        img = np.where(disc, 235.0, base)
+        if len(self.shape) == 3:
+            img = np.stack([np.roll(img, k * 7, axis=1) for k in range(self.shape[2])], axis=-1)
+        img = img.reshape(self.shape)
+        if self.dtype.kind == "f":
+            return (img / 255.0).astype(self.dtype)
+        return img.astype(self.dtype)
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        pacer = _Pacer(self.fps)
+        i = 0
+        while not self._stop and (self.count == 0 or i < self.count):
+            pacer.wait()
+            mono, wall = now_ns()
+            yield SourceItem(self.frame(i), mono, wall)
+            i += 1
+
+    def close(self) -> None:
+        self._stop = True
+
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+AUDIO_EXT = {".wav", ".flac", ".ogg"}
+
+
+def read_frames_from_file(path: Path, chunk: int = 4096) -> Iterator[np.ndarray]:
+    """Frames in one file: an image or ``.npy`` is one frame; audio is cut into ``chunk`` samples."""
+    ext = path.suffix.lower()
+    if ext == ".npy":
+        yield np.load(path, allow_pickle=False)
+    elif ext in IMAGE_EXT:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise ConfigError(f"{path}: reading images needs Pillow (pip install pillow)") from None
+        with Image.open(path) as im:
+            yield np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+    elif ext in AUDIO_EXT:
+        try:
+            import soundfile
+        except ImportError:
+            raise ConfigError(f"{path}: reading audio needs soundfile (pip install soundfile)") from None
+        with soundfile.SoundFile(str(path)) as f:
+            while True:
+                block = f.read(chunk, dtype="int16", always_2d=True)
+                if len(block) == 0:
+                    break
+                yield block
+    else:
+        raise ConfigError(f"{path}: unsupported file type {ext!r} "
+                          f"(images {sorted(IMAGE_EXT)}, .npy, audio {sorted(AUDIO_EXT)})")
+
+
+class FileSource(Source):
+    """Frames from one file or every supported file in a folder."""
+
+    def __init__(self, path: str, folder: bool, loop: bool = False, fps: float = 0.0,
+                 chunk: int = 4096) -> None:
+        self.path, self.folder, self.loop, self.fps, self.chunk = Path(path), folder, loop, fps, chunk
+        self.name = "dir" if folder else "file"
+        self._stop = False
+        if folder:
+            if not self.path.is_dir():
+                raise ConfigError(f"dir: {self.path} is not a folder")
+            self.files = sorted(p for p in self.path.iterdir()
+                                if p.suffix.lower() in IMAGE_EXT | AUDIO_EXT | {".npy"})
+            if not self.files:
+                raise ConfigError(f"dir: {self.path} holds no images, .npy or audio files")
+        else:
+            if not self.path.is_file():
+                raise ConfigError(f"file: {self.path} does not exist")
+            self.files = [self.path]
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        pacer = _Pacer(self.fps)
+        while not self._stop:
+            for p in self.files:
+                for arr in read_frames_from_file(p, self.chunk):
+                    if self._stop:
+                        return
+                    pacer.wait()
+                    mono, wall = now_ns()
+                    yield SourceItem(arr, mono, wall)
+            if not self.loop:
+                return
+
+    def close(self) -> None:
+        self._stop = True
+
+
+class StdinSource(Source):
+    """Fixed-size raw frames (declared shape and dtype) on a binary stream."""
+
+    name = "stdin"
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, stream=None) -> None:
+        self.shape, self.dtype = shape, dtype
+        self.stream = stream if stream is not None else sys.stdin.buffer
+        self.frame_bytes = int(np.prod(shape)) * dtype.itemsize
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        while True:
+            buf = bytearray()
+            while len(buf) < self.frame_bytes:
+                chunk = self.stream.read(self.frame_bytes - len(buf))
+                if not chunk:
+                    if buf:
+                        print(f"stdin: partial frame of {len(buf)} of {self.frame_bytes} bytes "
+                              "at end of input, ignored", file=sys.stderr)
+                    return
+                buf += chunk
+            mono, wall = now_ns()
+            yield SourceItem(np.frombuffer(bytes(buf), self.dtype).reshape(self.shape), mono, wall)
+
+
+def _gap_count(gap) -> int:
+    """Number of frames a serial-source gap report stands for (tuple, int or object)."""
+    if gap is None:
+        return 0
+    if isinstance(gap, int):
+        return gap
+    if isinstance(gap, tuple) and len(gap) >= 2:
+        return int(gap[1]) - int(gap[0]) + 1
+    for attr in ("count", "lost", "n"):
+        if hasattr(gap, attr):
+            return int(getattr(gap, attr))
+    if hasattr(gap, "first") and hasattr(gap, "last"):
+        return int(gap.last) - int(gap.first) + 1
+    return 1
+
+
+class SerialSource(Source):
+    """Frames from ``firmware_bridge.source.SerialFrameSource``; MCU gaps become GAP records."""
+
+    name = "serial"
+    policy = "gap"
+
+    def __init__(self, url: str, **kwargs) -> None:
+        try:
+            from firmware_bridge.source import SerialFrameSource
+        except ImportError as exc:
+            raise ConfigError(f"serial: firmware_bridge is not available ({exc}); "
+                              "install the bridge extra: pip install 'sensorcodec[bridge]'") from None
+        self._src = SerialFrameSource(url, **kwargs)
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        for _seq, mono, wall, arr, gap in self._src:
+            lost = _gap_count(gap)
+            if lost:
+                yield SourceItem(None, mono, wall, lost, GapReason.SERIAL_CRC)
+            if arr is not None:
+                yield SourceItem(np.asarray(arr), mono, wall)
+
+    def close(self) -> None:
+        close = getattr(self._src, "close", None)
+        if close:
+            close()
+
+
+class CameraSource(Source):
+    """V4L2 camera via OpenCV (optional extra); newest frame wins."""
+
+    name = "camera"
+    policy = "latest"
+
+    def __init__(self, device: str = "/dev/video0", width: int = 0, height: int = 0) -> None:
+        try:
+            import cv2
+        except ImportError:
+            raise ConfigError("camera: needs OpenCV (pip install opencv-python-headless); on a "
+                              "Raspberry Pi camera use stdin: with rpicam-vid --codec yuv420 -o -") from None
+        self._cv2 = cv2
+        dev = int(device) if device.isdigit() else device
+        self._cap = cv2.VideoCapture(dev, cv2.CAP_V4L2)
+        if width:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        if height:
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if not self._cap.isOpened():
+            raise ConfigError(f"camera: cannot open {device}")
+        self._stop = False
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        while not self._stop:
+            ok, frame = self._cap.read()
+            mono, wall = now_ns()
+            if not ok:
+                yield SourceItem(None, mono, wall, 1, GapReason.SOURCE_LOST)
+                time.sleep(0.1)
+                continue
+            yield SourceItem(frame[..., ::-1].copy(), mono, wall)  # BGR -> RGB
+
+    def close(self) -> None:
+        self._stop = True
+        self._cap.release()
+
+
+class MicSource(Source):
+    """Microphone via sounddevice (optional extra); input overflows become GAP records."""
+
+    name = "mic"
+    policy = "gap"
+
+    def __init__(self, device: str = "", rate: int = 16000, chunk: int = 1600, channels: int = 1) -> None:
+        try:
+            import sounddevice
+        except (ImportError, OSError) as exc:
+            raise ConfigError(f"mic: needs sounddevice and PortAudio (pip install sounddevice): {exc}") from None
+        import queue as _q
+
+        self._q: _q.Queue = _q.Queue(maxsize=64)
+        self._lost = 0
+        self.chunk = chunk
+
+        def callback(indata, frames, _time, status):
+            mono, wall = now_ns()
+            if status.input_overflow:
+                self._lost += 1
+            try:
+                self._q.put_nowait((indata.copy(), mono, wall))
+            except _q.Full:
+                self._lost += 1
+
+        self._stream = sounddevice.InputStream(device=device or None, samplerate=rate, channels=channels,
+                                               blocksize=chunk, dtype="int16", callback=callback)
+        self._stream.start()
+        self._stop = False
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        import queue as _q
+
+        while not self._stop:
+            try:
+                arr, mono, wall = self._q.get(timeout=0.5)
+            except _q.Empty:
+                continue
+            if self._lost:
+                lost, self._lost = self._lost, 0
+                yield SourceItem(None, mono, wall, lost, GapReason.SOURCE_LOST)
+            yield SourceItem(arr, mono, wall)
+
+    def close(self) -> None:
+        self._stop = True
+        self._stream.stop()
+        self._stream.close()
+
+
+def _split(rest: str) -> tuple[str, dict[str, str]]:
+    parts = rest.split(",") if rest else []
+    positional, opts = "", {}
+    for i, p in enumerate(parts):
+        if "=" in p:
+            k, v = p.split("=", 1)
+            opts[k.strip()] = v.strip()
+        elif i == 0:
+            positional = p
+        else:
+            positional += "," + p  # a comma inside a path/shape
+    return positional, opts
+
+
+def _num(opts: dict, key: str, default, conv=float, url: str = ""):
+    if key not in opts:
+        return default
+    try:
+        return conv(opts.pop(key))
+    except ValueError:
+        raise ConfigError(f"{url}: option {key} must be a number") from None
+
+
+def open_source(url: str) -> Source:
+    """Open a source from its URL (see module docstring); raises ConfigError with the reason."""
+    if ":" not in url:
+        raise ConfigError(f"source {url!r}: expected SCHEME:ARG (one of {', '.join(SCHEMES)})")
+    scheme, rest = url.split(":", 1)
+    factory = SCHEMES.get(scheme)
+    if factory is None:
+        raise ConfigError(f"source {url!r}: unknown scheme {scheme!r} (one of {', '.join(SCHEMES)})")
+    positional, opts = _split(rest)
+    src = factory(positional, opts, url)
+    if opts:
+        raise ConfigError(f"source {url!r}: unknown option(s) {', '.join(sorted(opts))}")
+    return src
+
+
+def _synthetic(pos: str, opts: dict, url: str) -> Source:
+    shape = _parse_shape(pos, url) if pos else (256, 256, 3)
+    return SyntheticSource(shape, fps=_num(opts, "fps", 0.0, url=url),
+                           count=_num(opts, "count", 0, int, url),
+                           dtype=_parse_dtype(opts.pop("dtype", "uint8"), url))
+
+
+def _dir(pos: str, opts: dict, url: str) -> Source:
+    if not pos:
+        raise ConfigError(f"{url}: expected dir:PATH")
+    return FileSource(os.path.expanduser(pos), True, loop=bool(_num(opts, "loop", 0, int, url)),
+                      fps=_num(opts, "fps", 0.0, url=url), chunk=_num(opts, "chunk", 4096, int, url))
+
+
+def _file(pos: str, opts: dict, url: str) -> Source:
+    if not pos:
+        raise ConfigError(f"{url}: expected file:PATH")
+    return FileSource(os.path.expanduser(pos), False, loop=bool(_num(opts, "loop", 0, int, url)),
+                      fps=_num(opts, "fps", 0.0, url=url), chunk=_num(opts, "chunk", 4096, int, url))
+
+
+def _stdin(pos: str, opts: dict, url: str) -> Source:
+    if not pos:
+        raise ConfigError(f"{url}: stdin needs a frame shape, e.g. stdin:480x640x3,dtype=uint8")
+    return StdinSource(_parse_shape(pos, url), _parse_dtype(opts.pop("dtype", "uint8"), url))
+
+
+def _serial(pos: str, opts: dict, url: str) -> Source:
+    if not pos:
+        raise ConfigError(f"{url}: expected serial:URL (e.g. serial:/dev/ttyACM0 or serial:loop://)")
+    kwargs = {}
+    if "baud" in opts:
+        kwargs["baudrate"] = _num(opts, "baud", 115200, int, url)
+    return SerialSource(pos, **kwargs)
+
+
+def _camera(pos: str, opts: dict, url: str) -> Source:
+    return CameraSource(pos or "/dev/video0", width=_num(opts, "width", 0, int, url),
+                        height=_num(opts, "height", 0, int, url))
+
+
+def _mic(pos: str, opts: dict, url: str) -> Source:
+    return MicSource(pos, rate=_num(opts, "rate", 16000, int, url), chunk=_num(opts, "chunk", 1600, int, url),
+                     channels=_num(opts, "channels", 1, int, url))
+
+
+SCHEMES: dict[str, Callable[[str, dict, str], Source]] = {
+    "synthetic": _synthetic, "dir": _dir, "file": _file, "stdin": _stdin,
+    "serial": _serial, "camera": _camera, "mic": _mic,
+}

@@ -1,0 +1,284 @@
+"""The receiver's durable store: per-stream container files with de-duplication on seq.
+
+``STORE/<stream_id>/<n:08d>.scd`` are ordinary streams (preamble + HEADER + FRAME/GAP
+records); a new file starts when the HEADER changes (another model) or the current file passes
+``file_max_bytes``. Every sequence number is covered at most once: a FRAME whose seq is known is
+a duplicate; a GAP is trimmed to the parts nobody covered yet. Records are appended and fsynced
+before the caller acknowledges. On open, the newest file is truncated at its first bad record
+(a crash mid-append; those records were never acknowledged, so the sender still has them).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import threading
+from pathlib import Path
+
+from ..container import (PREAMBLE, ContainerError, Record, RecordType, gap_record,
+                         header_record, preamble, scan_records)
+from .config import STREAM_ID_RE
+
+log = logging.getLogger("sensorcodec.store")
+
+
+class RangeSet:
+    """A set of integers stored as sorted, disjoint, inclusive ranges."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def __contains__(self, x: int) -> bool:
+        i = bisect.bisect_right(self.starts, x) - 1
+        return i >= 0 and self.ends[i] >= x
+
+    def uncovered(self, a: int, b: int) -> list[tuple[int, int]]:
+        """Sub-ranges of [a, b] not in the set."""
+        out, cur = [], a
+        i = max(bisect.bisect_right(self.starts, a) - 1, 0)
+        while cur <= b and i < len(self.starts):
+            s, e = self.starts[i], self.ends[i]
+            if e < cur:
+                i += 1
+                continue
+            if s > b:
+                break
+            if s > cur:
+                out.append((cur, s - 1))
+            cur = max(cur, e + 1)
+            i += 1
+        if cur <= b:
+            out.append((cur, b))
+        return out
+
+    def add(self, a: int, b: int) -> None:
+        """Insert [a, b], merging neighbours."""
+        i = bisect.bisect_left(self.starts, a)
+        if i > 0 and self.ends[i - 1] >= a - 1:
+            i -= 1
+            a = min(a, self.starts[i])
+        j = i
+        while j < len(self.starts) and self.starts[j] <= b + 1:
+            b = max(b, self.ends[j])
+            j += 1
+        self.starts[i:j] = [a]
+        self.ends[i:j] = [b]
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """All ranges, ascending."""
+        return list(zip(self.starts, self.ends))
+
+    def count(self) -> int:
+        """Number of integers in the set."""
+        return sum(e - s + 1 for s, e in zip(self.starts, self.ends))
+
+
+class StreamStore:
+    """Storage for one stream id; thread-safe."""
+
+    def __init__(self, root: Path, stream_id: str, file_max_bytes: int = 64 * 1024**2,
+                 fsync: bool = True) -> None:
+        if not STREAM_ID_RE.fullmatch(stream_id):
+            raise ContainerError(f"invalid stream id {stream_id!r}")
+        self.dir = Path(root) / stream_id
+        self.stream_id, self.file_max_bytes, self.fsync = stream_id, file_max_bytes, fsync
+        self.covered = RangeSet()
+        self.frames = RangeSet()
+        self.gaps: list[tuple[int, int, int]] = []
+        self.lock = threading.Lock()
+        self._file = None
+        self._file_header: dict | None = None
+        self._file_size = 0
+        self._next_fileno = 0
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._load()
+
+    def files(self) -> list[Path]:
+        """Data files, oldest first."""
+        return sorted(p for p in self.dir.glob("*.scd") if p.stem.isdigit())
+
+    def _load(self) -> None:
+        files = self.files()
+        for i, p in enumerate(files):
+            data = p.read_bytes()
+            try:
+                res = scan_records(data, offset=PREAMBLE.size) if data[:len(preamble())] == preamble() \
+                    else None
+            except ContainerError:
+                res = None
+            if res is None:
+                log.error("store: %s has no valid preamble; moved aside", p)
+                p.rename(p.with_suffix(".bad"))
+                continue
+            if res.errors:
+                log.warning("store: %s: %s; truncating %d bytes (unacknowledged tail)", p,
+                            res.errors[0], len(data) - res.good_bytes)
+                with open(p, "r+b") as f:
+                    f.truncate(res.good_bytes)
+                    os.fsync(f.fileno())
+            for rec in res.records:
+                self._index(rec)
+        if files:
+            self._next_fileno = int(files[-1].stem) + 1
+
+    def _index(self, rec: Record) -> None:
+        if rec.type == RecordType.FRAME:
+            self.covered.add(rec.seq, rec.seq)
+            self.frames.add(rec.seq, rec.seq)
+        elif rec.type == RecordType.GAP:
+            a, b, reason = rec.gap()
+            self.covered.add(a, b)
+            self.gaps.append((a, b, int(reason)))
+
+    def commit(self, header: dict, records: list[Record]) -> tuple[int, int, int]:
+        """Store the not-yet-covered part of ``records`` durably; returns (frames, duplicates, gaps)."""
+        with self.lock:
+            new: list[Record] = []
+            pending = RangeSet()
+            dups = frames = gaps = 0
+            for rec in records:
+                if rec.type == RecordType.FRAME:
+                    if rec.seq in self.covered or rec.seq in pending:
+                        dups += 1
+                        continue
+                    pending.add(rec.seq, rec.seq)
+                    new.append(rec)
+                    frames += 1
+                elif rec.type == RecordType.GAP:
+                    a, b, reason = rec.gap()
+                    if b < a:
+                        raise ContainerError(f"GAP record with last {b} < first {a}")
+                    for x, y in self.covered.uncovered(a, b):
+                        for u, v in pending.uncovered(x, y):
+                            pending.add(u, v)
+                            new.append(gap_record(u, u, v, reason, rec.t_mono_ns, rec.t_wall_ns))
+                            gaps += 1
+            if new:
+                self._append(header, new)
+                for rec in new:
+                    self._index(rec)
+            return frames, dups, gaps
+
+    def _append(self, header: dict, records: list[Record]) -> None:
+        body = b"".join(r.encode() for r in records)
+        new_file = False
+        if self._file is None or header != self._file_header or self._file_size >= self.file_max_bytes:
+            if self._file is not None:
+                self._file.close()
+            path = self.dir / f"{self._next_fileno:08d}.scd"
+            self._next_fileno += 1
+            self._file = open(path, "ab", buffering=0)
+            head = preamble() + header_record(header).encode()
+            self._file.write(head)
+            self._file_size = len(head)
+            self._file_header = header
+            new_file = True
+        self._file.write(body)
+        self._file_size += len(body)
+        if self.fsync:
+            os.fsync(self._file.fileno())
+            if new_file:
+                fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def close(self) -> None:
+        """Close the open file."""
+        with self.lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class Store:
+    """All streams under one folder."""
+
+    def __init__(self, root: str | Path, file_max_bytes: int = 64 * 1024**2) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.file_max_bytes = file_max_bytes
+        self._streams: dict[str, StreamStore] = {}
+        self._lock = threading.Lock()
+
+    def stream(self, stream_id: str) -> StreamStore:
+        """The store for one stream (opened and recovered on first use)."""
+        with self._lock:
+            st = self._streams.get(stream_id)
+            if st is None:
+                st = self._streams[stream_id] = StreamStore(self.root, stream_id, self.file_max_bytes)
+            return st
+
+    def close(self) -> None:
+        """Close every stream."""
+        with self._lock:
+            for st in self._streams.values():
+                st.close()
+
+
+def iter_stream(root: str | Path, stream_id: str):
+    """Yield ``(header, record)`` for every FRAME/GAP record stored for a stream (file order)."""
+    for p in sorted((Path(root) / stream_id).glob("*.scd")):
+        data = p.read_bytes()
+        res = scan_records(data, offset=PREAMBLE.size)
+        header = None
+        for rec in res.records:
+            if rec.type == RecordType.HEADER:
+                header = rec.header_json()
+            elif rec.type in (RecordType.FRAME, RecordType.GAP):
+                yield header, rec
+
+
+def summarize(root: str | Path) -> dict:
+    """What ``sensor-receive ls`` prints: per stream frame count, seq ranges, gaps, bytes."""
+    root = Path(root)
+    out = {"store": str(root), "streams": []}
+    if not root.is_dir():
+        return out
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and STREAM_ID_RE.fullmatch(p.name)):
+        frames, covered = RangeSet(), RangeSet()
+        gaps, codecs, nbytes, dup = [], set(), 0, 0
+        for header, rec in iter_stream(root, d.name):
+            if header:
+                codecs.add(header.get("codec") or header.get("model") or header.get("bundle_id") or "?")
+            if rec.type == RecordType.FRAME:
+                if rec.seq in frames:
+                    dup += 1
+                frames.add(rec.seq, rec.seq)
+                covered.add(rec.seq, rec.seq)
+                nbytes += len(rec.payload)
+            else:
+                a, b, reason = rec.gap()
+                gaps.append({"first": a, "last": b, "reason": reason.name.lower()})
+                covered.add(a, b)
+        hi = covered.ends[-1] if covered.ends else -1
+        out["streams"].append({
+            "stream_id": d.name, "frames": frames.count(), "payload_bytes": nbytes,
+            "seq_ranges": [list(r) for r in frames.ranges()],
+            "gaps": sorted(gaps, key=lambda g: g["first"]),
+            "missing": [list(r) for r in covered.uncovered(0, hi)] if hi >= 0 else [],
+            "duplicates": dup, "codecs": sorted(map(str, codecs)),
+            "files": len(list(d.glob("*.scd"))),
+        })
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable ``ls`` output."""
+    lines = []
+    for s in summary["streams"]:
+        rng = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in s["seq_ranges"][:8])
+        if len(s["seq_ranges"]) > 8:
+            rng += ", ..."
+        lines.append(f"{s['stream_id']}: {s['frames']} frames ({s['payload_bytes']} B) seq {rng or '-'}; "
+                     f"{len(s['gaps'])} gaps; {len(s['missing'])} missing ranges; "
+                     f"codecs {', '.join(s['codecs']) or '-'}")
+        for g in s["gaps"][:20]:
+            lines.append(f"  gap {g['first']}..{g['last']} ({g['reason']})")
+    return "\n".join(lines) if lines else f"{summary['store']}: no streams"
+
+
+__all__ = ["RangeSet", "StreamStore", "Store", "iter_stream", "summarize", "format_summary"]
