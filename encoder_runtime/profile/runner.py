@@ -135,13 +135,15 @@ def _coder(manifest: dict | None):
         from encoder_runtime.entropy import get_coder  # written elsewhere; optional here
     except ImportError:
         get_coder = None
+    why = "no encoder_runtime.entropy.get_coder" if get_coder is None else "no default coder in manifest"
     if get_coder is not None and name:
-        coder = get_coder(name)
-        return name, coder.encode
+        try:
+            return name, get_coder(name).encode
+        except Exception as exc:  # unknown name or coder unavailable: count bits with zstd, say why
+            why = f"get_coder({name!r}) failed: {exc}"
     import zstandard
 
     cctx = zstandard.ZstdCompressor(level=19)
-    why = "no encoder_runtime.entropy.get_coder" if get_coder is None else "no default coder in manifest"
     return f"zstd-19 ({why})", lambda codes: cctx.compress(np.ascontiguousarray(codes).tobytes())
 
 
