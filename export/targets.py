@@ -23,9 +23,11 @@ are separate steps: :func:`build_target_bundle` only ever reads a finished runti
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import platform
@@ -226,8 +228,8 @@ def resolve_model(name: str) -> Path:
     try:  # installed package: use the package's own folder
         import encoder_runtime  # noqa: PLC0415
 
-        models = Path(encoder_runtime.__file__).resolve().parent / "models"
-    except ImportError:
+        models = Path(list(encoder_runtime.__path__)[0]).resolve() / "models"
+    except (ImportError, IndexError):
         pass
     path = models / name
     if not (path / "manifest.json").is_file():
@@ -362,7 +364,7 @@ def write_requirements(wheelhouse: Path) -> Path:
 def convert_to_ort(model_files: Sequence[Path], out_dir: Path, target: Target) -> dict[str, Path]:
     """ORT-format copies of ``model_files`` optimised for the target (Fixed style).
 
-    Uses ``python -m onnxruntime.tools.convert_onnx_models_to_ort``; returns {onnx name: .ort}.
+    Same as ``python -m onnxruntime.tools.convert_onnx_models_to_ort``; returns {onnx name: .ort}.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Path] = {}
@@ -370,10 +372,18 @@ def convert_to_ort(model_files: Sequence[Path], out_dir: Path, target: Target) -
         work = Path(tmp)
         for f in model_files:
             shutil.copy2(f, work / f.name)
-        # The path must come before --optimization_style (a list option that swallows it).
-        _run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(work),
-              "--target_platform", target.ort_target_platform, "--optimization_style", "Fixed"],
-             f"converting {[f.name for f in model_files]} to ORT format")
+        # In-process call of what `python -m onnxruntime.tools.convert_onnx_models_to_ort DIR
+        # --target_platform arm|amd64 --optimization_style Fixed` runs (saves a second import).
+        from onnxruntime.tools import convert_onnx_models_to_ort as conv  # noqa: PLC0415
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                conv.convert_onnx_models_to_ort(
+                    work, optimization_styles=[conv.OptimizationStyle.Fixed],
+                    target_platform=target.ort_target_platform)
+        except Exception as e:  # noqa: BLE001 - any converter failure names the models
+            raise PackagingError(f"converting {[f.name for f in model_files]} to ORT format "
+                                 f"(target_platform {target.ort_target_platform}) failed: {e}") from e
         for f in model_files:
             ort = work / (f.stem + ".ort")
             if not ort.is_file():
