@@ -186,7 +186,8 @@ class Spool:
                     self._active_size = good
                     self._active_first, self._active_last = info.first, info.last
                     self._active_records = n
-                    self._seal_locked()
+                    with self._lock:
+                        self._seal_locked()
                 report["sealed_active"] = True
                 self.next_seq = max(self.next_seq, info.last + 1)
             else:

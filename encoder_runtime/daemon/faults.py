@@ -1,0 +1,185 @@
+"""Fault injection and verification helpers for the shipping path (tests, benchmark, demo).
+
+- :class:`FaultProxy`: a loopback TCP proxy that can stall (stop forwarding, keep the
+  connection open), corrupt bytes in flight, or cut every connection.
+- :func:`verify_stream`: checks the delivery invariant on a receiver store — every sequence
+  number from 0 to the highest is covered exactly once by a stored frame or a GAP, and every
+  stored frame decodes.
+- :func:`free_port`, :func:`spawn`: process helpers for loopback tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..container import RecordType
+from .store import RangeSet, iter_stream
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FaultProxy:
+    """Forward ``127.0.0.1:listen_port`` → ``target`` with switchable faults."""
+
+    def __init__(self, target_port: int, listen_port: int = 0, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.sock = socket.create_server(("127.0.0.1", listen_port))
+        self.port = self.sock.getsockname()[1]
+        self.stalled = threading.Event()
+        self._corrupt = {"up": 0, "down": 0}
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._closed = False
+        self.bytes_up = 0
+        self.corrupted = 0
+        threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
+
+    def corrupt_next(self, n: int = 1, direction: str = "up") -> None:
+        """Flip one byte in each of the next ``n`` chunks going ``up`` (to the target) or ``down``."""
+        with self._lock:
+            self._corrupt[direction] += n
+
+    def cut(self) -> None:
+        """Reset every open connection."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Stop the proxy."""
+        self._closed = True
+        self.sock.close()
+        self.cut()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _maybe_corrupt(self, data: bytes, direction: str) -> bytes:
+        with self._lock:
+            if self._corrupt[direction] <= 0 or len(data) < 16:
+                return data
+            self._corrupt[direction] -= 1
+            self.corrupted += 1
+        b = bytearray(data)
+        b[len(b) // 2] ^= 0x5A
+        return bytes(b)
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        pairs = {client: (upstream, "up"), upstream: (client, "down")}
+        try:
+            while not self._closed:
+                if self.stalled.is_set():
+                    time.sleep(0.05)  # hold everything; the peers see a silent link
+                    continue
+                ready, _, _ = select.select(list(pairs), [], [], 0.1)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    dst, direction = pairs[s]
+                    if direction == "up":
+                        self.bytes_up += len(data)
+                    dst.sendall(self._maybe_corrupt(data, direction))
+        except OSError:
+            pass
+        finally:
+            for s in (client, upstream):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+def verify_stream(store: str | Path, stream_id: str, *, decode: bool = True,
+                  expect_count: int | None = None) -> dict:
+    """Check the delivery invariant for one stream; raises AssertionError with the reason.
+
+    Returns ``{"frames", "gap_seqs", "highest", "gaps"}``. With ``expect_count`` the seq space must
+    be exactly ``0 .. expect_count - 1``.
+    """
+    from .codecs import decoder_for_header
+
+    covered, frames = RangeSet(), 0
+    gap_seqs, gaps = 0, []
+    decoders: dict[str, object] = {}
+    for header, rec in iter_stream(store, stream_id):
+        if rec.type == RecordType.FRAME:
+            assert rec.seq not in covered, f"seq {rec.seq} stored twice"
+            covered.add(rec.seq, rec.seq)
+            frames += 1
+            if decode:
+                key = json.dumps(header, sort_keys=True)
+                dec = decoders.get(key) or decoders.setdefault(key, decoder_for_header(header))
+                arr = dec.decode_frame(header, rec.payload)
+                assert arr.size > 0, f"seq {rec.seq} decoded to an empty array"
+        else:
+            a, b, reason = rec.gap()
+            assert covered.uncovered(a, b) == [(a, b)], f"gap {a}..{b} overlaps stored data"
+            covered.add(a, b)
+            gap_seqs += b - a + 1
+            gaps.append((a, b, reason.name))
+    highest = covered.ends[-1] if covered.ends else -1
+    missing = covered.uncovered(0, highest) if highest >= 0 else []
+    assert not missing, f"seqs neither stored nor in a GAP: {missing[:10]}"
+    if expect_count is not None:
+        assert highest == expect_count - 1, f"highest seq {highest}, expected {expect_count - 1}"
+    return {"frames": frames, "gap_seqs": gap_seqs, "highest": highest, "gaps": gaps}
+
+
+def python_env() -> dict:
+    """Environment for child processes: this checkout first on PYTHONPATH."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def spawn(module: str, args: list[str], log_path: str | Path | None = None,
+          extra_env: dict | None = None, **kw) -> subprocess.Popen:
+    """Start ``python -m encoder_runtime.daemon.<module> args`` (stderr to ``log_path``)."""
+    err = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", f"encoder_runtime.daemon.{module}", *args],
+                            stdout=subprocess.PIPE, stderr=err, env=python_env() | (extra_env or {}), **kw)
+
+
+def wait_listening(port: int, timeout: float = 20.0) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
