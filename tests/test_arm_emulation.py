@@ -1,0 +1,111 @@
+"""An rpi5 target bundle installs offline into a clean emulated aarch64 Python and its codes
+equal the x86 codes byte for byte (issue 3, part 4).
+
+Setup (cached under data/cache/arm, rebuilt by the test itself when missing): Debian arm64
+.debs of python3.11 from the machine's Debian mirror, unpacked; the target's wheels from PyPI.
+Needs the Debian package qemu-user-static (scripts/apt/arm.txt). Emulation is 35-80x slower
+than native, so this checks a handful of real image tiles per model; bit-exactness on thousands
+of frames is checked natively by the model tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+from export.emulation import (EmulationUnavailable, check_bundle_on_arm, install_wheelhouse, qemu_binary,
+                              write_toy_bundle)
+from export.targets import PROJECT_ROOT, build_target_bundle, get_target
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def qemu() -> str:
+    try:
+        return qemu_binary()
+    except EmulationUnavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def site_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("arm-site")
+
+
+def _bundled_models() -> list[str]:
+    models = PROJECT_ROOT / "encoder_runtime" / "models"
+    return sorted(p.parent.name for p in models.glob("*/manifest.json"))
+
+
+def _image_tiles(manifest: dict, count: int = 6, size: int = 128) -> np.ndarray:
+    """``count`` real photo tiles in the bundle's input layout (N, H, W, C) uint8."""
+    sample = manifest.get("sample", {})
+    if manifest.get("modality") != "image" or sample.get("dtype") != "uint8":
+        pytest.skip(f"{manifest.get('name')}: only uint8 image bundles are checked under emulation")
+    block = max(manifest.get("transform", {}).get("block", [8, 8]))
+    size = max(block, size // block * block)
+    img = skimage.data.astronaut()
+    if sample.get("channels", 3) == 1:
+        img = skimage.data.camera()[..., None]
+    h, w = img.shape[:2]
+    corners = [((i * 97) % (h - size), (i * 173) % (w - size)) for i in range(count)]
+    return np.stack([img[y:y + size, x:x + size] for y, x in corners])
+
+
+def _check(bundle_src: Path, out: Path, site_cache: Path) -> dict:
+    target_bundle = build_target_bundle(bundle_src, "rpi5", out)
+    manifest = json.loads((target_bundle / "manifest.json").read_text())
+    frames = _image_tiles(manifest)
+    result = check_bundle_on_arm(target_bundle, frames, site_cache_dir=site_cache)
+    assert result.arm_info["machine"] == "aarch64" and result.host_info["machine"] == "x86_64"
+    # every graph the bundle ships (.onnx fp32/int8, .ort fp32/int8) ran on both sides
+    expected = {"onnx:fp32", *(f"ort:{v}" for v in manifest["target"]["ort_format"]["files"])}
+    if "encoder_int8.onnx" in manifest["files"]:
+        expected.add("onnx:int8")
+    assert expected <= set(result.arm_codes) and expected <= set(result.host_codes)
+    assert set(result.arm_codes) == set(result.host_codes)
+    assert result.mismatches() == [], result.mismatches()
+    ref = result.host_codes["onnx:fp32"]
+    assert ref.shape[0] == len(frames) and ref.size > 0 and np.unique(ref).size > 10
+    print(f"\n{manifest['name']}: {len(frames)} tiles {frames.shape[1:]}, keys {sorted(result.arm_codes)}, "
+          f"timings {{{', '.join(f'{k}: {v:.1f}' for k, v in result.timings.items())}}}, "
+          f"guest {result.arm_info}")
+    return {"codes": ref, "frames": frames, "result": result}
+
+
+def test_toy_bundle_bit_exact_on_emulated_rpi5(qemu, tmp_path, site_cache):
+    src = write_toy_bundle(tmp_path / "toy")
+    got = _check(src, tmp_path / "rpi5", site_cache)
+    # and equal to the integer formula of docs/bundle-format.md
+    p = np.load(src / "encoder_int.npz")
+    w, b, s = p["weight"].astype(np.int64), p["bias"].astype(np.int64), p["shift"]
+    f = got["frames"]
+    n, h, wd, c = f.shape
+    acc = np.einsum("nyixjc,kcij->nkyx", f.reshape(n, h // 8, 8, wd // 8, 8, c).astype(np.int64), w)
+    ref = np.clip(np.round((acc + b[None, :, None, None]) / 2.0 ** s[None, :, None, None]), -127, 127)
+    assert np.array_equal(got["codes"], ref.astype(np.int8))
+
+
+@pytest.mark.parametrize("model", _bundled_models() or [pytest.param("none", marks=pytest.mark.skip(
+    reason="no bundled models in encoder_runtime/models yet"))])
+def test_bundled_model_bit_exact_on_emulated_rpi5(qemu, tmp_path, site_cache, model):
+    _check(PROJECT_ROOT / "encoder_runtime" / "models" / model, tmp_path / "rpi5", site_cache)
+
+
+def test_jetson_wheelhouse_is_cp310_and_complete(tmp_path):
+    """JetPack 6's Python 3.10 caps onnxruntime at 1.23.2; the wheelhouse must install offline."""
+    src = write_toy_bundle(tmp_path / "toy")
+    out = build_target_bundle(src, "jetson-orin", tmp_path / "jetson")
+    t = json.loads((out / "manifest.json").read_text())["target"]
+    assert t["python"] == "3.10" and t["default_variant"] == "int8"
+    assert t["onnxruntime"] == "1.23.2"
+    assert all("cp311" not in w for w in t["wheelhouse"]["wheels"])
+    install_wheelhouse(out / "wheelhouse", tmp_path / "site", get_target("jetson-orin"))
+    assert (tmp_path / "site" / "onnxruntime").is_dir() and (tmp_path / "site" / "encoder_runtime").is_dir()
+    shutil.rmtree(tmp_path / "site")
