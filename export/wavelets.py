@@ -302,8 +302,9 @@ def _analysis(x: torch.Tensor, bank: FilterBank, levels: int, dims: int, mode: s
         chans = x.shape[1]
         for a in range(dims):  # layout: (N, C, b_0..b_{a-1}, s_0..s_{dims-1})
             pos = x.dim() - dims + a
-            y = _analysis_1d(x.movedim(pos, -1), w_dec, bank, mode)
-            x = y.movedim((-2, -1), (2 + a, pos + 1))
+            y = _analysis_1d(x.movedim(pos, x.dim() - 1), w_dec, bank, mode)
+            # non-negative axes throughout: the TorchScript ONNX exporter mishandles negative ones
+            x = y.movedim((y.dim() - 2, y.dim() - 1), (2 + a, pos + 1))
         x = x.reshape(n_batch, chans * 2 ** dims, *x.shape[-dims:])
     return x
 
@@ -336,8 +337,9 @@ def _synthesis(y: torch.Tensor, bank: FilterBank, levels: int, dims: int, mode: 
         y = y.reshape(n_batch, chans, *([2] * dims), *y.shape[-dims:])
         for a in range(dims - 1, -1, -1):  # layout: (N, C, b_0..b_a, s_0..s_{dims-1})
             pos = y.dim() - dims + a
-            z = y.movedim((2 + a, pos), (-2, -1))
-            y = _synthesis_1d(z, w_rec, bank, mode, target[a]).movedim(-1, pos - 1)
+            z = y.movedim((2 + a, pos), (y.dim() - 2, y.dim() - 1))
+            z = _synthesis_1d(z, w_rec, bank, mode, target[a])
+            y = z.movedim(z.dim() - 1, pos - 1)
     return y
 
 

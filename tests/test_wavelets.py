@@ -384,3 +384,28 @@ def test_haar_block_matrix_matches_wpt(dims, levels):
     weight = torch.tensor(mat).reshape(size, 1, *([block] * dims)).repeat(channels, 1, *[1] * dims)
     folded = conv(x, weight, stride=block, groups=channels)  # one strided conv = Haar WPT
     torch.testing.assert_close(folded, wpt_analysis(x, "haar", levels, dims), atol=1e-12, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+@pytest.mark.parametrize("dynamo", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_onnx_export_round_trip(tmp_path, dynamo):
+    """WPT + inverse export to ONNX (both exporters) and run in onnxruntime with the same numbers."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript" if dynamo else "onnx")
+
+    class RoundTrip(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc, self.dec = WPT("bior4.4", 2, 2), InverseWPT("bior4.4", 2, 2)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y = self.enc(x)
+            return y, self.dec(y, out_shape=tuple(x.shape[2:]))
+
+    x = torch.tensor(_real((3, 45, 38)), dtype=torch.float32)[None]
+    path = tmp_path / "wpt.onnx"
+    torch.onnx.export(RoundTrip(), (x,), str(path), dynamo=dynamo, opset_version=18)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    y, r = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(y, wpt_analysis(x, "bior4.4", 2, 2).numpy(), atol=1e-5)
+    np.testing.assert_allclose(r, x.numpy(), atol=1e-5)
