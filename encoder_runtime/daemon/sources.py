@@ -111,9 +111,19 @@ class SyntheticSource(Source):
         self._stop = False
         h, w = self.shape[0], self.shape[1] if len(self.shape) > 1 else 1
         self._yy, self._xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self._cache: dict[int, np.ndarray] = {}
+
+    CYCLE = 64
 
     def frame(self, i: int) -> np.ndarray:
-        """The i-th test frame (deterministic)."""
+        """The i-th test frame (deterministic; a cycle of 64 frames, computed once each)."""
+        i %= self.CYCLE
+        cached = self._cache.get(i)
+        if cached is None:
+            cached = self._cache[i] = self._render(i)
+        return cached
+
+    def _render(self, i: int) -> np.ndarray:
         h, w = self._yy.shape
         cy, cx = h / 2 + h / 4 * np.sin(i / 10), w / 2 + w / 4 * np.cos(i / 13)
         disc = ((self._yy - cy) ** 2 + (self._xx - cx) ** 2) < (min(h, w) / 6) ** 2

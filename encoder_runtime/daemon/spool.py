@@ -145,6 +145,10 @@ class Spool:
         self.next_segno = 0
         self.recovery: dict = {}
         self.on_seal = None           # callback (the uploader's wake-up)
+        self._ready_bytes = 0
+        self._free_cache = 0
+        self._free_checked = -1e9
+        self._free_base = 0
 
     # -- startup ---------------------------------------------------------------------------
     def open(self, header: dict) -> dict:
@@ -164,6 +168,7 @@ class Spool:
                 continue
             seg = Segment(p, int(m.group(1)), int(m.group(2)), int(m.group(3)), p.stat().st_size)
             self._ready[seg.segno] = seg
+            self._ready_bytes += seg.size
         self.next_segno = max([state.get("segno_floor", 0)] + [s + 1 for s in self._ready])
         self.next_seq = max([state.get("seq_floor", 0)] + [s.last + 1 for s in self._ready.values()])
         active = self.dir / ACTIVE_NAME
@@ -218,11 +223,17 @@ class Spool:
     # -- accounting ------------------------------------------------------------------------
     def total_bytes(self) -> int:
         """Bytes in sealed and active segments."""
-        return sum(s.size for s in self._ready.values()) + self._active_size
+        return self._ready_bytes + self._active_size
 
     def _free_bytes(self) -> int:
-        st = os.statvfs(self.dir)
-        return st.f_bavail * st.f_frsize
+        """Free disk space, refreshed at most every 0.5 s (minus what we wrote since)."""
+        now = time.monotonic()
+        if now - self._free_checked > 0.5:
+            st = os.statvfs(self.dir)
+            self._free_cache = st.f_bavail * st.f_frsize
+            self._free_checked = now
+            self._free_base = self.total_bytes()
+        return self._free_cache - max(0, self.total_bytes() - self._free_base)
 
     def _full(self, incoming: int) -> bool:
         if self.total_bytes() + incoming > self.max_bytes:
@@ -293,6 +304,7 @@ class Spool:
             info = None
         seg.path.unlink()
         del self._ready[seg.segno]
+        self._ready_bytes -= seg.size
         if self.metrics:
             self.metrics.spool_dropped_bytes.inc(seg.size)
         if info is None:
@@ -363,6 +375,7 @@ class Spool:
             _fsync_dir(self.dir)
         self._ready[segno] = Segment(dest, segno, self._active_first, self._active_last,
                                      dest.stat().st_size)
+        self._ready_bytes += self._ready[segno].size
         self._active = None
         self._active_size = 0
         self._active_records = 0
@@ -427,6 +440,7 @@ class Spool:
             self._in_flight.discard(seg.segno)
             if self._ready.pop(seg.segno, None) is None:
                 return
+            self._ready_bytes -= seg.size
             if not self._ready and self._active is None:
                 self._write_state()  # the spool drains: keep the seq floor
             try:
@@ -440,7 +454,8 @@ class Spool:
         """Move a segment that fails verification to ``rejected/`` (never re-sent automatically)."""
         with self._lock:
             self._in_flight.discard(seg.segno)
-            self._ready.pop(seg.segno, None)
+            if self._ready.pop(seg.segno, None) is not None:
+                self._ready_bytes -= seg.size
             try:
                 seg.path.rename(self.rejected_dir / seg.path.name)
             except FileNotFoundError:
