@@ -290,8 +290,10 @@ def build_sensorcodec_wheel(out_dir: Path, project_root: Path = PROJECT_ROOT) ->
             if (project_root / pkg).is_dir():
                 shutil.copytree(project_root / pkg, src / pkg, ignore=ignore)
         wdir = Path(tmp) / "wheel"
+        # Fixed zip timestamps: the same sources give the same wheel (and the same sha256).
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
         _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-              "-q", "-w", str(wdir), str(src)], "building the sensorcodec wheel")
+              "-q", "-w", str(wdir), str(src)], "building the sensorcodec wheel", env=env)
         wheels = list(wdir.glob("sensorcodec-*.whl"))
         if len(wheels) != 1:
             raise PackagingError(f"building the sensorcodec wheel produced {wheels}")

@@ -58,8 +58,8 @@ def _image_tiles(manifest: dict, count: int = 6, size: int = 128) -> np.ndarray:
     return np.stack([img[y:y + size, x:x + size] for y, x in corners])
 
 
-def _check(bundle_src: Path, out: Path, site_cache: Path) -> dict:
-    target_bundle = build_target_bundle(bundle_src, "rpi5", out)
+def _check(bundle_src: Path, out: Path, site_cache: Path, target: str = "rpi5") -> dict:
+    target_bundle = build_target_bundle(bundle_src, target, out)
     manifest = json.loads((target_bundle / "manifest.json").read_text())
     frames = _image_tiles(manifest)
     result = check_bundle_on_arm(target_bundle, frames, site_cache_dir=site_cache)
@@ -73,15 +73,16 @@ def _check(bundle_src: Path, out: Path, site_cache: Path) -> dict:
     assert result.mismatches() == [], result.mismatches()
     ref = result.host_codes["onnx:fp32"]
     assert ref.shape[0] == len(frames) and ref.size > 0 and np.unique(ref).size > 10
-    print(f"\n{manifest['name']}: {len(frames)} tiles {frames.shape[1:]}, keys {sorted(result.arm_codes)}, "
+    print(f"\n{manifest['name']} on {manifest['target']['name']}: {len(frames)} tiles {frames.shape[1:]}, keys {sorted(result.arm_codes)}, "
           f"timings {{{', '.join(f'{k}: {v:.1f}' for k, v in result.timings.items())}}}, "
           f"guest {result.arm_info}")
     return {"codes": ref, "frames": frames, "result": result}
 
 
-def test_toy_bundle_bit_exact_on_emulated_rpi5(qemu, tmp_path, site_cache):
+@pytest.mark.parametrize("target", ["rpi5", "rpi4"])  # qemu cortex-a76 / cortex-a72 kernels
+def test_toy_bundle_bit_exact_on_emulated_arm(qemu, tmp_path, site_cache, target):
     src = write_toy_bundle(tmp_path / "toy")
-    got = _check(src, tmp_path / "rpi5", site_cache)
+    got = _check(src, tmp_path / target, site_cache, target)
     # and equal to the integer formula of docs/bundle-format.md
     p = np.load(src / "encoder_int.npz")
     w, b, s = p["weight"].astype(np.int64), p["bias"].astype(np.int64), p["shift"]
