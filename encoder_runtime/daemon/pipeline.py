@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue as _queue
 import threading
 import time
 
@@ -103,15 +104,63 @@ class FrameQueue:
             return self.closed and not self._items
 
 
+class SpoolWriter(threading.Thread):
+    """Appends encoded frames and gaps to the spool, so fsync at seal never stalls the encoder."""
+
+    def __init__(self, spool, maxsize: int = 64) -> None:
+        super().__init__(name="spool-writer", daemon=True)
+        self.spool = spool
+        self.q: _queue.Queue = _queue.Queue(maxsize=maxsize)
+        self.error: BaseException | None = None
+
+    def append_frame(self, payload: bytes, t_mono_ns: int, t_wall_ns: int) -> None:
+        """Queue one encoded frame (blocks when the writer is behind: back-pressure)."""
+        self.q.put((payload, t_mono_ns, t_wall_ns, 0, None))
+
+    def append_gap(self, lost: int, reason: GapReason, t_mono_ns: int = 0, t_wall_ns: int = 0) -> None:
+        """Queue a GAP for ``lost`` frames."""
+        self.q.put((None, t_mono_ns, t_wall_ns, lost, reason))
+
+    def finish(self) -> None:
+        """No more records: the thread exits once everything queued is in the spool."""
+        self.q.put(None)
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.q.get()
+                if item is None:
+                    return
+                payload, mono, wall, lost, reason = item
+                if payload is None:
+                    self.spool.append_gap(lost, reason, mono, wall)
+                else:
+                    self.spool.append_frame(payload, mono, wall)
+        except BaseException as exc:  # surfaced by the daemon, which exits non-zero
+            self.error = exc
+            log.exception("spool writer failed")
+
+
 class EncodeWorker(threading.Thread):
-    """Takes items off the queue, encodes frames and appends FRAME/GAP records to the spool."""
+    """Takes items off the queue, encodes frames and hands FRAME/GAP records to the spool writer."""
 
     def __init__(self, queue: FrameQueue, encoder, spool, metrics=None) -> None:
         super().__init__(name="encoder", daemon=True)
-        self.queue, self.encoder, self.spool, self.metrics = queue, encoder, spool, metrics
+        self.queue, self.encoder, self.metrics = queue, encoder, metrics
+        self.writer = SpoolWriter(spool)
+        self.spool = self.writer
         self.deadline: float | None = None   # monotonic; set on shutdown to bound the drain
         self.frames = 0
         self.error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the spool writer and the encoder thread."""
+        self.writer.start()
+        super().start()
+
+    def done(self) -> bool:
+        """Everything this worker produced is in the spool."""
+        return not self.is_alive() and not self.writer.is_alive()
 
     def run(self) -> None:
         try:
@@ -128,6 +177,8 @@ class EncodeWorker(threading.Thread):
         except BaseException as exc:  # surfaced by the daemon, which exits non-zero
             self.error = exc
             log.exception("encoder worker failed")
+        finally:
+            self.writer.finish()
 
     def _account_rest(self, item: SourceItem) -> None:
         """Shutdown budget exhausted: every frame still queued becomes part of a GAP."""

@@ -131,11 +131,11 @@ class EncodeService:
                 if progressed and self.worker.is_alive() or self.source_done.is_set():
                     sdnotify.notify("WATCHDOG=1")
                 last_wd, last_frames = now, self.worker.frames
-            if self.worker.error is not None:
+            if self.worker.error is not None or self.worker.writer.error is not None:
                 log.error("encoder failed; stopping")
                 rc = 1
                 break
-            if self.source_done.is_set() and not self.worker.is_alive():
+            if self.source_done.is_set() and self.worker.done():
                 self.spool.seal()
                 if self.spool.empty():
                     log.info("source finished and every segment is acknowledged (%d frames acked)",
@@ -157,6 +157,7 @@ class EncodeService:
         self.queue.close()
         self.worker.deadline = time.monotonic() + self.cfg.shutdown_timeout * 0.5
         self.worker.join(max(0.0, deadline - time.monotonic()))
+        self.worker.writer.join(max(0.0, deadline - time.monotonic()))
         self.spool.close()
         while self.uploader is not None and not self.spool.empty() and time.monotonic() < deadline \
                 and self.uploader.connected.is_set():
