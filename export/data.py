@@ -199,8 +199,9 @@ def image_paths(split: str, cache: Path = DEFAULT_CACHE) -> list[Path]:
 
 
 def audio_paths(split: str, cache: Path = DEFAULT_CACHE) -> list[Path]:
-    """Derived 16 kHz mono WAV files of a split."""
-    return sorted((cache / "audio" / split).glob("*.wav"))
+    """Derived 16 kHz mono WAV (or int16 .npy) files of a split."""
+    folder = cache / "audio" / split
+    return sorted(list(folder.glob("*.wav")) + list(folder.glob("*.npy")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,115 @@
+"""Read and write the file formats `sensor-codec` accepts: images, WAV/FLAC audio, .npy arrays.
+
+Pillow (images) and soundfile (FLAC) are optional (`pip install sensorcodec[media]`); WAV PCM
+and .npy need only the standard library and numpy.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".bmp", ".webp"}
+AUDIO_EXT = {".wav", ".flac"}
+ARRAY_EXT = {".npy"}
+
+
+class MediaError(ValueError):
+    """A file cannot be read or written."""
+
+
+def modality_of(path: Path) -> str:
+    """'image', 'audio' or 'array' from a file name; MediaError for anything else."""
+    ext = Path(path).suffix.lower()
+    if ext in IMAGE_EXT:
+        return "image"
+    if ext in AUDIO_EXT:
+        return "audio"
+    if ext in ARRAY_EXT:
+        return "array"
+    raise MediaError(f"{path}: unsupported file type {ext or '(none)'!r}; expected an image "
+                     f"({', '.join(sorted(IMAGE_EXT))}), audio (.wav, .flac) or .npy")
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise MediaError("reading/writing images needs Pillow: pip install 'sensorcodec[media]'") from None
+    return Image
+
+
+def read_input(path: Path) -> tuple[np.ndarray, dict]:
+    """Load a file → (array, meta). Images come back H×W×3 or H×W uint8."""
+    path = Path(path)
+    kind = modality_of(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    try:
+        if kind == "image":
+            Image = _pillow()
+            with Image.open(path) as im:
+                if im.mode in ("L", "I;16", "I", "F"):
+                    arr = np.asarray(im.convert("L"))
+                else:
+                    arr = np.asarray(im.convert("RGB"))
+            return arr, {"kind": "image"}
+        if kind == "audio":
+            return _read_audio(path)
+        arr = np.load(path, allow_pickle=False)
+        return arr, {"kind": "array"}
+    except MediaError:
+        raise
+    except Exception as exc:  # decoder libraries raise many types on bad files
+        raise MediaError(f"{path}: cannot read as {kind} ({exc.__class__.__name__}: {exc})") from None
+
+
+def _read_audio(path: Path) -> tuple[np.ndarray, dict]:
+    if path.suffix.lower() == ".wav":
+        try:
+            with wave.open(str(path), "rb") as w:
+                if w.getsampwidth() != 2:
+                    raise MediaError(f"{path}: {8 * w.getsampwidth()}-bit WAV; only 16-bit PCM "
+                                     "is read without soundfile")
+                n, ch, rate = w.getnframes(), w.getnchannels(), w.getframerate()
+                data = np.frombuffer(w.readframes(n), dtype="<i2").reshape(-1, ch)
+            return data.astype(np.int16), {"kind": "audio", "rate_hz": rate}
+        except wave.Error:
+            pass  # e.g. float WAV: fall through to soundfile
+    try:
+        import soundfile as sf
+    except ImportError:
+        raise MediaError(f"{path}: reading this audio needs soundfile: "
+                         "pip install 'sensorcodec[media]'") from None
+    data, rate = sf.read(str(path), dtype="int16", always_2d=True)
+    return data, {"kind": "audio", "rate_hz": int(rate)}
+
+
+def write_output(path: Path, array: np.ndarray, meta: dict | None = None) -> None:
+    """Write a decoded array in the format named by the file extension."""
+    path = Path(path)
+    kind = modality_of(path)
+    meta = meta or {}
+    if kind == "image":
+        if array.dtype != np.uint8 or array.ndim not in (2, 3):
+            raise MediaError(f"{path}: decoded data (shape {array.shape}, {array.dtype}) is not "
+                             "an image; write it as .npy")
+        _pillow().fromarray(array).save(path)
+    elif kind == "audio":
+        rate = int(meta.get("rate_hz") or 16000)
+        x = array if array.ndim == 2 else array[:, None]
+        if x.dtype.kind == "f":
+            x = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+        if path.suffix.lower() == ".wav":
+            with wave.open(str(path), "wb") as w:
+                w.setnchannels(x.shape[1])
+                w.setsampwidth(2)
+                w.setframerate(rate)
+                w.writeframes(x.astype("<i2").tobytes())
+        else:
+            import soundfile as sf
+            sf.write(str(path), x, rate, subtype="PCM_16")
+    else:
+        np.save(path, array, allow_pickle=False)

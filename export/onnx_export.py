@@ -1,0 +1,169 @@
+"""ONNX graphs for a trained codec and the runtime bundle that holds them.
+
+The encoder graph is built from the integer parameters (docs/bundle-format.md), so it computes the
+deployed arithmetic by construction: raw integer samples (channel-last) → Cast → Conv with
+integer-valued float32 weights (every sum < 2**24, hence exact) → Mul by 2**-shift (exact) →
+Round (half to even) → Clip → Cast int8. The decoder is traced from torch with dynamic sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from .model import Codec, CodecConfig
+
+OPSET = 17
+ONNX_DTYPES = {"uint8": TensorProto.UINT8, "int16": TensorProto.INT16, "int8": TensorProto.INT8,
+               "uint16": TensorProto.UINT16, "float32": TensorProto.FLOAT}
+
+
+def integer_encoder_arrays(codec: Codec) -> dict[str, np.ndarray]:
+    """weight int8, bias int32, shift int32 of the deployed encoder."""
+    w, b, s = codec.encoder.integer_params()
+    return {"weight": w.numpy().astype(np.int8), "bias": b.numpy().astype(np.int32),
+            "shift": s.numpy().astype(np.int32)}
+
+
+def _spatial_names(dims: int) -> list[str]:
+    return ["T"] if dims == 1 else ["H", "W", "D"][:dims]
+
+
+def encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """fp32 encoder graph: (N, *spatial, C_in) integer samples → (N, C_lat, *latent) int8 codes."""
+    d = cfg.dims
+    sp = _spatial_names(d)
+    x = helper.make_tensor_value_info("samples", ONNX_DTYPES[cfg.sample_dtype], ["N", *sp, "C"])
+    y = helper.make_tensor_value_info("codes", TensorProto.INT8, ["N", cfg.latent_channels]
+                                      + [f"{s}_lat" for s in sp])
+    w = arrays["weight"].astype(np.float32)
+    scale = np.ldexp(1.0, -arrays["shift"].astype(np.int64)).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(w, "weight"),
+        numpy_helper.from_array(arrays["bias"].astype(np.float32), "bias"),
+        numpy_helper.from_array(scale.reshape((1, -1) + (1,) * d), "step_scale"),
+        numpy_helper.from_array(np.array(-cfg.code_max, np.float32), "lo"),
+        numpy_helper.from_array(np.array(cfg.code_max, np.float32), "hi"),
+    ]
+    perm = [0, d + 1] + list(range(1, d + 1))
+    nodes = [
+        helper.make_node("Cast", ["samples"], ["xf"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["xf"], ["xc"], perm=perm),
+        helper.make_node("Conv", ["xc", "weight", "bias"], ["acc"],
+                         kernel_shape=[cfg.block] * d, strides=[cfg.block] * d),
+        helper.make_node("Mul", ["acc", "step_scale"], ["scaled"]),
+        helper.make_node("Round", ["scaled"], ["rounded"]),
+        helper.make_node("Clip", ["rounded", "lo", "hi"], ["clipped"]),
+        helper.make_node("Cast", ["clipped"], ["codes"], to=TensorProto.INT8),
+    ]
+    graph = helper.make_graph(nodes, "sensorcodec_encoder", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="sensorcodec")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+class _DecoderForExport(torch.nn.Module):
+    def __init__(self, codec: Codec) -> None:
+        super().__init__()
+        self.decoder = codec.decoder
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decoder(codes)
+
+
+def decoder_graph(codec: Codec) -> onnx.ModelProto:
+    """Decoder traced from torch: (N, C_lat, *latent) float32 codes → (N, C_in, *spatial) float32."""
+    cfg = codec.cfg
+    sp = _spatial_names(cfg.dims)
+    example = torch.zeros((1, cfg.latent_channels) + (4,) * cfg.dims)
+    axes = {"codes": {0: "N", **{i + 2: f"{s}_lat" for i, s in enumerate(sp)}},
+            "samples": {0: "N", **{i + 2: s for i, s in enumerate(sp)}}}
+    buf = io.BytesIO()
+    module = _DecoderForExport(codec).eval()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), buf, input_names=["codes"], output_names=["samples"],
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(model)
+    return model
+
+
+def folded_macs_per_sample(cfg: CodecConfig) -> float:
+    """MACs per input sample position of the folded encoder (one block conv)."""
+    return cfg.taps * cfg.latent_channels / cfg.block ** cfg.dims
+
+
+def wpt_projection_macs_per_sample(cfg: CodecConfig) -> float:
+    """MACs per sample position of the unfolded graph (Haar WPT as 2-tap stages + dense 1×1)."""
+    wpt = cfg.in_channels * 2 * cfg.dims * cfg.levels       # each level: 2 taps per axis per output
+    proj = cfg.taps * cfg.latent_channels / cfg.block ** cfg.dims
+    return float(wpt + proj)
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = None,
+                 coder: str = "auto", sample_info: dict | None = None,
+                 operating_point: dict | None = None) -> Path:
+    """Write a runtime bundle (manifest + encoder/decoder ONNX + integer params) to ``out_dir``."""
+    cfg = codec.cfg
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    codec = codec.eval()
+    arrays = integer_encoder_arrays(codec)
+    files: dict[str, bytes] = {
+        "encoder.onnx": encoder_graph(cfg, arrays).SerializeToString(),
+        "decoder.onnx": decoder_graph(codec).SerializeToString(),
+    }
+    npz = io.BytesIO()
+    np.savez(npz, **arrays)
+    files["encoder_int.npz"] = npz.getvalue()
+    for fname, data in files.items():
+        (out_dir / fname).write_bytes(data)
+    if coder == "auto":
+        try:
+            from encoder_runtime.entropy import DEFAULT_CODER
+            coder = DEFAULT_CODER
+        except ImportError:
+            coder = "zstd19"
+    layout = {1: "TC", 2: "HWC", 3: "DHWC"}[cfg.dims]
+    manifest = {
+        "format": "sensorcodec-bundle", "format_version": 1, "name": name,
+        "modality": cfg.modality,
+        "sample": {"dtype": cfg.sample_dtype, "layout": layout, "channels": cfg.in_channels,
+                   **(sample_info or {})},
+        "transform": {"wavelet": "haar", "levels": cfg.levels, "dims": cfg.dims,
+                      "block": [cfg.block] * cfg.dims, "folded": True, "padding": "edge"},
+        "latent": {"channels": cfg.latent_channels, "code_max": cfg.code_max,
+                   "rounding": "half_to_even", "weight_max": cfg.weight_max},
+        "coder": {"default": coder},
+        "config": cfg.to_dict(),
+        "macs_per_sample": {"folded": folded_macs_per_sample(cfg),
+                            "wpt_plus_projection": wpt_projection_macs_per_sample(cfg),
+                            "deployed": "folded"},
+        "files": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()},
+        "operating_point": operating_point or {},
+        "model_card": card or {},
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return out_dir
+
+
+def bits_float(x: float) -> float:
+    """Round a metric for the manifest."""
+    return float(f"{x:.4g}") if math.isfinite(x) else x

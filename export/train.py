@@ -1,0 +1,341 @@
+"""``sensor-train``: train a codec on real data and write a runtime bundle.
+
+Loss = 10·log10(MSE) + λ · rate proxy (bits per sample position, Gaussian entropy bound of the
+noisy codes). Phase 1 trains encoder and decoder with additive uniform noise and the int8
+weights the device uses (quantization-aware); phase 2 freezes the encoder and fine-tunes the
+decoder on the exact deployed integer codes. Checkpoints are safetensors + JSON (no pickles) and
+resumable. CPU by default; CUDA when present (data and augmentation stay on the device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from . import data as datasets
+from .model import Codec, CodecConfig
+from .onnx_export import write_bundle
+
+PRESETS: dict[str, dict] = {
+    "image": dict(modality="image", dims=2, in_channels=3, levels=3, sample_dtype="uint8",
+                  sample_center=128.0),
+    "audio": dict(modality="audio", dims=1, in_channels=1, levels=4, sample_dtype="int16",
+                  sample_center=0.0),
+}
+
+
+def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray]:
+    """Real training signals as (C, *spatial) integer arrays."""
+    datasets.fetch()
+    if modality == "image":
+        from PIL import Image
+        return [np.asarray(Image.open(p).convert("RGB")).transpose(2, 0, 1).copy()
+                for p in datasets.image_paths(split)]
+    out = []
+    for p in datasets.audio_paths(split):
+        if p.suffix == ".npy":
+            out.append(np.load(p, allow_pickle=False).reshape(1, -1))
+            continue
+        import soundfile as sf
+        x, _ = sf.read(p, dtype="int16")
+        out.append(x.reshape(1, -1))
+    return out
+
+
+class CropSampler:
+    """Random crops (and flips, for images) drawn on the training device."""
+
+    def __init__(self, arrays: list[np.ndarray], crop: int, dims: int, device: torch.device,
+                 seed: int = 0) -> None:
+        self.dims = dims
+        self.crop = crop
+        self.items = [torch.from_numpy(a.astype(np.float32 if a.dtype != np.uint8 else np.uint8))
+                      .to(device) for a in arrays if min(a.shape[1:]) >= crop]
+        if not self.items:
+            raise SystemExit(f"no training signal is at least {crop} samples long per axis")
+        sizes = np.array([np.prod(t.shape[1:]) for t in self.items], dtype=np.float64)
+        self.weights = sizes / sizes.sum()
+        self.rng = np.random.default_rng(seed)
+        self.device = device
+
+    def batch(self, n: int) -> torch.Tensor:
+        idx = self.rng.choice(len(self.items), size=n, p=self.weights)
+        out = []
+        for i in idx:
+            t = self.items[i]
+            sl = [slice(None)]
+            for s in t.shape[1:]:
+                o = int(self.rng.integers(0, s - self.crop + 1))
+                sl.append(slice(o, o + self.crop))
+            c = t[tuple(sl)]
+            if self.dims == 2 and self.rng.random() < 0.5:
+                c = c.flip(-1)
+            out.append(c)
+        return torch.stack(out).float()
+
+
+def sample_blocks(sampler: CropSampler, cfg: CodecConfig, n_batches: int = 8) -> torch.Tensor:
+    """Training blocks for the PCA initialisation."""
+    xs = torch.cat([sampler.batch(32).cpu() for _ in range(n_batches)])
+    b = cfg.block
+    if cfg.dims == 2:
+        return xs.unfold(2, b, b).unfold(3, b, b).permute(0, 2, 3, 1, 4, 5).reshape(-1, cfg.in_channels, b, b)
+    return xs.unfold(2, b, b).permute(0, 2, 1, 3).reshape(-1, cfg.in_channels, b)
+
+
+def save_checkpoint(path: Path, codec: Codec, opt: torch.optim.Optimizer, step: int, meta: dict) -> None:
+    """Model + optimizer state as safetensors, metadata as JSON beside it."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in codec.state_dict().items()}
+    for pid, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{pid}.{k}"] = v.detach().contiguous().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps({**meta, "step": step}, indent=1))
+
+
+def load_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(tensors, metadata) of a checkpoint; clear error if missing or corrupt."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise SystemExit(f"{path}: checkpoint not found (need {path.name} and {meta_path.name})")
+    try:
+        return load_file(str(path)), json.loads(meta_path.read_text())
+    except Exception as exc:  # safetensors raises several types on corrupt files
+        raise SystemExit(f"{path}: not a valid checkpoint ({exc.__class__.__name__}: {exc})") from None
+
+
+def codec_from_checkpoint(path: Path) -> tuple[Codec, dict]:
+    """Rebuild a trained Codec from a checkpoint."""
+    tensors, meta = load_checkpoint(path)
+    codec = Codec(CodecConfig(**meta["config"]))
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing, unexpected = codec.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"{path}: checkpoint does not match the model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    return codec.eval(), meta
+
+
+class _Zstd19:
+    name = "zstd19"
+
+    def encode(self, codes: np.ndarray) -> bytes:
+        import zstandard
+        return zstandard.ZstdCompressor(level=19).compress(codes.tobytes())
+
+
+def _coder(name: str | None):
+    """The runtime's lossless coder (falls back to plain zstd-19 while that module is absent)."""
+    try:
+        from encoder_runtime.entropy import DEFAULT_CODER, get_coder
+        return get_coder(name or DEFAULT_CODER)
+    except ImportError:
+        return _Zstd19()
+
+
+def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = None) -> dict:
+    """Held-out metrics with the exact deployed codes and the real lossless coder."""
+    coder = _coder(coder_name)
+    cfg = codec.cfg
+    dev = next(codec.parameters()).device
+    sq_err, n_samples, bits, peak = 0.0, 0, 0, 255.0
+    snrs = []
+    codec.eval()
+    with torch.no_grad():
+        for a in arrays:
+            b = cfg.block
+            crop = tuple(slice(0, (s // b) * b) for s in a.shape[1:])
+            a = a[(slice(None),) + crop]
+            x = torch.from_numpy(a.astype(np.float32))[None].to(dev)
+            codes = codec.encoder.codes(x)
+            rec = codec.decoder(codes)
+            if cfg.sample_dtype == "uint8":
+                rec = rec.round().clamp(0, 255)
+            else:
+                rec = rec.round().clamp(-32768, 32767)
+            err = ((rec - x) ** 2).sum().item()
+            sq_err += err
+            n_samples += x.numel()
+            snrs.append(10 * math.log10(max((x ** 2).sum().item(), 1e-9) / max(err, 1e-9)))
+            bits += 8 * len(coder.encode(codes[0].cpu().numpy().astype(np.int8)))
+    positions = n_samples / cfg.in_channels
+    mse = sq_err / n_samples
+    out = {"coder": coder.name, "frames": len(arrays), "bits_per_position": bits / positions,
+           "mse": mse}
+    if cfg.modality == "image":
+        out["bpp"] = bits / positions
+        out["psnr_db"] = 10 * math.log10(peak ** 2 / max(mse, 1e-12))
+    else:
+        out["snr_db_mean"] = float(np.mean(snrs))
+        out["bits_per_sample"] = bits / positions
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sensor-train", description=__doc__.splitlines()[0])
+    ap.add_argument("--modality", choices=sorted(PRESETS), default="image")
+    ap.add_argument("--latent", type=int, default=16, help="latent channels")
+    ap.add_argument("--levels", type=int, help="Haar WPT levels (block = 2**levels)")
+    ap.add_argument("--lam", type=float, default=10.0, help="rate weight λ (dB per bit/sample)")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--time-budget", type=float, default=0,
+                    help="train for this many seconds instead (schedule follows wall time)")
+    ap.add_argument("--decoder-steps", type=float, default=0.3,
+                    help="fraction of steps that fine-tune the decoder on exact codes")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--decoder-width", type=int, default=96)
+    ap.add_argument("--decoder-blocks", type=int, default=4)
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--name", default=None, help="bundle name (default: derived from the options)")
+    ap.add_argument("--out", type=Path, default=Path("runs"), help="output folder")
+    ap.add_argument("--resume", type=Path, help="checkpoint to resume from")
+    ap.add_argument("--checkpoint-every", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-train-files", type=int, default=0, help="(smoke tests) limit the data")
+    ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.manual_seed(args.seed)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    preset = dict(PRESETS[args.modality])
+    if args.levels:
+        preset["levels"] = args.levels
+    name = args.name or f"{args.modality}-c{args.latent}-l{args.lam:g}"
+    out_dir = args.out / name
+    ckpt_path = out_dir / "checkpoint.safetensors"
+    arrays = load_training_arrays(args.modality)
+    if args.max_train_files:
+        arrays = arrays[: args.max_train_files]
+    sampler = CropSampler(arrays, args.crop, preset["dims"], device, args.seed)
+
+    start_step, meta = 0, {}
+    if args.resume:
+        codec, meta = codec_from_checkpoint(args.resume)
+        start_step = meta["step"]
+    else:
+        cfg = CodecConfig(latent_channels=args.latent, decoder_width=args.decoder_width,
+                          decoder_blocks=args.decoder_blocks, **preset)
+        codec = Codec(cfg)
+        codec.encoder.init_from_pca(sample_blocks(sampler, cfg))
+        codec.decoder.init_linear(codec.encoder)
+    cfg = codec.cfg
+    codec.to(device).train()
+    enc_params = list(codec.encoder.parameters())
+    opt = torch.optim.AdamW([{"params": enc_params, "lr": args.lr * 0.1},
+                             {"params": list(codec.decoder.parameters()), "lr": args.lr}],
+                            weight_decay=0.0)
+    if args.resume:
+        tensors, _ = load_checkpoint(args.resume)
+        state = opt.state_dict()
+        for pid in range(sum(len(g["params"]) for g in state["param_groups"])):
+            st = {k.split(".", 2)[2]: v.to(device) for k, v in tensors.items()
+                  if k.startswith(f"opt.{pid}.")}
+            if st:
+                state["state"][pid] = st
+        opt.load_state_dict(state)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    freeze_frac = 1 - args.decoder_steps
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    total = args.steps if not args.time_budget else 10 ** 9
+    resumed_meta = meta
+    hardware = f"{device.type}: " + (torch.cuda.get_device_name(0) if device.type == "cuda"
+                                     else platform.processor() or platform.machine())
+    command = "sensor-train " + " ".join(argv if argv is not None else sys.argv[1:])
+    meta = {"config": cfg.to_dict(), "args": {k: str(v) for k, v in vars(args).items()},
+            "hardware": hardware, "command": command, "torch": torch.__version__}
+    t0 = time.time()
+    bar = tqdm(range(start_step, total), initial=start_step,
+               total=None if args.time_budget else args.steps, desc=name, mininterval=5)
+    log = []
+    step = start_step
+    for step in bar:
+        frac = ((time.time() - t0) / args.time_budget if args.time_budget
+                else step / max(1, args.steps))
+        if frac >= 1.0:
+            break
+        warm = min(1.0, (step + 1) / 100)
+        for g, lr in zip(opt.param_groups, base_lrs):
+            g["lr"] = lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+        x = sampler.batch(args.batch)
+        frozen = frac >= freeze_frac
+        if frozen:
+            with torch.no_grad():
+                codes = codec.encoder.codes(x)
+            rate = torch.zeros((), device=device)
+            rec = codec.decoder(codes)
+        else:
+            rec, rate = codec(x, noise=True)
+        mse = ((rec - x) ** 2).mean()
+        loss = 10 * torch.log10(mse + 1e-6) + args.lam * rate
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if frozen:
+            for p in enc_params:
+                p.grad = None
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), 5.0)
+        opt.step()
+        if step % 50 == 0:
+            peak = 255.0 if cfg.sample_dtype == "uint8" else 32768.0
+            psnr = 10 * math.log10(peak ** 2 / max(mse.item(), 1e-9))
+            bar.set_postfix(psnr=f"{psnr:.2f}", rate=f"{rate.item():.3f}")
+            log.append({"step": step, "psnr": psnr, "rate_proxy": rate.item()})
+        if (step + 1) % args.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, codec, opt, step + 1, meta)
+    wall = time.time() - t0
+    steps_done = max(step, start_step)
+    if steps_done > start_step or not args.resume:
+        save_checkpoint(ckpt_path, codec, opt, steps_done,
+                        {**meta, "wall_time_s": wall, "train_log_tail": log[-5:]})
+    else:  # export only: keep the provenance of the run that trained it
+        wall = float(resumed_meta.get("wall_time_s", wall))
+        hardware = resumed_meta.get("hardware", hardware)
+        command = resumed_meta.get("command", command) + f"  (then: {command})"
+        meta["torch"] = resumed_meta.get("torch", torch.__version__)
+    codec.eval()
+    metrics = {} if args.no_eval else evaluate(codec, load_training_arrays(args.modality, "test"))
+    codec.cpu()
+    card = {
+        "command": command,
+        "data_manifest": "data/manifest.json",
+        "train_split": "train (by source file; see export/data.py)",
+        "eval_split": "test (held out: never trained, tuned or initialised on)",
+        "steps": steps_done, "wall_time_s": round(wall, 1),
+        "hardware": hardware, "torch": meta["torch"], "metrics": metrics,
+        "train_log_tail": log[-5:] or resumed_meta.get("train_log_tail", []),
+    }
+    op = {k: round(v, 4) for k, v in metrics.items() if k in ("bpp", "psnr_db", "snr_db_mean",
+                                                              "bits_per_sample")}
+    sample_info = {"rate_hz": 16000} if cfg.modality == "audio" else {}
+    write_bundle(codec, out_dir / "bundle", name, card=card, operating_point=op,
+                 sample_info=sample_info)
+    print(json.dumps({"name": name, "bundle": str(out_dir / "bundle"), "wall_s": round(wall, 1),
+                      **metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
