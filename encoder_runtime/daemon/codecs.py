@@ -64,13 +64,27 @@ class RawDecoder:
         return np.frombuffer(data, dtype).reshape(shape)
 
 
-def load_encoder(model: str, threads: int = 1) -> Any:
-    """Load the encoder named by ``--model`` (``raw`` or a bundle name/directory)."""
+def resolve_model(model: str, modality: str | None) -> str:
+    """``""``/``"default"`` → the bundled default model for the source's modality."""
+    if model not in ("", "default"):
+        return model
+    if modality is None:
+        raise ValueError("this source has no default model; name one with --model (or --model raw)")
+    from encoder_runtime.bundle import default_model
+
+    name = default_model(modality)
+    if not name:
+        raise ValueError(f"no bundled {modality} model; name one with --model (or --model raw)")
+    return name
+
+
+def load_encoder(model: str, threads: int = 1, modality: str | None = "image") -> Any:
+    """Load the encoder named by ``--model`` (``raw``, ``default``, or a bundle name/directory)."""
     if model == "raw":
         return RawEncoder()
     from encoder_runtime import Encoder  # the learned codec (onnxruntime)
 
-    return Encoder.load(model, threads=threads)
+    return Encoder.load(resolve_model(model, modality), threads=threads)
 
 
 def decoder_for_header(header: dict) -> Any:

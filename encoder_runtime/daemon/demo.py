@@ -23,17 +23,10 @@ PKG = Path(__file__).resolve().parents[1]
 
 
 def default_model() -> str:
-    """The bundled model to use: ``default`` if bundled, else the first bundle, else ``raw``."""
-    from encoder_runtime import Encoder  # noqa: F401 - raises ImportError without the codec
+    """The bundled default image model (raises if the codec or a bundle is missing)."""
+    from encoder_runtime.daemon.codecs import resolve_model
 
-    models = PKG / "models"
-    bundles = sorted(p for p in models.iterdir() if p.is_dir() and any(p.glob("*.onnx"))) if models.is_dir() else []
-    if not bundles:
-        raise FileNotFoundError(f"no model bundle under {models}")
-    for b in bundles:
-        if b.name == "default":
-            return str(b)
-    return str(bundles[0])
+    return resolve_model("default", "image")
 
 
 def sample_frames(dest: Path) -> Path:

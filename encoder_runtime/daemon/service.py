@@ -62,7 +62,7 @@ class EncodeService:
             from .codecs import load_encoder
 
             try:
-                encoder = load_encoder(cfg.model, cfg.threads)
+                encoder = load_encoder(cfg.model, cfg.threads, self.source.modality)
             except (FileNotFoundError, KeyError, ValueError, ImportError) as exc:
                 raise ConfigError(f"model {cfg.model!r}: {exc}") from None
         self.encoder = encoder

@@ -47,6 +47,7 @@ class Source:
 
     policy = "block"
     name = "source"
+    modality = "image"   # which kind of bundled model fits by default ("image", "audio", None)
 
     def __iter__(self) -> Iterator[SourceItem]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -189,6 +190,7 @@ class FileSource(Source):
         self.path, self.folder, self.loop, self.fps, self.chunk = Path(path), folder, loop, fps, chunk
         self.name = "dir" if folder else "file"
         self._stop = False
+        self.modality = "image"
         if folder:
             if not self.path.is_dir():
                 raise ConfigError(f"dir: {self.path} is not a folder")
@@ -200,6 +202,10 @@ class FileSource(Source):
             if not self.path.is_file():
                 raise ConfigError(f"file: {self.path} does not exist")
             self.files = [self.path]
+        if self.files[0].suffix.lower() in AUDIO_EXT:
+            self.modality = "audio"
+        elif self.files[0].suffix.lower() == ".npy":
+            self.modality = None
 
     def __iter__(self) -> Iterator[SourceItem]:
         pacer = _Pacer(self.fps)
@@ -225,6 +231,7 @@ class StdinSource(Source):
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype, stream=None) -> None:
         self.shape, self.dtype = shape, dtype
+        self.modality = "image" if dtype == np.uint8 and len(shape) in (2, 3) else None
         self.stream = stream if stream is not None else sys.stdin.buffer
         self.frame_bytes = int(np.prod(shape)) * dtype.itemsize
 
@@ -264,6 +271,7 @@ class SerialSource(Source):
 
     name = "serial"
     policy = "gap"
+    modality = None
 
     def __init__(self, url: str, **kwargs) -> None:
         try:
@@ -330,6 +338,7 @@ class MicSource(Source):
 
     name = "mic"
     policy = "gap"
+    modality = "audio"
 
     def __init__(self, device: str = "", rate: int = 16000, chunk: int = 1600, channels: int = 1) -> None:
         try:

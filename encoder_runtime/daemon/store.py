@@ -243,7 +243,7 @@ def summarize(root: str | Path) -> dict:
         gaps, codecs, nbytes, dup = [], set(), 0, 0
         for header, rec in iter_stream(root, d.name):
             if header:
-                codecs.add(header.get("codec") or header.get("model") or header.get("bundle_id") or "?")
+                codecs.add(header.get("codec") or (header.get("bundle") or {}).get("name") or "?")
             if rec.type == RecordType.FRAME:
                 if rec.seq in frames:
                     dup += 1
