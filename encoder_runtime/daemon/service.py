@@ -128,7 +128,7 @@ class EncodeService:
             if wd and now - last_wd >= wd:
                 # Ping only while making progress (or idle with nothing to do).
                 progressed = self.worker.frames != last_frames or len(self.queue) == 0
-                if progressed and self.worker.is_alive() or self.source_done.is_set():
+                if (progressed and self.worker.is_alive()) or self.source_done.is_set():
                     sdnotify.notify("WATCHDOG=1")
                 last_wd, last_frames = now, self.worker.frames
             if self.worker.error is not None or self.worker.writer.error is not None:
