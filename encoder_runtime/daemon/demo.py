@@ -32,12 +32,16 @@ def default_model() -> str:
 def sample_frames(dest: Path) -> Path:
     """A folder of real sample images: the bundled ones, or scikit-image's photos."""
     bundled = PKG / "samples"
-    if bundled.is_dir() and any(p.suffix.lower() in (".png", ".jpg", ".jpeg", ".npy") for p in bundled.iterdir()):
-        return bundled
+    images = sorted(p for p in bundled.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) \
+        if bundled.is_dir() else []
+    dest.mkdir(parents=True, exist_ok=True)
+    if images:  # the bundled folder also holds audio: link the images only
+        for p in images:
+            (dest / p.name).symlink_to(p)
+        return dest
     import numpy as np
     from skimage import data
 
-    dest.mkdir(parents=True, exist_ok=True)
     for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field"):
         try:
             img = getattr(data, name)()
@@ -85,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="sensorcodec-demo-"))
     samples = sample_frames(work / "samples")
     rx_port, metrics_port = free_port(), free_port()
-    print(f"demo: model {model}\n      frames from {samples}\n      work folder {work}")
+    print(f"demo: model {model}\n      frames from {samples} ({len(list(samples.iterdir()))} images, looped)"
+          f"\n      work folder {work}")
     rx = spawn("receive_cli", ["--listen", f"127.0.0.1:{rx_port}", "--store", str(work / "store")],
                work / "receive.log")
     rx.stdout.readline()
