@@ -130,6 +130,8 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
         "encoder.onnx": encoder_graph(cfg, arrays).SerializeToString(),
         "decoder.onnx": decoder_graph(codec).SerializeToString(),
     }
+    from .int8_graph import int8_encoder_graph
+    files["encoder_int8.onnx"] = int8_encoder_graph(cfg, arrays).SerializeToString()
     npz = io.BytesIO()
     np.savez(npz, **arrays)
     files["encoder_int.npz"] = npz.getvalue()

@@ -1,0 +1,77 @@
+"""The integer (QOperator) encoder graph: ConvInteger on raw samples, int32 accumulation.
+
+Same codes as the fp32 graph by construction (docs/bundle-format.md):
+
+* uint8 samples: ``acc = ConvInteger(x_u8, w_s8) + bias`` (int32, exact).
+* int16 samples: split ``x + 32768 = 256·hi + lo`` into two uint8 planes, then
+  ``acc = 256·ConvInteger(hi, w) + ConvInteger(lo, w) + bias − 32768·Σw`` (int32, exact).
+
+then ``Cast`` to float32 (exact: |acc| < 2**24), ``Mul`` by 2**-shift (exact), ``Round``
+(half to even), ``Clip``, ``Cast`` int8.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .model import CodecConfig
+from .onnx_export import ONNX_DTYPES, OPSET, _spatial_names
+
+
+def int8_encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """Integer encoder graph with the same I/O as the fp32 one."""
+    d = cfg.dims
+    sp = _spatial_names(d)
+    if cfg.sample_dtype not in ("uint8", "int16"):
+        raise ValueError(f"int8 encoder graph supports uint8 or int16 samples, not {cfg.sample_dtype}")
+    x = helper.make_tensor_value_info("samples", ONNX_DTYPES[cfg.sample_dtype], ["N", *sp, "C"])
+    y = helper.make_tensor_value_info("codes", TensorProto.INT8, ["N", cfg.latent_channels]
+                                      + [f"{s}_lat" for s in sp])
+    w = arrays["weight"].astype(np.int8)
+    bias = arrays["bias"].astype(np.int64)
+    scale = np.ldexp(1.0, -arrays["shift"].astype(np.int64)).astype(np.float32)
+    conv_attrs = dict(kernel_shape=[cfg.block] * d, strides=[cfg.block] * d)
+    perm = [0, d + 1] + list(range(1, d + 1))
+    inits = [numpy_helper.from_array(w, "weight"),
+             numpy_helper.from_array(scale.reshape((1, -1) + (1,) * d), "step_scale"),
+             numpy_helper.from_array(np.array(-cfg.code_max, np.float32), "lo"),
+             numpy_helper.from_array(np.array(cfg.code_max, np.float32), "hi")]
+    nodes = [helper.make_node("Transpose", ["samples"], ["xc"], perm=perm)]
+    if cfg.sample_dtype == "uint8":
+        nodes.append(helper.make_node("ConvInteger", ["xc", "weight"], ["acc0"], **conv_attrs))
+    else:
+        bias = bias - 32768 * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
+        inits += [numpy_helper.from_array(np.array(32768, np.int32), "offset"),
+                  numpy_helper.from_array(np.array(256, np.int32), "byte")]
+        nodes += [
+            helper.make_node("Cast", ["xc"], ["x32"], to=TensorProto.INT32),
+            helper.make_node("Add", ["x32", "offset"], ["xoff"]),          # 0..65535
+            helper.make_node("Div", ["xoff", "byte"], ["hi32"]),           # floor (non-negative)
+            helper.make_node("Mul", ["hi32", "byte"], ["hi256"]),
+            helper.make_node("Sub", ["xoff", "hi256"], ["lo32"]),
+            helper.make_node("Cast", ["hi32"], ["hi8"], to=TensorProto.UINT8),
+            helper.make_node("Cast", ["lo32"], ["lo8"], to=TensorProto.UINT8),
+            helper.make_node("ConvInteger", ["hi8", "weight"], ["acc_hi"], **conv_attrs),
+            helper.make_node("ConvInteger", ["lo8", "weight"], ["acc_lo"], **conv_attrs),
+            helper.make_node("Mul", ["acc_hi", "byte"], ["acc_hi256"]),
+            helper.make_node("Add", ["acc_hi256", "acc_lo"], ["acc0"]),
+        ]
+    if np.abs(bias).max(initial=0) >= 2 ** 31:
+        raise ValueError("bias does not fit int32")
+    inits.append(numpy_helper.from_array(bias.astype(np.int32).reshape((1, -1) + (1,) * d), "bias"))
+    nodes += [
+        helper.make_node("Add", ["acc0", "bias"], ["acc"]),
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "step_scale"], ["scaled"]),
+        helper.make_node("Round", ["scaled"], ["rounded"]),
+        helper.make_node("Clip", ["rounded", "lo", "hi"], ["clipped"]),
+        helper.make_node("Cast", ["clipped"], ["codes"], to=TensorProto.INT8),
+    ]
+    graph = helper.make_graph(nodes, "sensorcodec_encoder_int8", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="sensorcodec")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
