@@ -251,15 +251,21 @@ for key, rel in sorted(models.items()):
     codes = [sess.run(None, {name: f[None]})[0] for f in frames]
     out[key] = np.ascontiguousarray(np.concatenate(codes))
     info["seconds"][key] = time.perf_counter() - t0
-try:  # the sensorcodec runtime's own Encoder, once it exists
+try:  # the sensorcodec runtime itself: integer codes and whole FRAME payloads (entropy coded)
     from encoder_runtime.codec import Encoder
 except ImportError as e:
     info["encoder_runtime"] = "unavailable: %s" % e
 else:
-    t0 = time.perf_counter()
-    enc = Encoder.load(bundle)
-    out["runtime:codes"] = np.ascontiguousarray(np.concatenate([enc.encode_codes(f)[None] for f in frames]))
-    info["seconds"]["runtime:codes"] = time.perf_counter() - t0
+    for v in ("fp32", "int8"):
+        if v == "int8" and "encoder_int8.onnx" not in manifest["files"]:
+            continue
+        t0 = time.perf_counter()
+        enc = Encoder.load(bundle, variant=v)
+        out["runtime:" + v] = np.ascontiguousarray(np.concatenate([enc.codes(f) for f in frames]))
+        payloads = [enc.encode_frame(f) for f in frames]
+        out["frame:" + v] = np.frombuffer(b"".join(len(p).to_bytes(8, "little") + p
+                                                   for p in payloads), np.uint8)
+        info["seconds"]["runtime:" + v] = time.perf_counter() - t0
     info["encoder_runtime"] = "ok"
 np.savez(out_path, **out)
 print(json.dumps(info))
@@ -277,13 +283,19 @@ class ArmCheck:
     timings: dict[str, float]
 
     def mismatches(self) -> list[str]:
-        """Keys whose ARM codes differ from the host's fp32 .onnx codes (byte for byte)."""
+        """What differs, byte for byte: every code array (ARM or host, any graph or the runtime)
+        against the host's fp32 ``.onnx`` codes, and every other output (entropy-coded frame
+        payloads) between ARM and host. Empty when all agree."""
         ref = self.host_codes["onnx:fp32"]
         bad = []
-        for key, codes in {**{f"host {k}": v for k, v in self.host_codes.items()},
-                           **{f"arm {k}": v for k, v in self.arm_codes.items()}}.items():
-            if codes.dtype != ref.dtype or codes.shape != ref.shape or codes.tobytes() != ref.tobytes():
-                bad.append(key)
+        if set(self.arm_codes) != set(self.host_codes):
+            bad.append(f"outputs differ: arm {sorted(self.arm_codes)} host {sorted(self.host_codes)}")
+        for side, codes in (("arm", self.arm_codes), ("host", self.host_codes)):
+            for key, arr in codes.items():
+                other = ref if not key.startswith("frame:") else self.host_codes.get(key)
+                if other is None or arr.dtype != other.dtype or arr.shape != other.shape \
+                        or arr.tobytes() != other.tobytes():
+                    bad.append(f"{side} {key}")
         return bad
 
 
@@ -389,12 +401,13 @@ def write_toy_bundle(out_dir: str | os.PathLike, *, channels: int = 12, block: i
         nodes += [helper.make_node("Mul", [acc, "scale"], ["scaled"]),
                   helper.make_node("Round", ["scaled"], ["rounded"]),
                   helper.make_node("Clip", ["rounded", "lo", "hi"], ["clipped"]),
-                  helper.make_node("Cast", ["clipped"], ["code"], to=TensorProto.INT8)]
+                  helper.make_node("Cast", ["clipped"], ["codes"], to=TensorProto.INT8)]
 
-    x = helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", "H", "W", c_in])
-    y = helper.make_tensor_value_info("code", TensorProto.INT8, ["N", channels, "h", "w"])
+    # Same names as export.onnx_export.encoder_graph: the runtime feeds "samples".
+    x = helper.make_tensor_value_info("samples", TensorProto.UINT8, ["N", "H", "W", c_in])
+    y = helper.make_tensor_value_info("codes", TensorProto.INT8, ["N", channels, "H_lat", "W_lat"])
     # fp32 graph
-    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+    nodes = [helper.make_node("Cast", ["samples"], ["xf"], to=TensorProto.FLOAT),
              helper.make_node("Transpose", ["xf"], ["xc"], perm=[0, 3, 1, 2]),
              helper.make_node("Conv", ["xc", "W", "B"], ["acc"], kernel_shape=[block, block],
                               strides=[block, block])]
@@ -404,7 +417,7 @@ def write_toy_bundle(out_dir: str | os.PathLike, *, channels: int = 12, block: i
     fp32 = helper.make_model(helper.make_graph(nodes, "toy_encoder_fp32", [x], [y], inits),
                              opset_imports=[helper.make_opsetid("", 17)], producer_name="sensorcodec-toy")
     # integer graph: ConvInteger (uint8 x int8 -> int32) + int32 bias
-    nodes = [helper.make_node("Transpose", ["x"], ["xc"], perm=[0, 3, 1, 2]),
+    nodes = [helper.make_node("Transpose", ["samples"], ["xc"], perm=[0, 3, 1, 2]),
              helper.make_node("ConvInteger", ["xc", "Wq"], ["acci"], kernel_shape=[block, block],
                               strides=[block, block]),
              helper.make_node("Add", ["acci", "Bi"], ["accb"]),
@@ -423,17 +436,21 @@ def write_toy_bundle(out_dir: str | os.PathLike, *, channels: int = 12, block: i
     np.savez(out / "encoder_int.npz", weight=weight, bias=bias, shift=shift)
     from export.targets import sha256_file  # noqa: PLC0415
 
-    files = {n: {"sha256": sha256_file(out / n)} for n in ("encoder.onnx", "encoder_int8.onnx",
-                                                             "encoder_int.npz")}
+    files = {n: {"sha256": sha256_file(out / n), "bytes": (out / n).stat().st_size}
+             for n in ("encoder.onnx", "encoder_int8.onnx", "encoder_int.npz")}
+    try:
+        from encoder_runtime.entropy import DEFAULT_CODER as coder  # noqa: PLC0415
+    except ImportError:
+        coder = "zstd3"
     pixels = block * block
     manifest = {
         "format": "sensorcodec-bundle", "format_version": 1, "name": "toy-rgb-c%d" % channels,
         "modality": "image", "sample": {"dtype": "uint8", "layout": "HWC", "channels": c_in,
                                         "rate_hz": None},
         "transform": {"wavelet": "haar", "levels": int(np.log2(block)), "dims": 2,
-                      "block": [block, block], "folded": True},
+                      "block": [block, block], "folded": True, "padding": "edge"},
         "latent": {"channels": channels, "code_max": 127, "rounding": "half_to_even"},
-        "coder": {"default": "zstd-3"}, "files": files,
+        "coder": {"default": coder}, "files": files,
         "macs_per_sample": {"folded": channels * c_in * pixels / pixels, "wpt_plus_projection": 0.0},
         "operating_point": {}, "model_card": {"command": "export.emulation.write_toy_bundle",
                                               "note": "random integer weights, for packaging tests"},

@@ -39,6 +39,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from encoder_runtime.bundle import BundleError, load_bundle, resolve
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE_DIR = PROJECT_ROOT / "data" / "cache" / "arm"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -52,10 +54,6 @@ RUNTIME_REQUIREMENTS = ("pyserial",)
 
 class TargetError(ValueError):
     """An unknown target or an option the target cannot honour."""
-
-
-class BundleError(ValueError):
-    """A source bundle is missing, incomplete or corrupt (names the file and the problem)."""
 
 
 class PackagingError(RuntimeError):
@@ -182,60 +180,33 @@ def sha256_file(path: Path) -> str:
 
 
 def read_source_bundle(bundle_dir: str | os.PathLike) -> dict:
-    """Read and verify a runtime bundle; returns its manifest.
+    """Read and verify a runtime bundle folder; returns its manifest.
 
-    Raises :class:`BundleError` naming the problem: missing folder or manifest, invalid JSON,
-    wrong format, a listed file that is missing, or a sha256 mismatch (file, expected, got).
+    :func:`encoder_runtime.bundle.load_bundle` checks the format, the required fields and every
+    listed file's sha256 (naming the file on a mismatch). A bundle that is packaged for a target
+    must also pin every file (a sha256 for each) and contain the fp32 encoder.
+    Raises :class:`encoder_runtime.bundle.BundleError`.
     """
     bundle = Path(bundle_dir)
     if not bundle.is_dir():
         raise BundleError(f"bundle {bundle}: not a folder")
-    mpath = bundle / "manifest.json"
-    if not mpath.is_file():
+    if not (bundle / "manifest.json").is_file():
         raise BundleError(f"bundle {bundle}: manifest.json is missing")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{mpath}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "sensorcodec-bundle":
-        raise BundleError(f"{mpath}: field 'format': expected 'sensorcodec-bundle', "
-                          f"got {manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
-    if manifest.get("format_version") != 1:
-        raise BundleError(f"{mpath}: field 'format_version': expected 1, got "
-                          f"{manifest.get('format_version')!r}")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise BundleError(f"{mpath}: field 'files': expected a non-empty object of file -> sha256")
-    if "encoder.onnx" not in files:
+    manifest = load_bundle(bundle).manifest
+    mpath = bundle / "manifest.json"
+    files = manifest["files"]
+    if not isinstance(files, dict) or "encoder.onnx" not in files:
         raise BundleError(f"{mpath}: field 'files': the fp32 encoder 'encoder.onnx' is not listed")
     for rel, info in files.items():
-        path = bundle / rel
         want = info.get("sha256") if isinstance(info, dict) else None
         if not isinstance(want, str) or not re.fullmatch(r"[0-9a-f]{64}", want):
             raise BundleError(f"{mpath}: files[{rel!r}].sha256: expected 64 hex digits, got {want!r}")
-        if not path.is_file():
-            raise BundleError(f"bundle {bundle}: file {rel!r} listed in manifest.json is missing")
-        got = sha256_file(path)
-        if got != want:
-            raise BundleError(f"bundle {bundle}: sha256 mismatch for {rel!r}: manifest says {want}, "
-                              f"file has {got} (corrupt or modified)")
     return manifest
 
 
 def resolve_model(name: str) -> Path:
-    """Folder of a bundled model ``encoder_runtime/models/<name>``; clear error if unknown."""
-    models = PROJECT_ROOT / "encoder_runtime" / "models"
-    try:  # installed package: use the package's own folder
-        import encoder_runtime  # noqa: PLC0415
-
-        models = Path(list(encoder_runtime.__path__)[0]).resolve() / "models"
-    except (ImportError, IndexError):
-        pass
-    path = models / name
-    if not (path / "manifest.json").is_file():
-        known = sorted(p.name for p in models.glob("*") if (p / "manifest.json").is_file())
-        raise BundleError(f"unknown model {name!r}; bundled models: {', '.join(known) or '(none)'}")
-    return path
+    """Folder of a bundled model (``encoder_runtime/models/<name>``) or a bundle folder."""
+    return resolve(name)
 
 
 def choose_variant(target: Target, manifest: dict, variant: str | None = None) -> tuple[str, str]:
@@ -497,7 +468,7 @@ def build_target_bundle(src_bundle_dir: str | os.PathLike, target: str | Target,
         new_files["install.sh"] = {}
         new_files["sensor-encode.service"] = {}
         for rel in new_files:
-            new_files[rel] = {"sha256": sha256_file(stage / rel)}
+            new_files[rel] = {"sha256": sha256_file(stage / rel), "bytes": (stage / rel).stat().st_size}
 
         out_manifest = dict(manifest)
         out_manifest["files"] = new_files

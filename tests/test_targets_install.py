@@ -56,7 +56,7 @@ def test_x86_64_bundle_installs_offline_and_encodes(tmp_path):
              "b = sys.argv[1]; m = json.load(open(b + '/manifest.json'))\n"
              "s = ort.InferenceSession(b + '/' + m['target']['default_encoder'])\n"
              "x = np.load(sys.argv[2])['x']\n"
-             "print(s.run(None, {'x': x})[0].tobytes().hex())\n")
+             "print(s.run(None, {'samples': x})[0].tobytes().hex())\n")
     import numpy as np
     import onnxruntime as ort
     import skimage.data
@@ -66,7 +66,7 @@ def test_x86_64_bundle_installs_offline_and_encodes(tmp_path):
     proc = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c", check, str(prefix / "bundle"),
                            str(tmp_path / "x.npz")], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    ref = ort.InferenceSession(str(src / "encoder.onnx")).run(None, {"x": x})[0]
+    ref = ort.InferenceSession(str(src / "encoder.onnx")).run(None, {"samples": x})[0]
     assert proc.stdout.strip() == ref.tobytes().hex()
     # Re-running the installer (an update) works and is offline too.
     proc = subprocess.run(["bash", str(out / "install.sh"), "--prefix", str(prefix), "--python", py,
