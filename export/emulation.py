@@ -183,7 +183,11 @@ def ensure_arm_root(cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, python_ver
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        (root / "proc" / "cpuinfo").write_text(fake_cpuinfo(cpu))
+        info = root / "proc" / "cpuinfo"
+        if not info.is_file() or info.read_text() != fake_cpuinfo(cpu):
+            tmp_info = info.with_name(f".cpuinfo.{os.getpid()}")
+            tmp_info.write_text(fake_cpuinfo(cpu))
+            tmp_info.replace(info)
     return ArmRoot(root, python_version)
 
 
