@@ -91,16 +91,26 @@ class SeqTracker:
     @property
     def in_session(self) -> bool:
         """Whether a DATA frame of the current MCU session has been seen."""
-        return self._exp is not None
+        return self._seen
 
-    def new_session(self) -> None:
-        """The MCU rebooted: its counter restarts; host numbers continue after the last one."""
+    _seen = False
+
+    def new_session(self, from_zero: bool = False) -> None:
+        """The MCU rebooted: its counter restarts; host numbers continue after the last one.
+
+        With ``from_zero`` (the reboot was announced by a boot HELLO) the session's first DATA
+        frame is expected to be seq 0, so frames lost before the first one that arrives are counted.
+        """
         if self._exp is not None:
             self.next_host = self._base + self._exp
         self._exp = None
+        self._seen = False
+        if from_zero:
+            self._base, self._exp = self.next_host, 0
 
     def push(self, seq16: int) -> tuple[int | None, tuple[int, int] | None]:
         """``(host_seq, gap)`` for an arriving MCU seq; ``host_seq`` is None for a stale duplicate."""
+        self._seen = True
         if self._exp is None:
             self._base = self.next_host - seq16
             self._exp = seq16 + 1
@@ -403,9 +413,9 @@ class Link:
         self.c["data_bytes"] += len(f.payload)
         self._put(DataEvent(host_seq, mcu_ns // 1000, t_mono, t_wall, kind, arr, f.flags, err), host_seq)
 
-    def _reboot(self, why: str) -> None:
+    def _reboot(self, why: str, from_zero: bool = False) -> None:
         self.c["reboots"] += 1
-        self.seq.new_session()
+        self.seq.new_session(from_zero)
         self.clock.reset()
         self._tclock = _Unwrap32()
         log.warning("MCU reboot detected (%s)", why)
@@ -432,9 +442,9 @@ class Link:
             if self._reboot_seen_via_boot_flag:
                 self._reboot_seen_via_boot_flag = False
             else:
-                self._reboot("new boot nonce")
+                self._reboot("new boot nonce", from_zero=bool(f.flags & spec.F_BOOT))
         elif prev is None and f.flags & spec.F_BOOT and self.seq.in_session:
-            self._reboot("boot flag on HELLO")
+            self._reboot("boot flag on HELLO", from_zero=True)
         self.mcu_info = info
         self._next_timesync = 0.0
         self._write(spec.T_HELLO_ACK, spec.PAYLOADS["HELLO_ACK"].pack(spec.SCHEMA_HASH, info["boot_nonce"]))
