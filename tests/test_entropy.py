@@ -300,3 +300,23 @@ def test_default_coder_rate_at_most_zstd19(photo_codes: dict[str, np.ndarray]) -
     for key in ("astronaut-c12", "astronaut-c48", "chelsea-c12"):
         codes = photo_codes[key]
         assert len(default.encode(codes)) <= len(ref.encode(codes)), key
+
+
+def test_benchmark_runs_on_code_files(tmp_path: Path, photo_codes: dict[str, np.ndarray]) -> None:
+    """``benchmarks/lossless.py --codes`` (the path for real model codes) end to end, tiny input."""
+    import json
+
+    stack = np.stack([photo_codes["chelsea-c12"], photo_codes["chelsea-c12"][:, ::-1]])
+    np.save(tmp_path / "codes.npy", stack)
+    out = tmp_path / "lossless.json"
+    rc = _bench().main(["--codes", str(tmp_path / "codes.npy"), "--stacked", "--repeats", "1",
+                        "--coders", DEFAULT_CODER, "--no-plot", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    rows = {r["coder"]: r for r in doc["results"]}
+    assert set(rows) == {DEFAULT_CODER, "zstd19"}
+    assert rows["zstd19"]["rate_vs_zstd19"] == 1.0
+    assert rows[DEFAULT_CODER]["frames"] == 2 and rows[DEFAULT_CODER]["bpp"] > 0
+    with pytest.raises(ValueError, match="fit int8"):
+        np.save(tmp_path / "big.npy", np.full((2, 4, 4), 300, np.int16))
+        _bench().load_code_file(tmp_path / "big.npy", 64, stacked=False)
