@@ -63,7 +63,7 @@ def test_loop_url_roundtrip():
         ser = link._ser
         for seq in (0, 1, 3):  # 2 is lost
             ser.write(frame.encode_frame(spec.T_DATA, seq, 100 * seq, frame.data_payload(arr, spec.KIND_IMU)))
-        data, gaps = _drain(link, lambda: link.counters()["data_frames"] >= 3, 5)
+        data, gaps = _drain(link, lambda: link.counters()["data_frames"] >= 3 and link.counters()["queue_len"] == 0, 5)
     assert [d.seq for d in data] == [0, 1, 3] and np.array_equal(data[0].array, arr)
     assert [(g.first, g.last, g.reason) for g in gaps] == [(2, 2, "serial_loss")]
 
@@ -75,7 +75,8 @@ def test_faults_counted_exactly_on_pty(pty_mcu):
         _wait(lambda: mcu.stats["data_generated"] >= 600, 20)
         mcu.corrupt = 0.0
         mcu.max_frames = 610  # end on intact frames so the last loss is seen
-        data, gaps = _drain(link, lambda: mcu.stats["data_generated"] >= 610 and link.counters()["queue_len"] == 0)
+        data, gaps = _drain(link, lambda: mcu.stats["data_generated"] >= 610 and link.counters()["queue_len"] == 0
+                              and link.counters()["data_frames"] == mcu.stats["data_sent_intact"])
         c = link.counters()
     s = mcu.stats
     assert s["corrupt_flip"] and s["corrupt_truncate"] and s["corrupt_garbage"]

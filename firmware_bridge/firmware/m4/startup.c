@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
-extern int main(void);
+extern int main(int argc, char **argv);
 extern void initialise_monitor_handles(void);
 extern void __libc_init_array(void);
 
@@ -16,7 +16,7 @@ void Reset_Handler(void) {
     for (dst = &_sbss; dst < &_ebss;) *dst++ = 0;
     initialise_monitor_handles();
     __libc_init_array();
-    exit(main());
+    exit(main(0, 0));
 }
 
 static void Default_Handler(void) { for (;;) {} }

@@ -130,7 +130,8 @@ static void calibrate(void) {
 #endif
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc; (void)argv;
     hal_init();
     calibrate();
     test_crc();

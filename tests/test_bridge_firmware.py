@@ -1,0 +1,141 @@
+"""The C firmware: host unit tests + cross-language vectors, codes equal to the reference on real
+data on the host, on Cortex-M4 under qemu-system-arm (mps2-an386, semihosting), and on aarch64 /
+armhf Linux under qemu-user; codes equal to ONNX Runtime for every bundle that exists."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from firmware_bridge import frame, gen_header, gen_vectors, reference, spec
+
+FW = pathlib.Path(__file__).resolve().parents[1] / "firmware_bridge" / "firmware"
+MODELS = pathlib.Path(__file__).resolve().parents[1] / "encoder_runtime" / "models"
+needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler")
+
+
+def _make(*targets: str) -> None:
+    subprocess.run(["make", "-s", "-C", str(FW), *targets], check=True, timeout=240, capture_output=True)
+
+
+def _expected() -> dict[str, np.ndarray]:
+    models, inputs = gen_vectors.test_models(), gen_vectors.real_inputs()
+    return {k: reference.encode(inputs[k][0], models[k]["weight"], models[k]["bias"], models[k]["shift"], 127)
+            for k in models}
+
+
+def _check_output(out: str) -> dict[str, int]:
+    """Parse sc_test output; check PASS, codes and the C-built frame against Python."""
+    pytest.importorskip("pywt")
+    pytest.importorskip("skimage")
+    assert "RESULT PASS" in out, out[-2000:]
+    exp = _expected()
+    ticks = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:1] == ["CODES"]:
+            got = np.frombuffer(bytes.fromhex(parts[2]), np.int8)
+            assert np.array_equal(got, exp[parts[1]].ravel()), f"{parts[1]} codes differ"
+        elif parts[:1] == ["FRAME"]:
+            (f,) = frame.FrameDecoder().feed(bytes.fromhex(parts[2]))
+            kind, arr = frame.parse_data(f.payload)
+            assert f.type == spec.T_DATA and f.flags == spec.F_BOOT and kind == spec.KIND_CODES
+            assert np.array_equal(arr, exp["audio"][:, :16])
+        elif parts[:1] == ["TICKS"]:
+            ticks[parts[1]] = int(parts[2])
+    assert {"audio", "rgb"} <= set(ticks)
+    return ticks
+
+
+@needs_cc
+def test_make_test_host():
+    _make("test")
+    out = subprocess.run([str(FW / "build/host/sc_test")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    _check_output(out.stdout)
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs gcc-arm-none-eabi + qemu-system-arm (scripts/apt/bridge.txt)")
+def test_cortex_m4_under_qemu_matches_reference(tmp_path):
+    _make("build/m4/sc_test.elf", "build/m4/sc_example.elf")
+    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
+           "-semihosting-config", "enable=on,target=native", "-icount", "shift=3",
+           "-kernel", str(FW / "build/m4/sc_test.elf")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    ticks = _check_output(out.stdout)
+    insn_per_tick = 200000 / ticks["calib"]
+    assert 4.9 < insn_per_tick < 5.1  # -icount shift=3: 8 ns/insn, SysTick at 25 MHz
+    size = subprocess.run(["arm-none-eabi-size", *(str(FW / f"build/m4/{n}") for n in ("sc_test.elf", "sc_example.elf"))],
+                          capture_output=True, text=True, check=True).stdout
+    (tmp_path / "m4.json").write_text(json.dumps({"ticks": ticks, "size": size}))
+    # the example firmware's frames (through semihosting stdout) decode in Python
+    cmd[-1] = str(FW / "build/m4/sc_example.elf")
+    raw = subprocess.run(cmd, capture_output=True, timeout=120).stdout
+    frames = frame.FrameDecoder().feed(raw)
+    assert frames[0].type == spec.T_HELLO and frames[0].flags & spec.F_BOOT
+    data = [f for f in frames if f.type == spec.T_DATA]
+    assert len(data) == 64 and [f.seq for f in data] == list(range(64))
+    exp = _expected()["audio"]
+    for i, f in enumerate(data[:16]):
+        kind, arr = frame.parse_data(f.payload)
+        assert kind == spec.KIND_CODES and np.array_equal(arr, exp[:, 4 * i:4 * i + 4])
+
+
+@pytest.mark.parametrize("arch,cc,qemu", [("aarch64", "aarch64-linux-gnu-gcc", "qemu-aarch64-static"),
+                                          ("armhf", "arm-linux-gnueabihf-gcc", "qemu-arm-static")])
+def test_linux_cross_builds_under_qemu_user(arch, cc, qemu):
+    if not (shutil.which(cc) and shutil.which(qemu)):
+        pytest.skip(f"needs {cc} and {qemu} (scripts/apt/bridge.txt)")
+    _make(f"build/{arch}/sc_test")
+    out = subprocess.run([qemu, str(FW / f"build/{arch}/sc_test")], capture_output=True, text=True, timeout=60)
+    _check_output(out.stdout)
+
+
+def _bundles() -> list[pathlib.Path]:
+    return sorted(p.parent for p in MODELS.glob("*/encoder_int.npz")) if MODELS.exists() else []
+
+
+@needs_cc
+@pytest.mark.parametrize("bundle", _bundles() or [pytest.param(None, marks=pytest.mark.skip(reason="no bundle with encoder_int.npz yet"))])
+def test_c_kernel_equals_onnxruntime_on_bundle(bundle, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    if not (bundle / "encoder.onnx").exists():
+        pytest.skip(f"{bundle} has no encoder.onnx")
+    model = reference.load_model(bundle / "encoder_int.npz", bundle / "manifest.json")
+    if model["weight"].ndim - 2 not in (1, 2):
+        pytest.skip("the C kernel covers 1-D and 2-D bundles")
+    hdr = tmp_path / "bundle.h"
+    gen_header.write_header(bundle, hdr, prefix="bundle")
+    exe = tmp_path / "sc_encode"
+    subprocess.run(["cc", "-O2", "-std=c99", f"-I{FW / 'include'}", f"-I{tmp_path}", '-DMODEL_HEADER="bundle.h"',
+                    "-o", str(exe), str(FW / "tools/sc_encode.c"), *(str(p) for p in sorted((FW / "src").glob("*.c")))],
+                   check=True, timeout=60)
+    w = model["weight"]
+    if w.ndim == 4:  # image: a real photo
+        skimage = pytest.importorskip("skimage.data")
+        b = w.shape[2:]
+        x = skimage.astronaut()[:128 // b[0] * b[0], :192 // b[1] * b[1], : w.shape[1]]
+        args = [str(x.shape[0]), str(x.shape[1])]
+    else:  # audio / time series: the real ECG
+        pywt = pytest.importorskip("pywt")
+        b = w.shape[2]
+        x = np.repeat(np.asarray(pywt.data.ecg(), np.int16)[: 1024 // b * b, None], w.shape[1], 1)
+        args = [str(x.shape[0])]
+    x = np.ascontiguousarray(x)
+    c_codes = np.frombuffer(subprocess.run([str(exe), *args], input=x.tobytes(), capture_output=True, check=True).stdout,
+                            np.int8)
+    sess = ort.InferenceSession(str(bundle / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    feed = x[None].astype(np.float32 if "float" in inp.type else x.dtype)
+    ort_codes = np.asarray(sess.run(None, {inp.name: feed})[0])[0]
+    ref = reference.encode(x, model["weight"], model["bias"], model["shift"], model["code_max"])
+    if ort_codes.shape != ref.shape and ort_codes.ndim == ref.ndim:  # channel-last output
+        ort_codes = np.moveaxis(ort_codes, -1, 0)
+    assert np.array_equal(ort_codes.astype(np.int64), ref.astype(np.int64)), "ONNX Runtime != numpy reference"
+    assert np.array_equal(c_codes, ref.ravel()), "C kernel != ONNX Runtime codes"
