@@ -19,8 +19,6 @@ from firmware_bridge.link import CommandTimeout, DataEvent, GapEvent, Link
 from firmware_bridge.simulator import FakeMCU, PtyTransport, TcpTransport
 from firmware_bridge.source import SerialFrameSource, open_source
 
-pytestmark = pytest.mark.timeout(60) if hasattr(pytest.mark, "timeout") else []
-
 
 def _drain(link: Link, until, timeout: float = 10.0) -> tuple[list, list]:
     data, gaps = [], []
@@ -84,7 +82,6 @@ def test_faults_counted_exactly_on_pty(pty_mcu):
     assert len(data) == s["data_sent_intact"]
     assert c["lost_frames"] == sum(g.count for g in gaps) == s["data_destroyed"] == sent - len(data)
     assert c["crc_errors"] + c["framing_errors"] == s["bad_chunks"]
-    assert c["duplicates"] if "duplicates" in c else True
     seqs = sorted([d.seq for d in data] + [q for g in gaps for q in range(g.first, g.last + 1)])
     assert seqs == list(range(seqs[0], seqs[0] + sent))  # data + gaps tile the sequence exactly
     assert c["rx_buffered"] <= link.decoder.limit
