@@ -352,7 +352,6 @@ class BitplaneZstdCoder(_Coder):
 # prediction + significance / magnitude planes + zstd (the default)
 
 _PRED_NONE, _PRED_LEFT, _PRED_TOP = 0, 1, 2
-_LEVELS = 3  # unary significance levels before the remainder bit planes: |v|>=1, >=2, >=3
 
 
 def _grid(shape: tuple[int, ...]) -> tuple[int, int, int]:
