@@ -287,20 +287,54 @@ class ArmCheck:
     timings: dict[str, float]
 
     def mismatches(self) -> list[str]:
-        """What differs, byte for byte: every code array (ARM or host, any graph or the runtime)
-        against the host's fp32 ``.onnx`` codes, and every other output (entropy-coded frame
-        payloads) between ARM and host. Empty when all agree."""
+        """What differs: every code array (ARM or host; any graph, or the runtime Encoder)
+        against the host's fp32 ``.onnx`` codes byte for byte, and the codes that the host
+        decodes from every FRAME payload (entropy coded, ARM or host) against the same. Empty
+        when all agree."""
         ref = self.host_codes["onnx:fp32"]
         bad = []
         if set(self.arm_codes) != set(self.host_codes):
             bad.append(f"outputs differ: arm {sorted(self.arm_codes)} host {sorted(self.host_codes)}")
         for side, codes in (("arm", self.arm_codes), ("host", self.host_codes)):
             for key, arr in codes.items():
-                other = ref if not key.startswith("frame:") else self.host_codes.get(key)
-                if other is None or arr.dtype != other.dtype or arr.shape != other.shape \
-                        or arr.tobytes() != other.tobytes():
+                if key.startswith("frame:"):
+                    try:
+                        arr = np.concatenate([frame_payload_codes(p) for p in split_payloads(arr)])
+                    except Exception as e:  # noqa: BLE001 - report, do not hide
+                        bad.append(f"{side} {key}: does not decode here ({e})")
+                        continue
+                if arr.dtype != ref.dtype or arr.shape != ref.shape or arr.tobytes() != ref.tobytes():
                     bad.append(f"{side} {key}")
         return bad
+
+    def frame_bytes_identical(self) -> dict[str, bool]:
+        """Whether each variant's entropy-coded FRAME payloads are the same bytes on ARM and here
+        (informational: the lossless coder need not be byte-stable across platforms; the codes
+        it decodes to must be)."""
+        return {k: self.arm_codes[k].tobytes() == self.host_codes.get(k, np.zeros(0)).tobytes()
+                for k in self.arm_codes if k.startswith("frame:")}
+
+
+def split_payloads(packed: np.ndarray) -> list[bytes]:
+    """Undo the guest's packing of FRAME payloads (u64 little-endian length + bytes, repeated)."""
+    data, out, pos = packed.tobytes(), [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 8], "little")
+        out.append(data[pos + 8:pos + 8 + n])
+        pos += 8 + n
+    return out
+
+
+def frame_payload_codes(payload: bytes) -> np.ndarray:
+    """The integer codes (N, C, *latent) a FRAME payload carries, decoded with this machine's
+    lossless coder (``encoder_runtime.frame`` + ``encoder_runtime.entropy``)."""
+    from encoder_runtime import entropy  # noqa: PLC0415
+    from encoder_runtime.frame import parse_frame  # noqa: PLC0415
+
+    info = parse_frame(payload)
+    cs = tuple(info.code_shape)
+    flat = (cs[0] * cs[1],) + cs[2:] if cs[0] > 1 else cs[1:]
+    return entropy.get_coder(info.coder).decode(bytes(payload[info.data_offset:]), flat).reshape(cs)
 
 
 def _run_script(python_argv: Sequence[str], runner, bundle: Path, frames: np.ndarray,

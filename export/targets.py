@@ -334,6 +334,11 @@ def write_requirements(wheelhouse: Path) -> Path:
     return path
 
 
+def ort_optimization_level(target: Target) -> str:
+    """Graph optimisation level baked into the target's .ort files."""
+    return "all" if target.arch == "aarch64" else "extended"
+
+
 def convert_to_ort(model_files: Sequence[Path], out_dir: Path, target: Target) -> dict[str, Path]:
     """ORT-format copies of ``model_files`` optimised for the target (Fixed style).
 
@@ -349,6 +354,11 @@ def convert_to_ort(model_files: Sequence[Path], out_dir: Path, target: Target) -
         # --target_platform arm|amd64 --optimization_style Fixed` runs (saves a second import).
         from onnxruntime.tools import convert_onnx_models_to_ort as conv  # noqa: PLC0415
 
+        # "all" adds NCHWc layouts sized for the *build* host's vectors (AVX-512 here), which
+        # would not be portable to other x86-64 machines; ARM conversion never adds them.
+        level = ort_optimization_level(target)
+        old_level = os.environ.get("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL")
+        os.environ["ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"] = level
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 conv.convert_onnx_models_to_ort(
@@ -357,14 +367,20 @@ def convert_to_ort(model_files: Sequence[Path], out_dir: Path, target: Target) -
         except Exception as e:  # noqa: BLE001 - any converter failure names the models
             raise PackagingError(f"converting {[f.name for f in model_files]} to ORT format "
                                  f"(target_platform {target.ort_target_platform}) failed: {e}") from e
+        finally:
+            if old_level is None:
+                os.environ.pop("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", None)
+            else:
+                os.environ["ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"] = old_level
+        infix = "" if level == "all" else f".{level}"  # the converter's file naming
         for f in model_files:
-            ort = work / (f.stem + ".ort")
+            ort = work / f"{f.stem}{infix}.ort"
             if not ort.is_file():
                 raise PackagingError(f"ORT conversion wrote no {ort.name} for {f.name}")
-            result[f.name] = Path(shutil.copy2(ort, out_dir / ort.name))
-        ops = work / "required_operators.config"
+            result[f.name] = Path(shutil.copy2(ort, out_dir / f"{f.stem}.ort"))
+        ops = work / f"required_operators{infix}.config"
         if ops.is_file():
-            shutil.copy2(ops, out_dir / ops.name)
+            shutil.copy2(ops, out_dir / "required_operators.config")
     return result
 
 
@@ -431,6 +447,7 @@ def build_target_bundle(src_bundle_dir: str | os.PathLike, target: str | Target,
             "files": {v: f"ort/{Path(VARIANT_FILES[v]).stem}.ort"
                       for v in VARIANT_FILES if VARIANT_FILES[v] in ort_files},
             "target_platform": tgt.ort_target_platform, "optimization_style": "Fixed",
+            "optimization_level": ort_optimization_level(tgt),
             "built_with_onnxruntime": onnxruntime.__version__,
             "note": ("for a minimal onnxruntime build; the PyPI wheel runs the .onnx files. An .ort "
                      "file loads only in an onnxruntime as new as the one that wrote it"),

@@ -79,10 +79,12 @@ def _check(bundle_src: Path | None, out: Path, site_cache: Path, target: str = "
     assert expected <= set(result.arm_codes) and expected <= set(result.host_codes)
     assert set(result.arm_codes) == set(result.host_codes)
     assert result.mismatches() == [], result.mismatches()
+    same_bytes = result.frame_bytes_identical()
     ref = result.host_codes["onnx:fp32"]
     assert ref.shape[0] == len(frames) and ref.size > 0 and np.unique(ref).size > 3
     print(f"\n{manifest['name']} on {manifest['target']['name']}: {len(frames)} tiles {frames.shape[1:]}, keys {sorted(result.arm_codes)}, "
           f"timings {{{', '.join(f'{k}: {v:.1f}' for k, v in result.timings.items())}}}, "
+          f"FRAME payload bytes identical arm/x86: {same_bytes}, "
           f"guest {result.arm_info}")
     return {"codes": ref, "frames": frames, "result": result}
 
@@ -99,6 +101,18 @@ def test_toy_bundle_bit_exact_on_emulated_arm(qemu, tmp_path, site_cache, target
     acc = np.einsum("nyixjc,kcij->nkyx", f.reshape(n, h // 8, 8, wd // 8, 8, c).astype(np.int64), w)
     ref = np.clip(np.round((acc + b[None, :, None, None]) / 2.0 ** s[None, :, None, None]), -127, 127)
     assert np.array_equal(got["codes"], ref.astype(np.int8))
+
+
+def test_exported_codec_bit_exact_on_emulated_rpi5(qemu, tmp_path, site_cache):
+    """A bundle written by the real exporter (untrained weights: the arithmetic is what counts)."""
+    torch = pytest.importorskip("torch")
+    from export.model import Codec, CodecConfig
+    from export.onnx_export import write_bundle
+
+    torch.manual_seed(0)
+    src = write_bundle(Codec(CodecConfig(decoder_width=16, decoder_blocks=1)), tmp_path / "src",
+                       "untrained-rgb")
+    _check(src, tmp_path / "rpi5", site_cache)
 
 
 @pytest.mark.parametrize("model", _bundled_models() or [pytest.param("none", marks=pytest.mark.skip(
