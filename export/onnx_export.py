@@ -119,7 +119,7 @@ def sha256_bytes(data: bytes) -> str:
 
 def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = None,
                  coder: str = "auto", sample_info: dict | None = None,
-                 operating_point: dict | None = None) -> Path:
+                 operating_point: dict | None = None, default: bool = False) -> Path:
     """Write a runtime bundle (manifest + encoder/decoder ONNX + integer params) to ``out_dir``."""
     cfg = codec.cfg
     out_dir = Path(out_dir)
@@ -160,6 +160,7 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
                             "deployed": "folded"},
         "files": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()},
         "operating_point": operating_point or {},
+        "default": default,
         "model_card": card or {},
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

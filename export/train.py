@@ -210,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-train-files", type=int, default=0, help="(smoke tests) limit the data")
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    ap.add_argument("--default", action="store_true",
+                    help="mark the bundle as its modality's default model")
+    ap.add_argument("--install", action="store_true",
+                    help="also copy the bundle into encoder_runtime/models/NAME")
     return ap
 
 
@@ -331,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
                                                               "bits_per_sample")}
     sample_info = {"rate_hz": 16000} if cfg.modality == "audio" else {}
     write_bundle(codec, out_dir / "bundle", name, card=card, operating_point=op,
-                 sample_info=sample_info)
+                 sample_info=sample_info, default=args.default)
+    if args.install:
+        import shutil
+        from encoder_runtime.bundle import MODELS_DIR
+        shutil.rmtree(MODELS_DIR / name, ignore_errors=True)
+        shutil.copytree(out_dir / "bundle", MODELS_DIR / name)
     print(json.dumps({"name": name, "bundle": str(out_dir / "bundle"), "wall_s": round(wall, 1),
                       **metrics}))
     return 0

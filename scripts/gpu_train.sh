@@ -21,6 +21,10 @@ declare -a JOBS=(
   "$AUD --latent 4 --levels 4 --lam 6 --name audio16k-c4"
   "$AUD --latent 6 --levels 4 --lam 3 --name audio16k-c6"
 )
+if [ -n "${JOBS_FILE:-}" ]; then  # one job per line: extra sensor-train flags; ${IMG}/${AUD} expand
+  JOBS=()
+  while IFS= read -r line; do [ -n "$line" ] && JOBS+=("$(eval echo "$line")"); done < <(grep -v '^#' "$JOBS_FILE")
+fi
 nvidia-smi -L 2>/dev/null || true
 pids=()
 for j in "${JOBS[@]}"; do

@@ -129,7 +129,7 @@ def test_cli_bad_inputs_give_one_line_errors(tmp_path):
     (tmp_path / "junk.scd").write_bytes(b"hello world, not a stream")
     _assert_clean_error(cli("info", tmp_path / "junk.scd"), "magic")
     _assert_clean_error(cli("encode", SAMPLES / "Kite.png", "-o", tmp_path / "a.scd",
-                            "--model", AUDIO_MODELS[0]), "int16")
+                            "--model", AUDIO_MODELS[0]), "audio")
     (tmp_path / "doc.txt").write_text("text")
     _assert_clean_error(cli("encode", tmp_path / "doc.txt", "-o", tmp_path / "b.scd"), "unsupported")
     from PIL import Image
