@@ -2,6 +2,7 @@
 
     sensor-export --model NAME  --target rpi5 --out DIR
     sensor-export --bundle DIR  --target jetson-orin --out DIR [--variant int8] [--python 3.11]
+    sensor-export --checkpoint runs/NAME/checkpoint.safetensors --target x86_64 --out DIR
     sensor-export --list-targets
 
 Two steps, kept apart: (1) get a *runtime bundle* (a bundled model by name, or a bundle folder;
@@ -16,6 +17,7 @@ import argparse
 import contextlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="NAME", help="a bundled model (encoder_runtime/models/NAME)")
     src.add_argument("--bundle", metavar="DIR", type=Path, help="a runtime bundle folder")
+    src.add_argument("--checkpoint", metavar="PATH", type=Path,
+                     help="a training checkpoint (checkpoint.safetensors + checkpoint.json from "
+                          "sensor-train): re-exported to a runtime bundle first (needs torch)")
     p.add_argument("--target", choices=sorted(TARGETS), metavar="TARGET",
                    help="one of: " + ", ".join(TARGETS))
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (must not exist, see --force)")
@@ -59,8 +64,30 @@ def runtime_bundle(args: argparse.Namespace):
         yield args.bundle
     elif args.model is not None:
         yield resolve_model(args.model)
+    elif args.checkpoint is not None:
+        with tempfile.TemporaryDirectory(prefix="sensor-export-") as scratch:
+            yield bundle_from_checkpoint(args.checkpoint, Path(scratch))
     else:  # pragma: no cover - guarded by main()
         raise BundleError("no model given")
+
+
+def bundle_from_checkpoint(checkpoint: Path, scratch: Path) -> Path:
+    """Export a training checkpoint to a runtime bundle under ``scratch``; BundleError if unusable."""
+    try:
+        from export.onnx_export import write_bundle
+        from export.train import codec_from_checkpoint
+    except ImportError as e:  # torch/onnx are host-toolchain dependencies
+        raise BundleError(f"--checkpoint needs the export toolchain (torch, onnx): {e}") from None
+    try:
+        codec, meta = codec_from_checkpoint(Path(checkpoint))
+    except SystemExit as e:  # the trainer reports missing/corrupt checkpoints this way
+        raise BundleError(str(e.code)) from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise BundleError(f"{checkpoint}: not a usable checkpoint ({e.__class__.__name__}: {e})") from None
+    name = str((meta.get("args") or {}).get("name") or Path(checkpoint).parent.name or "model")
+    card = {k: meta[k] for k in ("command", "hardware", "torch", "wall_time_s", "step") if k in meta}
+    card["checkpoint"] = str(checkpoint)
+    return write_bundle(codec, scratch / name, name, card=card)
 
 
 def _list_targets() -> str:
@@ -78,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list_targets:
         print(_list_targets())
         return 0
-    missing = [opt for opt, val in (("--model/--bundle", args.model or args.bundle),
+    missing = [opt for opt, val in (("--model/--bundle/--checkpoint",
+                                     args.model or args.bundle or args.checkpoint),
                                     ("--target", args.target), ("--out", args.out)) if not val]
     if missing:
         parser.error("missing " + ", ".join(missing))
