@@ -1,8 +1,11 @@
-"""End-to-end fault injection with real processes on loopback.
+"""End-to-end fault injection with real processes on loopback, with the real bundled model.
 
 Every test checks the delivery invariant with :func:`verify_stream`: each sequence number the
-encoder assigned is stored exactly once or covered by a GAP record, and every stored frame
-decodes. The stalled link is scaled down (``STALL_S``, 5 s here; the benchmark runs 30 s).
+encoder assigned is stored exactly once or covered by a GAP record, every stream header names the
+bundled default image model (``rgb-c16``; never the ``raw`` debug codec) and every stored frame
+decodes with the real decoder (``Decoder.for_header(header).decode_frame(header, payload)``).
+The main fault cases stream crops of the bundled real photos; the stalled link is scaled down
+(``STALL_S``, 5 s here; the benchmark runs 30 s).
 """
 
 from __future__ import annotations
@@ -18,29 +21,41 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from encoder_runtime.container import PREAMBLE, RecordType, preamble, scan_records
 from encoder_runtime.daemon import wire
 from encoder_runtime.daemon.store import iter_stream
-from encoder_runtime.daemon.faults import FaultProxy, free_port, spawn, verify_stream, wait_listening
+from encoder_runtime.bundle import default_model
+from encoder_runtime.daemon import faults
+from encoder_runtime.daemon.faults import FaultProxy, free_port, spawn, wait_listening
 
 pytestmark = pytest.mark.timeout(120)
 STALL_S = float(os.environ.get("SENSORCODEC_TEST_STALL_S", "5"))
 
-
-def pick_model() -> str:
-    """The bundled learned model when the codec is installed, else the raw pass-through."""
-    try:
-        from encoder_runtime import Encoder  # noqa: F401
-        from encoder_runtime.daemon.demo import default_model
-        return default_model()
-    except Exception:
-        return "raw"
-
-
-MODEL = pick_model()
+MODEL = default_model("image")  # the real bundled default (rgb-c16); no fallback to the raw codec
 SHAPE = "64x64x3"
+SAMPLES = Path(__file__).resolve().parents[1] / "encoder_runtime" / "samples"
+
+
+def verify_stream(store, stream_id, **kw):
+    """The delivery invariant, and every header names the real bundled model."""
+    return faults.verify_stream(store, stream_id, expect_model=kw.pop("expect_model", MODEL), **kw)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> str:
+    """A folder of 8 different 128×192 crops of the bundled real 768×512 photos (PNG)."""
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("photos")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(SAMPLES.glob("*.png"))]
+    for i in range(8):
+        img = images[i % len(images)]
+        y, x = 64 * (i % 5), 96 * (i % 6)
+        Image.fromarray(img[y:y + 128, x:x + 192]).save(out / f"crop{i}.png")
+    return str(out)
 
 
 class Rx:
@@ -99,29 +114,78 @@ def rx(tmp_path):
     r.stop()
 
 
+def _wait_files(folder: Path, pattern: str, n: int, timeout: float = 30) -> list[Path]:
+    deadline = time.time() + timeout
+    while len(list(folder.glob(pattern))) < n and time.time() < deadline:
+        time.sleep(0.1)
+    return sorted(folder.glob(pattern))
+
+
 def test_plain_run_ls_and_decode(tmp_path):
     r = Rx(tmp_path, "--decode", str(tmp_path / "decoded")).start()
     try:
         p = encoder(tmp_path, f"tcp://127.0.0.1:{r.port}", "--source", f"synthetic:{SHAPE}", "--max-frames", "40")
         assert wait_exit(p, 60, tmp_path / "enc.log") == 0
         res = verify_stream(r.store, "s1", expect_count=40)
-        assert res["frames"] == 40
+        assert res["frames"] == 40 and res["models"] == [MODEL]
         out = subprocess.run([sys.executable, "-m", "encoder_runtime.daemon.receive_cli", "ls", str(r.store),
                               "--json"], capture_output=True, check=True, env=os.environ | {
                                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         summary = json.loads(out.stdout)["streams"][0]
         assert summary["frames"] == 40 and summary["seq_ranges"] == [[0, 39]] and summary["missing"] == []
-        deadline = time.time() + 20
-        while len(list((tmp_path / "decoded" / "s1").glob("*.npy"))) < 40 and time.time() < deadline:
-            time.sleep(0.1)
-        assert len(list((tmp_path / "decoded" / "s1").glob("*.npy"))) == 40
+        assert summary["models"] == [MODEL]
+        # --decode writes PNG reconstructions of images (Pillow is installed here).
+        assert len(_wait_files(tmp_path / "decoded" / "s1", "*.png", 40)) == 40
     finally:
         r.stop()
 
 
-def test_receiver_killed_and_restarted_mid_run(tmp_path, rx):
+def test_default_model_on_real_768x512_photos(tmp_path):
+    """``--model`` not given: the bundled default image model encodes the bundled 768×512 photos;
+    the store decodes with the real decoder and the receiver's PNG reconstructions are faithful."""
+    from PIL import Image
+
+    r = Rx(tmp_path, "--decode", str(tmp_path / "decoded")).start()
+    try:
+        p = spawn("encode_cli", ["--source", f"dir:{SAMPLES},loop=1", "--sink", f"tcp://127.0.0.1:{r.port}",
+                                 "--spool", str(tmp_path / "spool"), "--stream-id", "photos",
+                                 "--segment-max-age", "100ms", "--max-frames", "6"], tmp_path / "enc.log")
+        assert wait_exit(p, 60, tmp_path / "enc.log") == 0
+        assert "model=rgb-c16 variant=fp32" in (tmp_path / "enc.log").read_text()
+        res = verify_stream(r.store, "photos", expect_count=6)
+        assert res["frames"] == 6 and set(res["decoded"].values()) == {(512, 768, 3)}
+        pngs = _wait_files(tmp_path / "decoded" / "photos", "*.png", 6, timeout=60)
+        assert len(pngs) == 6
+        originals = sorted(p for p in SAMPLES.glob("*.png"))
+        for seq, png in enumerate(pngs[:3]):
+            got = np.asarray(Image.open(png), dtype=np.float64)
+            ref = np.asarray(Image.open(originals[seq]).convert("RGB"), dtype=np.float64)
+            psnr = 10 * np.log10(255.0 ** 2 / np.mean((got - ref) ** 2))
+            assert psnr > 27.0, f"{originals[seq].name}: PSNR {psnr:.1f} dB"
+    finally:
+        r.stop()
+
+
+def test_wav_source_uses_the_default_audio_model(tmp_path):
+    r = Rx(tmp_path, "--decode", str(tmp_path / "decoded")).start()
+    try:
+        p = spawn("encode_cli", ["--source", f"file:{SAMPLES / 'speech_16k.wav'},chunk=1600",
+                                 "--sink", f"tcp://127.0.0.1:{r.port}", "--spool", str(tmp_path / "spool"),
+                                 "--stream-id", "mic", "--segment-max-age", "100ms", "--max-frames", "20"],
+                  tmp_path / "enc.log")
+        assert wait_exit(p, 60, tmp_path / "enc.log") == 0
+        audio_model = default_model("audio")
+        res = verify_stream(r.store, "mic", expect_count=20, expect_model=audio_model)
+        assert set(res["decoded"].values()) == {(1600, 1)}
+        assert len(_wait_files(tmp_path / "decoded" / "mic", "*.wav", 20)) == 20
+    finally:
+        r.stop()
+
+
+def test_receiver_killed_and_restarted_mid_run(tmp_path, rx, photos):
     rx.start()
-    p = encoder(tmp_path, f"tcp://127.0.0.1:{rx.port}", "--source", f"synthetic:{SHAPE},fps=100",
+    p = encoder(tmp_path, f"tcp://127.0.0.1:{rx.port}", "--source", f"dir:{photos},loop=1,fps=100",
+                "--queue-policy", "gap",
                 "--max-frames", "300", "--queue-size", "64")
     for _ in range(3):
         time.sleep(0.7)
@@ -143,19 +207,21 @@ def _spooled_seqs(spool: Path) -> set[int]:
     return seqs
 
 
-def test_encoder_killed_and_restarted(tmp_path, rx):
+def test_encoder_killed_and_restarted(tmp_path, rx, photos):
     rx.start()
     proxy = FaultProxy(rx.port)
     proxy.stalled.set()  # hold uploads back so the spool has a backlog when we kill
     sink = f"tcp://127.0.0.1:{proxy.port}"
-    p = encoder(tmp_path, sink, "--source", f"synthetic:{SHAPE},fps=100", "--ack-timeout", "1s")
+    p = encoder(tmp_path, sink, "--source", f"dir:{photos},loop=1,fps=100", "--queue-policy", "gap",
+                "--ack-timeout", "1s")
     time.sleep(2.0)
     p.kill()
     p.wait()
     spooled = _spooled_seqs(tmp_path / "spool")
     assert spooled, (tmp_path / "enc.log").read_text()[-2000:]
     proxy.stalled.clear()
-    p2 = encoder(tmp_path, sink, "--source", f"synthetic:{SHAPE},fps=100", "--max-frames", "50")
+    p2 = encoder(tmp_path, sink, "--source", f"dir:{photos},loop=1,fps=100", "--queue-policy", "gap",
+                 "--max-frames", "50")
     assert wait_exit(p2, 60, tmp_path / "enc.log") == 0
     proxy.close()
     res = verify_stream(rx.store, "s1")
@@ -167,10 +233,11 @@ def test_encoder_killed_and_restarted(tmp_path, rx):
     assert int(reopened) > 0 or "spool recovered" in log
 
 
-def test_stalled_link_recovers(tmp_path, rx):
+def test_stalled_link_recovers(tmp_path, rx, photos):
     rx.start()
     proxy = FaultProxy(rx.port)
-    p = encoder(tmp_path, f"tcp://127.0.0.1:{proxy.port}", "--source", f"synthetic:{SHAPE},fps=50",
+    p = encoder(tmp_path, f"tcp://127.0.0.1:{proxy.port}", "--source", f"dir:{photos},loop=1,fps=50",
+                "--queue-policy", "gap",
                 "--max-frames", str(int(50 * (STALL_S + 3))), "--ack-timeout", "2s", "--queue-size", "64")
     wait_for_data(rx.store / "s1")
     proxy.stalled.set()
@@ -183,10 +250,11 @@ def test_stalled_link_recovers(tmp_path, rx):
     assert "no acknowledgement within" in (tmp_path / "enc.log").read_text()
 
 
-def test_corrupted_bytes_on_the_wire(tmp_path, rx):
+def test_corrupted_bytes_on_the_wire(tmp_path, rx, photos):
     rx.start()
     proxy = FaultProxy(rx.port)
-    p = encoder(tmp_path, f"tcp://127.0.0.1:{proxy.port}", "--source", f"synthetic:{SHAPE},fps=100",
+    p = encoder(tmp_path, f"tcp://127.0.0.1:{proxy.port}", "--source", f"dir:{photos},loop=1,fps=100",
+                "--queue-policy", "gap",
                 "--max-frames", "200", "--ack-timeout", "2s", "--queue-size", "64")
     for direction in ("up", "down", "up", "up"):
         time.sleep(0.4)
@@ -198,9 +266,9 @@ def test_corrupted_bytes_on_the_wire(tmp_path, rx):
     assert "malformed" in rx.log.read_text() or "CRC" in rx.log.read_text()
 
 
-def test_spool_cap_reached_while_receiver_down(tmp_path, rx):
+def test_spool_cap_reached_while_receiver_down(tmp_path, rx, photos):
     # Receiver down: the 48 KiB spool overflows, the oldest segments are evicted with GAPs.
-    p = encoder(tmp_path, f"tcp://127.0.0.1:{rx.port}", "--source", "synthetic:64x64x3",
+    p = encoder(tmp_path, f"tcp://127.0.0.1:{rx.port}", "--source", f"dir:{photos},loop=1",
                 "--max-frames", "400", "--spool-max-bytes", "48KiB", "--segment-max-bytes", "8KiB",
                 "--spool-min-free-bytes", "0")
     spool_dir = tmp_path / "spool" / "s1"
@@ -355,7 +423,7 @@ def test_auth_and_malformed_input_are_rejected(tmp_path):
                     "10", "--token", "t0ken")
         assert wait_exit(p, 60, tmp_path / "enc.log") == 0
         verify_stream(r.store, "s1", expect_count=10)
-        assert not (r.store / "evil").exists() or verify_stream(r.store, "evil")["frames"] == 0
+        assert not (r.store / "evil").exists() or faults.verify_stream(r.store, "evil")["frames"] == 0
         assert r.proc.poll() is None
     finally:
         r.stop()

@@ -220,3 +220,81 @@ def test_metrics_http_exposition():
     assert "sensor_encode_frames_captured_total 3" in text
     assert 'sensor_encode_frames_dropped_total{stage="queue",reason="queue_full"} 2' in text
     assert 'sensor_encode_encode_seconds_bucket{le="0.005"} 1' in text
+
+
+# -- the real codec is the default path --------------------------------------------------------
+def test_default_model_per_modality_and_target_variant(tmp_path):
+    import shutil
+
+    from encoder_runtime import Decoder, Encoder
+    from encoder_runtime.bundle import MODELS_DIR, default_model
+    from encoder_runtime.daemon.codecs import decoder_for_header, load_encoder
+
+    img = load_encoder("default", modality="image")
+    assert isinstance(img, Encoder) and img.name == default_model("image") == "rgb-c16"
+    assert img.variant == "fp32"
+    assert load_encoder("", modality="audio").name == default_model("audio")
+    with pytest.raises(ValueError, match="audio model"):
+        load_encoder(default_model("audio"), modality="image")
+    with pytest.raises(ValueError, match="no default model"):
+        load_encoder("default", modality=None)
+    # A target bundle (sensor-export) names its device's fastest variant; the daemon runs it.
+    tgt = tmp_path / "rgb-c16-rpi5"
+    shutil.copytree(MODELS_DIR / "rgb-c16", tgt)
+    manifest = json.loads((tgt / "manifest.json").read_text())
+    manifest["target"] = {"name": "rpi5", "default_variant": "int8"}
+    (tgt / "manifest.json").write_text(json.dumps(manifest))
+    enc = load_encoder(str(tgt), modality="image")
+    assert enc.variant == "int8" and enc.stream_header("x")["encoder_variant"] == "int8"
+    assert load_encoder(str(tgt), modality="image", variant="fp32").variant == "fp32"
+    frame = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    assert enc.encode_frame(frame) == img.encode_frame(frame)  # both variants: the same codes
+    header = img.stream_header("s")
+    dec = decoder_for_header(header)
+    assert isinstance(dec, Decoder)
+    assert dec.decode_frame(header, img.encode_frame(frame)).shape == frame.shape
+
+
+def test_encode_config_default_model_and_variant_flag(tmp_path):
+    cfg = load_config(EncodeConfig, None, {"sink": "tcp://127.0.0.1:1", "variant": "int8"})
+    assert cfg.model == "default" and cfg.variant == "int8"
+    with pytest.raises(ConfigError):
+        load_config(EncodeConfig, None, {"sink": "tcp://127.0.0.1:1", "variant": "fp16"})
+
+
+def test_dir_source_streams_one_kind(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    np.save(tmp_path / "b.npy", np.zeros((4, 4), np.float32))
+    (tmp_path / "c.wav").write_bytes(b"")
+    src = open_source(f"dir:{tmp_path}")
+    assert src.modality == "image" and [p.name for p in src.files] == ["a.png"]
+    assert [p.name for p in open_source(f"dir:{tmp_path},kind=npy").files] == ["b.npy"]
+    with pytest.raises(ConfigError, match="kind"):
+        open_source(f"dir:{tmp_path},kind=video")
+
+
+def test_reconstructions_png_wav_npy(tmp_path, monkeypatch):
+    import sys
+
+    from encoder_runtime.daemon.receiver import write_reconstruction
+
+    img = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    assert write_reconstruction(tmp_path, 1, {"modality": "image"}, img).suffix == ".png"
+    audio = np.zeros((160, 1), np.int16)
+    assert write_reconstruction(tmp_path, 2, {"modality": "audio", "sample": {"rate_hz": 16000}},
+                                audio).suffix == ".wav"
+    assert write_reconstruction(tmp_path, 3, {"modality": "timeseries"}, audio).suffix == ".npy"
+    monkeypatch.setitem(sys.modules, "PIL", None)  # no Pillow: .npy
+    path = write_reconstruction(tmp_path, 4, {"modality": "image"}, img)
+    assert path.suffix == ".npy" and np.array_equal(np.load(path, allow_pickle=False), img)
+
+
+def test_demo_histogram_quantile_interpolates():
+    from encoder_runtime.daemon.demo import histogram_quantile
+
+    m = {'x_bucket{le="0.1"}': 0, 'x_bucket{le="0.2"}': 50, 'x_bucket{le="0.4"}': 100, 'x_bucket{le="+Inf"}': 100}
+    assert histogram_quantile(m, "x", 0.5) == pytest.approx(0.2)
+    assert histogram_quantile(m, "x", 0.75) == pytest.approx(0.3)
+    assert np.isnan(histogram_quantile({}, "x", 0.5))

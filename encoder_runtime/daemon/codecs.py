@@ -1,7 +1,8 @@
 """Loading encoders and decoders for the daemon.
 
-``--model NAME|DIR`` loads the learned codec (``encoder_runtime.Encoder``). ``--model raw`` is a
-lossless pass-through (zstd of the raw samples) for debugging links and for sources whose
+``--model NAME|DIR`` loads the learned codec (``encoder_runtime.Encoder``); the default
+(``--model default``) is the bundled default model for the source's modality
+(:func:`encoder_runtime.bundle.default_model`). ``--model raw`` is a lossless pass-through (zstd of the raw samples) for debugging links and for sources whose
 samples the learned bundles do not cover; its header says ``"codec": "raw-zstd"`` so any
 receiver can decode it.
 """
@@ -78,13 +79,36 @@ def resolve_model(model: str, modality: str | None) -> str:
     return name
 
 
-def load_encoder(model: str, threads: int = 1, modality: str | None = "image") -> Any:
-    """Load the encoder named by ``--model`` (``raw``, ``default``, or a bundle name/directory)."""
+def encoder_variant(bundle, requested: str = "") -> str:
+    """The encoder graph to run: ``requested``, else the target bundle's choice, else fp32.
+
+    A bundle written by ``sensor-export`` for a device names the variant that is fastest there
+    (``manifest["target"]["default_variant"]``: ``int8`` where the CPU has dot-product
+    instructions); both variants give the same codes bit for bit.
+    """
+    if requested:
+        return requested
+    target = bundle.manifest.get("target") or {}
+    return str(target.get("default_variant") or "fp32")
+
+
+def load_encoder(model: str, threads: int = 1, modality: str | None = "image", variant: str = "") -> Any:
+    """Load the encoder named by ``--model`` (``default``, a bundle name/directory, or ``raw``).
+
+    ``default`` is the bundled default model for the source's modality; the learned
+    :class:`encoder_runtime.Encoder` is the normal path, ``raw`` only a debugging pass-through.
+    """
     if model == "raw":
         return RawEncoder()
     from encoder_runtime import Encoder  # the learned codec (onnxruntime)
+    from encoder_runtime.bundle import load_bundle
 
-    return Encoder.load(resolve_model(model, modality), threads=threads)
+    name = resolve_model(model, modality)
+    bundle = load_bundle(name, verify=False)  # Encoder.load verifies every file's sha256
+    if modality and bundle.modality != modality:
+        raise ValueError(f"model {bundle.name!r} is a {bundle.modality} model but the source gives "
+                         f"{modality} frames")
+    return Encoder.load(name, threads=threads, variant=encoder_variant(bundle, variant))
 
 
 def decoder_for_header(header: dict) -> Any:

@@ -163,7 +163,11 @@ class EncodeConfig:
     source: str = field("synthetic:", "source", help="source URL")
     queue_size: int = field(4, "source", "int", help="frames buffered between capture and encoder")
     queue_policy: str = field("auto", "source", "choice", ("auto", "block", "gap", "latest"))
-    model: str = field("default", "encoder", help="bundle name or directory, or 'raw'")
+    model: str = field("default", "encoder",
+                       help="bundle name or directory ('default' = the bundled default model for the "
+                            "source's modality; 'raw' = lossless debug pass-through)")
+    variant: str = field("", "encoder", "choice", ("", "fp32", "int8"),
+                         help="encoder graph (default: the target bundle's default_variant, else fp32)")
     threads: int = field(1, "encoder", "int")
     stream_id: str = field("", "encoder", help="stream id (default: hostname-derived, fixed per spool)")
     spool: str = field("./spool", "spool")

@@ -121,27 +121,45 @@ class FaultProxy:
 
 
 def verify_stream(store: str | Path, stream_id: str, *, decode: bool = True,
-                  expect_count: int | None = None) -> dict:
+                  expect_count: int | None = None, expect_model: str | None = None) -> dict:
     """Check the delivery invariant for one stream; raises AssertionError with the reason.
 
-    Returns ``{"frames", "gap_seqs", "highest", "gaps"}``. With ``expect_count`` the seq space must
-    be exactly ``0 .. expect_count - 1``.
+    Every stored FRAME is decoded with the decoder its stream header names
+    (``Decoder.for_header(header).decode_frame(header, payload)`` for the learned codec);
+    byte-identical payloads (a looped sample folder) are decoded once — decoding is
+    deterministic. Returns ``{"frames", "gap_seqs", "highest", "gaps", "models", "decoded"}``
+    where ``models`` are the bundle names (or codec ids) in the stream headers and ``decoded``
+    maps seq → reconstruction shape. With ``expect_count`` the seq space must be exactly
+    ``0 .. expect_count - 1``; with ``expect_model`` every header must name that bundle.
     """
+    import hashlib
+
     from .codecs import decoder_for_header
 
     covered, frames = RangeSet(), 0
     gap_seqs, gaps = 0, []
     decoders: dict[str, object] = {}
+    shapes: dict[bytes, tuple] = {}
+    models: set[str] = set()
+    decoded: dict[int, tuple] = {}
     for header, rec in iter_stream(store, stream_id):
+        model = (header.get("bundle") or {}).get("name") or header.get("codec", "?")
+        models.add(model)
+        if expect_model is not None:
+            assert model == expect_model, f"seq {rec.seq}: stream header names model {model!r}, not {expect_model!r}"
         if rec.type == RecordType.FRAME:
             assert rec.seq not in covered, f"seq {rec.seq} stored twice"
             covered.add(rec.seq, rec.seq)
             frames += 1
             if decode:
-                key = json.dumps(header, sort_keys=True)
-                dec = decoders.get(key) or decoders.setdefault(key, decoder_for_header(header))
-                arr = dec.decode_frame(header, rec.payload)
-                assert arr.size > 0, f"seq {rec.seq} decoded to an empty array"
+                key = json.dumps({k: v for k, v in header.items() if k != "clock"}, sort_keys=True)
+                digest = hashlib.sha1(key.encode() + b"\0" + bytes(rec.payload)).digest()
+                if digest not in shapes:
+                    dec = decoders.get(key) or decoders.setdefault(key, decoder_for_header(header))
+                    arr = dec.decode_frame(header, rec.payload)
+                    assert arr.size > 0, f"seq {rec.seq} decoded to an empty array"
+                    shapes[digest] = arr.shape
+                decoded[rec.seq] = shapes[digest]
         else:
             a, b, reason = rec.gap()
             assert covered.uncovered(a, b) == [(a, b)], f"gap {a}..{b} overlaps stored data"
@@ -153,7 +171,8 @@ def verify_stream(store: str | Path, stream_id: str, *, decode: bool = True,
     assert not missing, f"seqs neither stored nor in a GAP: {missing[:10]}"
     if expect_count is not None:
         assert highest == expect_count - 1, f"highest seq {highest}, expected {expect_count - 1}"
-    return {"frames": frames, "gap_seqs": gap_seqs, "highest": highest, "gaps": gaps}
+    return {"frames": frames, "gap_seqs": gap_seqs, "highest": highest, "gaps": gaps,
+            "models": sorted(models), "decoded": decoded}
 
 
 def python_env() -> dict:

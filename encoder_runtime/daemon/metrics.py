@@ -206,6 +206,10 @@ class EncodeMetrics:
         self.last_progress = r.gauge("last_progress_timestamp_seconds", "Wall time of the last frame")
 
 
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
+                   0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
+
+
 class ReceiveMetrics:
     """The metrics ``sensor-receive`` exports."""
 
@@ -219,3 +223,6 @@ class ReceiveMetrics:
         self.bytes_stored = r.counter("bytes_stored_total", "Bytes appended to the store")
         self.rejected = r.counter("rejected_total", "Connections or records rejected", ("reason",))
         self.commit_seconds = r.histogram("commit_seconds", "Write + fsync per segment")
+        self.capture_to_stored = r.histogram(
+            "capture_to_stored_seconds", "Per frame: capture (sender wall clock) to durably stored here",
+            LATENCY_BUCKETS)

@@ -48,18 +48,62 @@ class ProtocolError(Exception):
         self.code, self.message = code, message
 
 
-class Decoder(threading.Thread):
-    """Optional background reconstruction of stored frames to ``DIR/<stream>/<seq>.npy``."""
+def write_reconstruction(out_dir: Path, seq: int, header: dict, arr: np.ndarray) -> Path:
+    """Write one decoded frame: PNG for images (Pillow), WAV for audio (soundfile), else ``.npy``."""
+    modality = header.get("modality")
+    if modality == "image" and arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
+        try:
+            from PIL import Image
+        except ImportError:
+            pass
+        else:
+            path = out_dir / f"{seq:012d}.png"
+            Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr).save(path)
+            return path
+    if modality == "audio" and arr.dtype == np.int16:
+        rate = int((header.get("sample") or {}).get("rate_hz") or ((header.get("meta") or {}).get("rate_hz")) or 0)
+        if rate > 0:
+            try:
+                import soundfile
+            except (ImportError, OSError):
+                pass
+            else:
+                path = out_dir / f"{seq:012d}.wav"
+                soundfile.write(str(path), arr, rate, subtype="PCM_16")
+                return path
+    path = out_dir / f"{seq:012d}.npy"
+    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+    return path
 
-    def __init__(self, out_dir: str) -> None:
+
+class Decoder(threading.Thread):
+    """Optional background reconstruction of stored frames (``--decode DIR``).
+
+    Writes ``DIR/<stream>/<seq>.png`` for images when Pillow is installed, ``.wav`` for audio when
+    soundfile is, ``.npy`` otherwise. Decoding runs the cloud decoder (much slower than the
+    device encoder), so it never back-pressures storage: when more than ``backlog`` segments are
+    waiting, new ones are skipped (counted and logged; they are stored and can be decoded later
+    from the store with ``Decoder.for_header(header).decode_frame(header, payload)``).
+    """
+
+    def __init__(self, out_dir: str, backlog: int = 256, threads: int = 1) -> None:
         super().__init__(name="decoder", daemon=True)
         self.out = Path(out_dir)
-        self.q: queue.Queue = queue.Queue(maxsize=256)
+        self.q: queue.Queue = queue.Queue(maxsize=backlog)
+        self.threads = threads
         self._decoders: dict[str, object] = {}
+        self.skipped = 0
+        self.written = 0
 
     def submit(self, stream_id: str, header: dict, records: list) -> None:
-        """Queue frames for decoding (blocks when 256 segments are waiting)."""
-        self.q.put((stream_id, header, records))
+        """Queue frames for decoding; never blocks (skips and counts when the backlog is full)."""
+        try:
+            self.q.put_nowait((stream_id, header, records))
+        except queue.Full:
+            n = sum(1 for r in records if r.type == RecordType.FRAME)
+            self.skipped += n
+            log.warning("decode backlog full: %d frames of stream %s stored but not reconstructed "
+                        "(%d skipped so far)", n, stream_id, self.skipped)
 
     def run(self) -> None:
         from .codecs import decoder_for_header
@@ -67,7 +111,7 @@ class Decoder(threading.Thread):
         while True:
             stream_id, header, records = self.q.get()
             try:
-                key = repr(sorted(header.items()))
+                key = repr(sorted((k, repr(v)) for k, v in header.items() if k != "clock"))
                 dec = self._decoders.get(key)
                 if dec is None:
                     dec = self._decoders[key] = decoder_for_header(header)
@@ -75,7 +119,8 @@ class Decoder(threading.Thread):
                 d.mkdir(parents=True, exist_ok=True)
                 for rec in records:
                     if rec.type == RecordType.FRAME:
-                        np.save(d / f"{rec.seq:012d}.npy", dec.decode_frame(header, rec.payload))
+                        write_reconstruction(d, rec.seq, header, dec.decode_frame(header, rec.payload))
+                        self.written += 1
             except Exception as exc:
                 log.error("decode failed for stream %s: %s", stream_id, exc)
 
@@ -250,6 +295,10 @@ class Receiver:
         stored, dups, gaps = st.commit(header, records)
         m = self.metrics
         if m:
+            now = time.time_ns()
+            for r in records:  # on one host (or NTP-synced ones) this is capture → durably stored
+                if r.type == RecordType.FRAME and r.t_wall_ns:
+                    m.capture_to_stored.observe(max(0.0, (now - r.t_wall_ns) / 1e9))
             m.commit_seconds.observe(time.perf_counter() - t0)
             m.segments.inc(1, "ok")
             m.frames_stored.inc(stored)

@@ -62,8 +62,8 @@ class EncodeService:
             from .codecs import load_encoder
 
             try:
-                encoder = load_encoder(cfg.model, cfg.threads, self.source.modality)
-            except (FileNotFoundError, KeyError, ValueError, ImportError) as exc:
+                encoder = load_encoder(cfg.model, cfg.threads, self.source.modality, cfg.variant)
+            except (FileNotFoundError, KeyError, ValueError, ImportError) as exc:  # BundleError is a ValueError
                 raise ConfigError(f"model {cfg.model!r}: {exc}") from None
         self.encoder = encoder
         self.stream_id = cfg.stream_id or default_stream_id(cfg.source)
@@ -116,8 +116,9 @@ class EncodeService:
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
         capture.start()
         sdnotify.notify(f"READY=1\nSTATUS=streaming {self.stream_id} to {cfg.sink}")
-        log.info("sensor-encode started: source=%s model=%s stream=%s sink=%s next_seq=%d",
-                 cfg.source, cfg.model, self.stream_id, cfg.sink, self.spool.next_seq)
+        log.info("sensor-encode started: source=%s model=%s variant=%s stream=%s sink=%s next_seq=%d",
+                 cfg.source, getattr(self.encoder, "name", cfg.model), getattr(self.encoder, "variant", "-"),
+                 self.stream_id, cfg.sink, self.spool.next_seq)
         wd = sdnotify.watchdog_period()
         last_wd, last_frames = 0.0, -1
         rc = 0

@@ -3,7 +3,8 @@
 ``SCHEME:ARG,key=value,...``:
 
 - ``synthetic:HxWxC,fps=0,count=0,dtype=uint8`` moving test pattern (fps 0 = as fast as possible)
-- ``dir:PATH,loop=0,fps=0`` every image / ``.npy`` / WAV / FLAC file in a folder, sorted by name
+- ``dir:PATH,loop=0,fps=0,kind=`` every image / ``.npy`` / WAV / FLAC file in a folder, sorted by
+  name; one kind per stream (``kind=image|audio|npy``, default: the first file's kind)
 - ``file:PATH,chunk=4096,fps=0`` one image or ``.npy`` (one frame), or audio cut into chunks
 - ``stdin:HxWxC,dtype=uint8`` fixed-size raw frames on standard input
 - ``serial:URL,baud=115200`` frames from an MCU via ``firmware_bridge`` (lazily imported)
@@ -186,7 +187,7 @@ class FileSource(Source):
     """Frames from one file or every supported file in a folder."""
 
     def __init__(self, path: str, folder: bool, loop: bool = False, fps: float = 0.0,
-                 chunk: int = 4096) -> None:
+                 chunk: int = 4096, kind: str = "") -> None:
         self.path, self.folder, self.loop, self.fps, self.chunk = Path(path), folder, loop, fps, chunk
         self.name = "dir" if folder else "file"
         self._stop = False
@@ -194,10 +195,22 @@ class FileSource(Source):
         if folder:
             if not self.path.is_dir():
                 raise ConfigError(f"dir: {self.path} is not a folder")
-            self.files = sorted(p for p in self.path.iterdir()
-                                if p.suffix.lower() in IMAGE_EXT | AUDIO_EXT | {".npy"})
-            if not self.files:
+            files = sorted(p for p in self.path.iterdir()
+                           if p.suffix.lower() in IMAGE_EXT | AUDIO_EXT | {".npy"})
+            if not files:
                 raise ConfigError(f"dir: {self.path} holds no images, .npy or audio files")
+            # One stream holds one kind of frame: the kind named by kind=, else the first file's.
+            kinds = {"image": IMAGE_EXT, "audio": AUDIO_EXT, "npy": {".npy"}}
+            if kind and kind not in kinds:
+                raise ConfigError(f"dir: kind must be one of {', '.join(kinds)}, got {kind!r}")
+            kind = kind or next(k for k, ext in kinds.items() if files[0].suffix.lower() in ext)
+            self.files = [p for p in files if p.suffix.lower() in kinds[kind]]
+            if not self.files:
+                raise ConfigError(f"dir: {self.path} holds no {kind} files")
+            skipped = len(files) - len(self.files)
+            if skipped:
+                print(f"dir: {self.path}: streaming the {len(self.files)} {kind} files, skipping {skipped} "
+                      f"of other kinds (choose with kind=image|audio|npy)", file=sys.stderr)
         else:
             if not self.path.is_file():
                 raise ConfigError(f"file: {self.path} does not exist")
@@ -433,7 +446,8 @@ def _dir(pos: str, opts: dict, url: str) -> Source:
     if not pos:
         raise ConfigError(f"{url}: expected dir:PATH")
     return FileSource(os.path.expanduser(pos), True, loop=bool(_num(opts, "loop", 0, int, url)),
-                      fps=_num(opts, "fps", 0.0, url=url), chunk=_num(opts, "chunk", 4096, int, url))
+                      fps=_num(opts, "fps", 0.0, url=url), chunk=_num(opts, "chunk", 4096, int, url),
+                      kind=opts.pop("kind", ""))
 
 
 def _file(pos: str, opts: dict, url: str) -> Source:

@@ -240,10 +240,11 @@ def summarize(root: str | Path) -> dict:
         return out
     for d in sorted(p for p in root.iterdir() if p.is_dir() and STREAM_ID_RE.fullmatch(p.name)):
         frames, covered = RangeSet(), RangeSet()
-        gaps, codecs, nbytes, dup = [], set(), 0, 0
+        gaps, codecs, models, nbytes, dup = [], set(), set(), 0, 0
         for header, rec in iter_stream(root, d.name):
             if header:
                 codecs.add(header.get("codec") or (header.get("bundle") or {}).get("name") or "?")
+                models.add((header.get("bundle") or {}).get("name") or header.get("codec") or "?")
             if rec.type == RecordType.FRAME:
                 if rec.seq in frames:
                     dup += 1
@@ -260,7 +261,7 @@ def summarize(root: str | Path) -> dict:
             "seq_ranges": [list(r) for r in frames.ranges()],
             "gaps": sorted(gaps, key=lambda g: g["first"]),
             "missing": [list(r) for r in covered.uncovered(0, hi)] if hi >= 0 else [],
-            "duplicates": dup, "codecs": sorted(map(str, codecs)),
+            "duplicates": dup, "codecs": sorted(map(str, codecs)), "models": sorted(map(str, models)),
             "files": len(list(d.glob("*.scd"))),
         })
     return out
@@ -275,7 +276,7 @@ def format_summary(summary: dict) -> str:
             rng += ", ..."
         lines.append(f"{s['stream_id']}: {s['frames']} frames ({s['payload_bytes']} B) seq {rng or '-'}; "
                      f"{len(s['gaps'])} gaps; {len(s['missing'])} missing ranges; "
-                     f"codecs {', '.join(s['codecs']) or '-'}")
+                     f"model {', '.join(s.get('models') or []) or '-'}; codecs {', '.join(s['codecs']) or '-'}")
         for g in s["gaps"][:20]:
             lines.append(f"  gap {g['first']}..{g['last']} ({g['reason']})")
     return "\n".join(lines) if lines else f"{summary['store']}: no streams"
