@@ -36,6 +36,7 @@ MODELS = list_model_names()
 BUNDLES = {n: load_bundle(n) for n in MODELS}
 IMAGE_MODELS = [n for n in MODELS if BUNDLES[n].modality == "image"]
 AUDIO_MODELS = [n for n in MODELS if BUNDLES[n].modality == "audio"]
+OTHER_MODELS = [n for n in MODELS if n not in IMAGE_MODELS and n not in AUDIO_MODELS]
 ACC_LIMIT = 2 ** 24
 
 
@@ -266,6 +267,48 @@ def test_audio_codes_bit_exact_everywhere(name):
     assert blocks >= 10_000
     print(f"{name}: {frames} frames, {blocks} blocks, {blocks * b.latent_channels} codes, "
           f"{stats['ties']} exact .5 ties, {stats['clipped']} clipped, max|acc| {stats['max_abs_acc']}")
+
+
+def held_out_signals(modality: str) -> list[np.ndarray]:
+    """Real held-out signals of another modality (e.g. BasicMotions IMU) as channel-last arrays."""
+    try:
+        from export.train import load_training_arrays
+        arrays = load_training_arrays(modality, "test")
+    except (ImportError, SystemExit, OSError, ValueError, KeyError) as e:
+        pytest.skip(f"no held-out {modality} data here ({e.__class__.__name__}: {e})")
+    return [np.ascontiguousarray(np.moveaxis(a, 0, -1)) for a in arrays]
+
+
+@pytest.mark.parametrize("name", OTHER_MODELS)
+def test_other_modality_codes_bit_exact_everywhere(name):
+    b = BUNDLES[name]
+    arrays = integer_arrays(name)
+    cmax = int(b.manifest["latent"]["code_max"])
+    fp32, int8 = session(b.file("encoder.onnx")), session(b.file("encoder_int8.onnx"))
+    encs = {v: Encoder(b, threads=1, variant=v) for v in ("fp32", "int8")}
+    tenc = torch_encoder_from_bundle(name)
+    stats: dict = {}
+    positions = 0
+    rng = np.random.default_rng(7)
+    signals = held_out_signals(b.modality)
+    assert signals
+    for sig in signals:
+        n = sig.shape[0]
+        parts = [sig] + [sig[s:s + int(rng.integers(b.block[0], n - s + 1))]
+                         for s in rng.integers(0, n - b.block[0], size=4)]
+        for part in parts:
+            part = np.ascontiguousarray(part)
+            padded = edge_pad(part[None], b.block)
+            want = reference_codes(padded, arrays, b.block, cmax, stats)
+            assert_same("ORT fp32 graph", fp32.run(None, {"samples": padded})[0], want)
+            assert_same("ORT int8 graph", int8.run(None, {"samples": padded})[0], want)
+            assert_same("torch simulation", torch_codes(tenc, padded), want)
+            for v, enc in encs.items():
+                assert_same(f"Encoder.codes {v} ({part.shape})", enc.codes(part), want)
+            positions += want[:, 0].size
+    assert stats["max_abs_acc"] < ACC_LIMIT
+    assert positions >= 1000
+    print(f"{name}: {positions} positions, {positions * b.latent_channels} codes, {stats['ties']} ties")
 
 
 def _matching_checkpoints() -> list[tuple[str, Path]]:
