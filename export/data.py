@@ -204,6 +204,63 @@ def audio_paths(split: str, cache: Path = DEFAULT_CACHE) -> list[Path]:
     return sorted(list(folder.glob("*.wav")) + list(folder.glob("*.npy")))
 
 
+# --- BasicMotions IMU (machine-perception benchmark) ----------------------------------------------
+# UEA archive "BasicMotions" (smartwatch 3-axis accelerometer + 3-axis gyroscope, 10 Hz, 100 samples,
+# classes Badminton/Running/Standing/Walking; 40 train + 40 test series, official split), read from
+# the aeon 1.6.0 wheel (BSD-3; the data files only: `pip download --no-deps`, nothing is installed).
+# Fixed int16 scaling: sample = clip(round(value * IMU_SCALE)); |value| <= 35 in both splits, so
+# nothing clips (1 LSB = 1/512 of the archive's unit).
+BASICMOTIONS_WHEEL = ("aeon", "1.6.0", "aeon-1.6.0-py3-none-any.whl",
+                      "d05227086706f80111ac5fee8de4d5d3115bb3bcfd1c786c8629393055816409")
+BASICMOTIONS_CLASSES = ("Badminton", "Running", "Standing", "Walking")
+IMU_SCALE = 512
+IMU_RATE_HZ = 10
+
+
+def _parse_ts(text: str) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "@")):
+            continue
+        parts = line.split(":")
+        xs.append([[float(v) for v in ch.split(",")] for ch in parts[:-1]])
+        ys.append(BASICMOTIONS_CLASSES.index(parts[-1]))
+    return np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.int64)
+
+
+def fetch_basic_motions(cache: Path = DEFAULT_CACHE) -> Path:
+    """BasicMotions as ``basicmotions/{train,test}.npz`` (x: (N, 6, 100) int16, y: (N,) int64)."""
+    import zipfile
+    out = cache / "basicmotions"
+    if all((out / f"{s}.npz").is_file() for s in ("train", "test")):
+        return out
+    pkg, version, fname, want = BASICMOTIONS_WHEEL
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    whl = wheels / fname
+    if not whl.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        "-q", "-d", str(wheels), f"{pkg}=={version}"], check=True)
+    got = sha256_file(whl)
+    if got != want:
+        raise SystemExit(f"{whl}: sha256 {got} does not match the pinned {want}")
+    out.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(whl) as zf:
+        for split in ("train", "test"):
+            text = zf.read(f"aeon/datasets/data/BasicMotions/BasicMotions_{split.upper()}.ts")
+            x, y = _parse_ts(text.decode("utf-8"))
+            x16 = np.clip(np.round(x * IMU_SCALE), -32768, 32767).astype(np.int16)
+            np.savez(out / f"{split}.npz", x=x16, y=y)
+    return out
+
+
+def basic_motions(split: str, cache: Path = DEFAULT_CACHE) -> tuple[np.ndarray, np.ndarray]:
+    """(x (N, 6, 100) int16, y (N,) int64) of the official BasicMotions split ('train' or 'test')."""
+    with np.load(fetch_basic_motions(cache) / f"{split}.npz", allow_pickle=False) as z:
+        return z["x"], z["y"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m export.data fetch``: build the data cache."""
     ap = argparse.ArgumentParser(prog="sensor-data", description=__doc__.splitlines()[0])

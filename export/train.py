@@ -31,11 +31,16 @@ PRESETS: dict[str, dict] = {
                   sample_center=128.0),
     "audio": dict(modality="audio", dims=1, in_channels=1, levels=4, sample_dtype="int16",
                   sample_center=0.0),
+    # 6-channel IMU (BasicMotions, int16 = round(value * 512); see export/data.py)
+    "timeseries": dict(modality="timeseries", dims=1, in_channels=6, levels=2,
+                       sample_dtype="int16", sample_center=0.0),
 }
 
 
 def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray]:
     """Real training signals as (C, *spatial) integer arrays."""
+    if modality == "timeseries":
+        return list(datasets.basic_motions(split)[0])
     datasets.fetch()
     if modality == "image":
         from PIL import Image
@@ -334,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     op = {k: round(v, 4) for k, v in metrics.items() if k in ("bpp", "psnr_db", "snr_db_mean",
                                                               "bits_per_sample")}
     sample_info = {"rate_hz": 16000} if cfg.modality == "audio" else {}
+    if cfg.modality == "timeseries":
+        sample_info = {"rate_hz": datasets.IMU_RATE_HZ, "scale": datasets.IMU_SCALE}
     write_bundle(codec, out_dir / "bundle", name, card=card, operating_point=op,
                  sample_info=sample_info, default=args.default)
     if args.install:
