@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder_runtime import Decoder, Encoder
+from encoder_runtime import Decoder, Encoder, container
 from encoder_runtime.bundle import list_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,12 +64,18 @@ def pillow_point(images: list[np.ndarray], fmt: str, quality: int) -> tuple[floa
     return bits / pixels, float(np.mean(ps))
 
 
-def our_point(images: list[np.ndarray], name: str) -> tuple[float, float]:
+def our_point(images: list[np.ndarray], name: str, in_stream: bool = False) -> tuple[float, float]:
+    """(bpp, mean PSNR). File rate = whole one-frame stream; in-stream rate = the FRAME record
+    alone (a stream sends its header once, so each further frame costs only its record)."""
     enc, dec = Encoder.load(name), Decoder.load(name)
     bits, pixels, ps = 0, 0, []
     for img in images:
         blob = enc.encode(img)
-        bits += 8 * len(blob)
+        if in_stream:
+            _, recs = container.read_stream(blob)
+            bits += 8 * sum(r.size for r in recs)
+        else:
+            bits += 8 * len(blob)
         pixels += img.shape[0] * img.shape[1]
         ps.append(psnr(img, dec.decode(blob)))
     return bits / pixels, float(np.mean(ps))
@@ -79,6 +85,7 @@ def run_images(images: list[np.ndarray], names: list[str]) -> dict:
     from PIL import features
     curves: dict[str, list] = {}
     curves["ours"] = sorted(our_point(images, n) + (n,) for n in names)
+    curves["ours (in a stream)"] = sorted(our_point(images, n, True) + (n,) for n in names)
     curves["JPEG (libjpeg-turbo)"] = sorted(pillow_point(images, "JPEG", q) + (f"q{q}",)
                                             for q in (10, 20, 30, 50, 75, 90))
     curves["WebP"] = sorted(pillow_point(images, "WEBP", q) + (f"q{q}",)
@@ -87,7 +94,8 @@ def run_images(images: list[np.ndarray], names: list[str]) -> dict:
         curves["AVIF"] = sorted(pillow_point(images, "AVIF", q) + (f"q{q}",)
                                 for q in (20, 40, 60, 80))
     pts = {k: [(r, p) for r, p, _ in v] for k, v in curves.items()}
-    bd = {f"ours vs {k}": bd_rate(pts[k], pts["ours"]) for k in pts if k != "ours"}
+    bd = {f"{o} vs {k}": bd_rate(pts[k], pts[o]) for o in ("ours", "ours (in a stream)")
+          for k in pts if not k.startswith("ours")}
     jpeg_at = {}
     for r, p, n in curves["ours"]:  # JPEG rate needed for our PSNR (interpolated in log rate)
         jr = np.array([x for x, _ in pts["JPEG (libjpeg-turbo)"]])
@@ -104,8 +112,9 @@ def plot_images(result: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 5))
     for k, pts in result["curves"].items():
-        ax.plot([p["bpp"] for p in pts], [p["psnr_db"] for p in pts], "o-" if k == "ours" else ".--",
-                label=k, lw=2 if k == "ours" else 1)
+        ours = k.startswith("ours")
+        ax.plot([p["bpp"] for p in pts], [p["psnr_db"] for p in pts], "o-" if ours else ".--",
+                label=k, lw=2 if ours else 1)
     ax.set_xscale("log")
     ax.set_xlabel("bits per pixel (whole file)")
     ax.set_ylabel("PSNR (dB, RGB)")

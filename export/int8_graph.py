@@ -13,11 +13,11 @@ then ``Cast`` to float32 (exact: |acc| < 2**24), ``Mul`` by 2**-shift (exact), `
 from __future__ import annotations
 
 import numpy as np
-import onnx
+import onnx  # noqa: F401  (ModelProto in annotations)
 from onnx import TensorProto, helper, numpy_helper
 
 from .model import CodecConfig
-from .onnx_export import ONNX_DTYPES, OPSET, _spatial_names
+from .onnx_export import ONNX_DTYPES, _spatial_names, finish_model, requantize_nodes
 
 
 def int8_encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
@@ -64,14 +64,6 @@ def int8_encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.
     nodes += [
         helper.make_node("Add", ["acc0", "bias"], ["acc"]),
         helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["accf", "step_scale"], ["scaled"]),
-        helper.make_node("Round", ["scaled"], ["rounded"]),
-        helper.make_node("Clip", ["rounded", "lo", "hi"], ["clipped"]),
-        helper.make_node("Cast", ["clipped"], ["codes"], to=TensorProto.INT8),
+        *requantize_nodes("accf"),
     ]
-    graph = helper.make_graph(nodes, "sensorcodec_encoder_int8", [x], [y], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="sensorcodec")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return finish_model(nodes, "sensorcodec_encoder_int8", x, y, inits)

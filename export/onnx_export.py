@@ -59,12 +59,22 @@ def encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.Model
         helper.make_node("Transpose", ["xf"], ["xc"], perm=perm),
         helper.make_node("Conv", ["xc", "weight", "bias"], ["acc"],
                          kernel_shape=[cfg.block] * d, strides=[cfg.block] * d),
-        helper.make_node("Mul", ["acc", "step_scale"], ["scaled"]),
-        helper.make_node("Round", ["scaled"], ["rounded"]),
-        helper.make_node("Clip", ["rounded", "lo", "hi"], ["clipped"]),
-        helper.make_node("Cast", ["clipped"], ["codes"], to=TensorProto.INT8),
+        *requantize_nodes("acc"),
     ]
-    graph = helper.make_graph(nodes, "sensorcodec_encoder", [x], [y], inits)
+    return finish_model(nodes, "sensorcodec_encoder", x, y, inits)
+
+
+def requantize_nodes(acc: str) -> list[onnx.NodeProto]:
+    """float accumulator → × 2**-shift → Round (half to even) → Clip → int8 ``codes``."""
+    return [helper.make_node("Mul", [acc, "step_scale"], ["scaled"]),
+            helper.make_node("Round", ["scaled"], ["rounded"]),
+            helper.make_node("Clip", ["rounded", "lo", "hi"], ["clipped"]),
+            helper.make_node("Cast", ["clipped"], ["codes"], to=TensorProto.INT8)]
+
+
+def finish_model(nodes, name: str, x, y, inits) -> onnx.ModelProto:
+    """Wrap nodes into a checked single-file model at our opset."""
+    graph = helper.make_graph(nodes, name, [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="sensorcodec")
     model.ir_version = 8
