@@ -4,7 +4,8 @@
 
 - ``synthetic:HxWxC,fps=0,count=0,dtype=uint8`` moving test pattern (fps 0 = as fast as possible)
 - ``dir:PATH,loop=0,fps=0,kind=`` every image / ``.npy`` / WAV / FLAC file in a folder, sorted by
-  name; one kind per stream (``kind=image|audio|npy``, default: the first file's kind)
+  name; one kind per stream (``kind=image|audio|npy``, default: the first file's kind); with
+  ``loop=1`` the decoded frames are kept after the first pass (up to 64 MiB)
 - ``file:PATH,chunk=4096,fps=0`` one image or ``.npy`` (one frame), or audio cut into chunks
 - ``stdin:HxWxC,dtype=uint8`` fixed-size raw frames on standard input
 - ``serial:URL,baud=115200`` frames from an MCU via ``firmware_bridge`` (lazily imported)
@@ -220,18 +221,34 @@ class FileSource(Source):
         elif self.files[0].suffix.lower() == ".npy":
             self.modality = None
 
+    CACHE_BYTES = 64 * 1024**2  # with loop=1, keep decoded frames up to this size after the first pass
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        for p in self.files:
+            yield from read_frames_from_file(p, self.chunk)
+
     def __iter__(self) -> Iterator[SourceItem]:
         pacer = _Pacer(self.fps)
+        cache: list[np.ndarray] | None = [] if self.loop else None
+        cached = False
         while not self._stop:
-            for p in self.files:
-                for arr in read_frames_from_file(p, self.chunk):
-                    if self._stop:
-                        return
-                    pacer.wait()
-                    mono, wall = now_ns()
-                    yield SourceItem(arr, mono, wall)
+            size = 0
+            for arr in (iter(cache) if cached else self._frames()):
+                if self._stop:
+                    return
+                if cache is not None and not cached:
+                    size += arr.nbytes
+                    if size <= self.CACHE_BYTES:
+                        arr.flags.writeable = False  # shared between passes
+                        cache.append(arr)
+                    else:
+                        cache = None  # too big: re-read the files on every pass
+                pacer.wait()
+                mono, wall = now_ns()
+                yield SourceItem(arr, mono, wall)
             if not self.loop:
                 return
+            cached = cache is not None
 
     def close(self) -> None:
         self._stop = True
