@@ -19,9 +19,10 @@ BasicMotions *train* split only):
   as mosaics of 1024 images (32x32 grid) so that per-file headers are amortised (< 0.01 bpp for
   JPEG/PNG; our frame header is counted in full). Our mosaic is of 32x32 edge-padded tiles, whose
   8x8-block codes are exactly the per-image codes; JPEG codes the same 32x32 tiles (DCT blocks
-  aligned, no block mixes two images); the PNG of the downsampled images is of unpadded tiles. Every classifier is trained on the *same* representation as it is tested
-  on (matched); the accuracy of the clean-trained classifier on the compressed test set is reported
-  too (``acc_clean_model``).
+  aligned, no block mixes two images); the PNG of the downsampled images is of unpadded tiles.
+  Every classifier is trained on the *same* representation as it is tested on (matched); the
+  accuracy of the clean-trained classifier on the compressed test set is reported too
+  (``acc_clean_model``).
 
 * **BasicMotions IMU** (UEA; 6 channels = 3-axis accelerometer + gyroscope, 10 Hz, 100 samples,
   4 classes; 40 train / 40 test; int16 = round(value x 512), see ``export/data.py``). Classifiers:
