@@ -47,21 +47,51 @@ def encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.Model
     w = arrays["weight"].astype(np.float32)
     scale = np.ldexp(1.0, -arrays["shift"].astype(np.int64)).astype(np.float32)
     inits = [
-        numpy_helper.from_array(w, "weight"),
+        numpy_helper.from_array(interleaved_kernel(w), "weight"),
         numpy_helper.from_array(arrays["bias"].astype(np.float32), "bias"),
         numpy_helper.from_array(scale.reshape((1, -1) + (1,) * d), "step_scale"),
         numpy_helper.from_array(np.array(-cfg.code_max, np.float32), "lo"),
         numpy_helper.from_array(np.array(cfg.code_max, np.float32), "hi"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
     ]
-    perm = [0, d + 1] + list(range(1, d + 1))
+    inits.append(interleave_shape(d))
     nodes = [
         helper.make_node("Cast", ["samples"], ["xf"], to=TensorProto.FLOAT),
-        helper.make_node("Transpose", ["xf"], ["xc"], perm=perm),
-        helper.make_node("Conv", ["xc", "weight", "bias"], ["acc"],
-                         kernel_shape=[cfg.block] * d, strides=[cfg.block] * d),
+        *interleave_nodes("xf", "xc"),
+        helper.make_node("Conv", ["xc", "weight", "bias"], ["acc"], **conv_attrs(cfg)),
         *requantize_nodes("acc"),
     ]
     return finish_model(nodes, "sensorcodec_encoder", x, y, inits)
+
+
+def interleaved_kernel(w: np.ndarray) -> np.ndarray:
+    """(C_lat, C_in, b, .., b) → (C_lat, 1, b, .., b·C_in) for channel-interleaved input.
+
+    The graph reads channel-last samples without a Transpose: (N, S1..Sd, C) is viewed as a
+    one-channel signal (N, 1, S1, .., Sd·C), and one block of b samples × C channels along the
+    last axis is b·C contiguous values, so a stride-(b, .., b·C) convolution is the block
+    transform.
+    """
+    moved = np.moveaxis(w, 1, -1)                       # (C_lat, b, .., b, C_in)
+    return np.ascontiguousarray(moved.reshape(w.shape[:1] + (1,) + w.shape[2:-1]
+                                              + (w.shape[-1] * w.shape[1],)))
+
+
+def conv_attrs(cfg: CodecConfig) -> dict:
+    """Kernel/stride of the interleaved block convolution."""
+    k = [cfg.block] * (cfg.dims - 1) + [cfg.block * cfg.in_channels]
+    return {"kernel_shape": k, "strides": k}
+
+
+def interleave_shape(dims: int) -> onnx.TensorProto:
+    """Reshape target (0 = copy) that folds the channel axis into the last spatial axis."""
+    return numpy_helper.from_array(np.array([0] * (dims + 1) + [-1], np.int64), "interleave")
+
+
+def interleave_nodes(x: str, out: str) -> list[onnx.NodeProto]:
+    """(N, S1..Sd, C) → (N, 1, S1, .., Sd·C) without moving data."""
+    return [helper.make_node("Unsqueeze", [x, "axis1"], [x + "_u"]),
+            helper.make_node("Reshape", [x + "_u", "interleave"], [out])]
 
 
 def requantize_nodes(acc: str) -> list[onnx.NodeProto]:
