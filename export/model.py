@@ -41,6 +41,8 @@ class CodecConfig:
     decoder_width: int = 128
     decoder_blocks: int = 4
     attention: bool = True
+    projection: str = "dense"        # dense | structured (grouped 1×1 → shuffle → grouped 1×1)
+    projection_groups: int = 4
     extra: dict = field(default_factory=dict)
 
     @property
@@ -90,15 +92,64 @@ def haar_analysis_kernel(cfg: CodecConfig) -> np.ndarray:
     return out
 
 
+class StructuredProjection(nn.Module):
+    """FFT-like (Monarch-style) projection: grouped 1×1 (n→n) → channel shuffle → grouped 1×1
+    (n→m). Costs n²/G + n·m/G MACs per position instead of n·m. The shuffle is a constant-index
+    ``index_select`` so it exports to ONNX as one Gather, not a reshape/transpose chain.
+    """
+
+    def __init__(self, n_in: int, n_out: int, groups: int) -> None:
+        super().__init__()
+        if n_in % groups or n_out % groups:
+            raise ValueError(f"structured projection: {n_in} inputs and {n_out} outputs must both "
+                             f"be divisible by groups={groups}")
+        self.groups = groups
+        self.w1 = nn.Parameter(torch.eye(n_in // groups).repeat(groups, 1, 1))
+        self.w2 = nn.Parameter(torch.randn(groups, n_out // groups, n_in // groups) * 0.01)
+        perm = torch.arange(n_in).reshape(groups, n_in // groups).T.reshape(-1)
+        self.register_buffer("perm", perm, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, n_in, *spatial) → (N, n_out, *spatial)."""
+        g = self.groups
+        d = x.dim() - 2
+        conv = _fconv(d)
+        w1 = self.w1.reshape(-1, self.w1.shape[-1], *[1] * d)
+        h = conv(x, w1, groups=g)
+        h = torch.index_select(h, 1, self.perm)
+        return conv(h, self.w2.reshape(-1, self.w2.shape[-1], *[1] * d), groups=g)
+
+    def matrix(self) -> torch.Tensor:
+        """The dense (n_out, n_in) matrix this projection computes."""
+        b1 = torch.block_diag(*self.w1)
+        b2 = torch.block_diag(*self.w2)
+        return b2 @ b1[self.perm]
+
+
 class BlockEncoder(nn.Module):
-    """Folded Haar-WPT + dense projection + quantizer, quantization-aware."""
+    """Folded Haar-WPT + (dense or structured) projection + quantizer, quantization-aware."""
 
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
         self.cfg = cfg
         shape = (cfg.latent_channels, cfg.in_channels) + (cfg.block,) * cfg.dims
-        self.kernel = nn.Parameter(torch.randn(shape) * 0.01)  # in code units per sample unit
+        if cfg.projection == "dense":
+            self.kernel = nn.Parameter(torch.randn(shape) * 0.01)  # code units per sample unit
+        elif cfg.projection == "structured":
+            self.projection = StructuredProjection(cfg.taps, cfg.latent_channels,
+                                                   cfg.projection_groups)
+            haar = torch.tensor(haar_analysis_kernel(cfg), dtype=torch.float32)
+            self.register_buffer("haar", haar.reshape(cfg.taps, -1), persistent=False)
+        else:
+            raise ValueError(f"projection must be 'dense' or 'structured', not {cfg.projection!r}")
         self.qat = True
+
+    def effective_kernel(self) -> torch.Tensor:
+        """The folded block kernel (C_lat, C_in, *block): WPT then projection, one linear map."""
+        if self.cfg.projection == "dense":
+            return self.kernel
+        shape = (self.cfg.latent_channels, self.cfg.in_channels) + (self.cfg.block,) * self.cfg.dims
+        return (self.projection.matrix() @ self.haar).reshape(shape)
 
     @torch.no_grad()
     def init_from_pca(self, blocks: torch.Tensor, target_std: float = 6.0) -> None:
@@ -113,13 +164,24 @@ class BlockEncoder(nn.Module):
         proj = evecs[:, order].T                                 # dense projection (C_lat, taps)
         std = evals[order].clamp_min(1e-6).sqrt()
         scale = target_std / std[0]                              # one step for all channels
-        kern = (proj @ haar) * scale
-        self.kernel.copy_(kern.reshape(self.kernel.shape).float())
+        if cfg.projection == "dense":
+            kern = (proj @ haar) * scale
+            self.kernel.copy_(kern.reshape(self.kernel.shape).float())
+            return
+        # structured: identity first stage; each group's second stage = PCA of its inputs
+        sp = self.projection
+        shuffled = coeffs[:, sp.perm]
+        n_g = cfg.taps // sp.groups
+        for g in range(sp.groups):
+            part = shuffled[:, g * n_g:(g + 1) * n_g]
+            ev, vec = torch.linalg.eigh(torch.cov(part.T))
+            top = torch.argsort(ev, descending=True)[: sp.w2.shape[1]]
+            sp.w2[g].copy_((vec[:, top].T * scale).float())
 
     def integer_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(weight int, bias int, shift int) of the deployed integer encoder."""
         cfg = self.cfg
-        k = self.kernel.detach().double()
+        k = self.effective_kernel().detach().double()
         peak = k.abs().flatten(1).amax(1).clamp_min(1e-12)
         shift = torch.floor(torch.log2(cfg.weight_max / peak))
         w = torch.round(k * torch.pow(2.0, shift).view(-1, *[1] * (k.dim() - 1)))
@@ -131,11 +193,12 @@ class BlockEncoder(nn.Module):
         """Kernel as the device sees it (w_int · 2**-shift), with a straight-through gradient."""
         w, _, shift = self.integer_params()
         kq = (w.double() * torch.pow(2.0, -shift.double()).view(-1, *[1] * (w.dim() - 1))).float()
-        return self.kernel + (kq - self.kernel).detach()
+        k = self.effective_kernel()
+        return k + (kq - k).detach()
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-quantizer latents (float) from raw samples (N, C_in, *spatial) as float."""
-        k = self.quantized_kernel() if self.qat else self.kernel
+        k = self.quantized_kernel() if self.qat else self.effective_kernel()
         return _fconv(self.cfg.dims)(x - self.cfg.sample_center, k, stride=self.cfg.block)
 
     @torch.no_grad()
@@ -241,7 +304,7 @@ class Decoder(nn.Module):
         """Start the skip path at the pseudo-inverse of the encoder's analysis."""
         cfg = self.cfg
         haar = self.synthesis.double().reshape(cfg.taps, -1)
-        k = encoder.kernel.detach().double().reshape(cfg.latent_channels, -1)
+        k = encoder.effective_kernel().detach().double().reshape(cfg.latent_channels, -1)
         coeff_map = haar @ torch.linalg.pinv(k)                 # codes → WPT coefficients
         self.linear.weight.copy_(coeff_map.reshape(self.linear.weight.shape).float())
         self.linear.bias.zero_()

@@ -146,10 +146,21 @@ def folded_macs_per_sample(cfg: CodecConfig) -> float:
 
 
 def wpt_projection_macs_per_sample(cfg: CodecConfig) -> float:
-    """MACs per sample position of the unfolded graph (Haar WPT as 2-tap stages + dense 1×1)."""
+    """MACs per sample position of the unfolded graph (Haar WPT as 2-tap stages + projection)."""
     wpt = cfg.in_channels * 2 * cfg.dims * cfg.levels       # each level: 2 taps per axis per output
-    proj = cfg.taps * cfg.latent_channels / cfg.block ** cfg.dims
-    return float(wpt + proj)
+    n, m = cfg.taps, cfg.latent_channels
+    per_block = n * m if cfg.projection == "dense" else (n * n + n * m) / cfg.projection_groups
+    return float(wpt + per_block / cfg.block ** cfg.dims)
+
+
+def _mac_choice(cfg: CodecConfig) -> dict:
+    """Both graphs' MAC counts and which one is deployed (the cheaper exact one)."""
+    folded, unfolded = folded_macs_per_sample(cfg), wpt_projection_macs_per_sample(cfg)
+    if unfolded < folded:  # only the folded integer graph is implemented; say so
+        why = "folded (the unfolded graph would be cheaper but is not implemented for export)"
+    else:
+        why = "folded"
+    return {"folded": folded, "wpt_plus_projection": unfolded, "deployed": why}
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -195,9 +206,7 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
                    "rounding": "half_to_even", "weight_max": cfg.weight_max},
         "coder": {"default": coder},
         "config": cfg.to_dict(),
-        "macs_per_sample": {"folded": folded_macs_per_sample(cfg),
-                            "wpt_plus_projection": wpt_projection_macs_per_sample(cfg),
-                            "deployed": "folded"},
+        "macs_per_sample": _mac_choice(cfg),
         "files": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()},
         "operating_point": operating_point or {},
         "default": default,

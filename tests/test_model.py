@@ -88,3 +88,38 @@ def test_audio_model_shapes():
     x = torch.randint(-3000, 3000, (2, 1, 1024)).float()
     rec, rate = c(x, noise=False)
     assert rec.shape == x.shape and rate.item() >= 0
+
+
+def test_structured_projection_matches_its_matrix_and_exports_a_gather(tmp_path):
+    import onnx
+    from export.model import StructuredProjection
+    torch.manual_seed(0)
+    sp = StructuredProjection(192, 16, 4)
+    torch.nn.init.normal_(sp.w1)
+    x = torch.randn(2, 192, 5, 7)
+    ref = torch.einsum("oi,nihw->nohw", sp.matrix(), x)
+    assert torch.allclose(sp(x), ref, atol=1e-4)
+    torch.onnx.export(sp, (x,), tmp_path / "sp.onnx", dynamo=False, opset_version=17)
+    ops = [n.op_type for n in onnx.load(tmp_path / "sp.onnx").graph.node]
+    assert ops.count("Gather") == 1 and "Reshape" not in ops and "Transpose" not in ops
+
+
+def test_structured_encoder_is_local_and_exact():
+    cfg = CodecConfig(projection="structured", projection_groups=4, decoder_width=16,
+                      decoder_blocks=1)
+    c = Codec(cfg)
+    img = torch.tensor(data.coffee()).permute(2, 0, 1)[None].float()
+    blocks = img.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, 8, 8)
+    c.encoder.init_from_pca(blocks)
+    c.decoder.init_linear(c.encoder)
+    x = torch.tensor(data.astronaut()).permute(2, 0, 1)[None].float()
+    full = c.encoder.codes(x)
+    assert full.abs().max() > 0
+    assert torch.equal(c.encoder.codes(x[:, :, 64:192, 128:320]), full[:, :, 8:24, 16:40])
+    arrays = integer_encoder_arrays(c)
+    sess = ort.InferenceSession(encoder_graph(cfg, arrays).SerializeToString())
+    ours = sess.run(None, {"samples": data.astronaut()[None]})[0]
+    assert np.array_equal(ours, full.numpy().astype(np.int8))
+    rec, rate = c(x[:, :, :64, :64])
+    rec.mean().backward()
+    assert c.encoder.projection.w2.grad is not None
