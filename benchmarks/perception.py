@@ -9,7 +9,7 @@ BasicMotions *train* split only):
   10 000 test images, for each representation:
 
   - ``clean`` (8 bpp raw; lossless PNG rate of the mosaic given for reference);
-  - ``ours-decoded``: bundled image codecs (rgb-c16/24/32/48; the 28x28 image is edge-padded to
+  - ``ours-decoded``: every bundled RGB image codec (rgb-c*; the 28x28 image is edge-padded to
     32x32, the grey image replicated to RGB as the runtime does) encoded and decoded;
   - ``ours-latents``: the int8 codes (C x 4 x 4) fed straight to the classifier (same rates);
   - ``jpeg``: Pillow/libjpeg grey JPEG at several qualities (optimised Huffman tables);
@@ -64,8 +64,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 FMNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
-IMAGE_MODELS = ["rgb-c16", "rgb-c24", "rgb-c32", "rgb-c48"]
-JPEG_QUALITIES = [2, 5, 10, 20, 35, 50, 75, 90]
+IMAGE_MODELS = None              # default: every bundled RGB image model (see _image_models)
+JPEG_QUALITIES = [2, 5, 10, 20, 50, 90]
 RES_FACTORS = [2, 4, 7]
 MOSAIC = 32                      # tiles per mosaic side -> 1024 images per mosaic
 TILE = 32                        # our tile (28 edge-padded to the 8-pixel block)
@@ -234,7 +234,8 @@ def train_linear_stats(xtr, ytr, xte, yte, n_classes: int = 4) -> dict:
         return loss
     opt.step(closure)
     with torch.no_grad():
-        return {"acc": float((lin(fe).argmax(1).numpy() == yte).mean()), "features": int(ft.shape[1])}
+        acc = float((lin(fe).argmax(1).numpy() == yte).mean())
+    return {"acc": acc, "features": int(ft.shape[1])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,9 +337,10 @@ def run_fashion(args) -> dict:
         if xte_rep is not None:
             row["acc_clean_model"] = float((mlp_predict(clean, xte_rep) == yte).mean())
         rows.append(row)
-        print(f"  fashion  {method:14s} {setting:10s} bpp={row['bpp'] if row['bpp'] is None else round(row['bpp'], 3)!s:8s} "
-              f"acc={row['acc']:.4f}" + (f"  (clean model {row['acc_clean_model']:.4f})"
-                                          if 'acc_clean_model' in row else ""), flush=True)
+        extra_txt = (f"  (clean model {row['acc_clean_model']:.4f})"
+                     if "acc_clean_model" in row else "")
+        print(f"  fashion  {method:14s} {setting:12s} bpp={row['bpp']:<8.3f} "
+              f"acc={row['acc']:.4f}{extra_txt}", flush=True)
 
     clean = train_mlp(xtr, ytr, xte, yte, epochs=ep)
     add("clean", "raw", 8.0 * npx, clean, png_bpp=float(fm_png_bits(xte) / npx))
@@ -352,7 +354,7 @@ def run_fashion(args) -> dict:
         add("resolution", f"x{f}", bits, train_mlp(dtr, ytr, dte, yte, epochs=ep), dte,
             raw_bpp=8.0 / f ** 2)
     compute = {}
-    for m in args.models:
+    for m in _image_models(args.models):
         tr = fm_ours(xtr, m, rate=False)
         te = fm_ours(xte, m, rate=True)
         C = te["codes"].shape[1]
@@ -419,6 +421,22 @@ def imu_ours(x: np.ndarray, model: str) -> dict:
             "latent_channels": C}
 
 
+def _image_models(names: list[str] | None) -> list[str]:
+    """The given names, or every bundled 3-channel image model, by latent width then name."""
+    from encoder_runtime.bundle import MODELS_DIR
+    if names:
+        return names
+    found = []
+    for p in MODELS_DIR.iterdir():
+        try:
+            m = json.loads((p / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if m.get("modality") == "image" and m.get("sample", {}).get("channels") == 3:
+            found.append((m["latent"]["channels"], p.name))
+    return [n for _, n in sorted(found)]
+
+
 def _imu_models(names: list[str] | None) -> list[str]:
     from encoder_runtime.bundle import MODELS_DIR
     if names:
@@ -443,8 +461,9 @@ def run_imu(args) -> dict:
                "acc_linear_stats": lin["acc"], "input_dims": cnn["input_dims"],
                "classifier_macs": cnn["macs"], **extra}
         rows.append(row)
-        print(f"  imu      {method:14s} {setting:10s} b/s={row['bits_per_sample']:.3f}  "
-              f"cnn={row['acc']:.3f}±{row['acc_std']:.3f}  linear-stats={lin['acc']:.3f}", flush=True)
+        print(f"  imu      {method:14s} {setting:12s} b/s={row['bits_per_sample']:.3f}  "
+              f"cnn={row['acc']:.3f}±{row['acc_std']:.3f}  linear-stats={lin['acc']:.3f}",
+              flush=True)
 
     add("raw", "int16", 16.0 * nsamp, xtr, xte, zstd_bits_per_sample=_zstd_bits(
         xte.transpose(0, 2, 1)) / nsamp)
@@ -518,11 +537,11 @@ def headline(results: dict) -> str:
     fm = results.get("fashion")
     if fm:
         lines.append("Fashion-MNIST (MLP; acc = matched train/test, clean-model acc in brackets)")
-        lines.append(f"  {'method':14s} {'setting':9s} {'bpp':>7s} {'acc':>7s} {'(clean)':>8s} "
+        lines.append(f"  {'method':14s} {'setting':12s} {'bpp':>7s} {'acc':>7s} {'(clean)':>8s} "
                      f"{'in dims':>7s}")
         for r in fm["rows"]:
             cm = f"{r['acc_clean_model']:.4f}" if "acc_clean_model" in r else "-"
-            lines.append(f"  {r['method']:14s} {r['setting']:9s} {r['bpp']:7.3f} {r['acc']:7.4f} "
+            lines.append(f"  {r['method']:14s} {r['setting']:12s} {r['bpp']:7.3f} {r['acc']:7.4f} "
                          f"{cm:>8s} {r['input_dims']:7d}")
         lines.append("  compute per image (MACs): " + "; ".join(
             f"{k}: classifier {v['classifier_macs']}" + (f", encoder {v['encoder_macs']}, "
@@ -532,10 +551,10 @@ def headline(results: dict) -> str:
     imu = results.get("imu")
     if imu:
         lines.append("BasicMotions IMU (1-D CNN mean±std over seeds; linear on stats)")
-        lines.append(f"  {'method':14s} {'setting':10s} {'b/sample':>8s} {'cnn acc':>13s} "
+        lines.append(f"  {'method':14s} {'setting':12s} {'b/sample':>8s} {'cnn acc':>13s} "
                      f"{'lin-stats':>9s} {'in dims':>7s}")
         for r in imu["rows"]:
-            lines.append(f"  {r['method']:14s} {r['setting']:10s} {r['bits_per_sample']:8.3f} "
+            lines.append(f"  {r['method']:14s} {r['setting']:12s} {r['bits_per_sample']:8.3f} "
                          f"{r['acc']:7.3f}±{r['acc_std']:.3f} {r['acc_linear_stats']:9.3f} "
                          f"{r['input_dims']:7d}")
     return "\n".join(lines)
@@ -546,10 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny subsets, one point each")
     ap.add_argument("--tasks", default="fashion,imu")
-    ap.add_argument("--fm-train", type=int, default=20000)
+    ap.add_argument("--fm-train", type=int, default=10000)
     ap.add_argument("--fm-test", type=int, default=10000)
-    ap.add_argument("--fm-epochs", type=int, default=12)
-    ap.add_argument("--models", nargs="*", default=IMAGE_MODELS)
+    ap.add_argument("--fm-epochs", type=int, default=8)
+    ap.add_argument("--models", nargs="*", default=IMAGE_MODELS,
+                    help="image bundles (default: every bundled RGB model)")
     ap.add_argument("--jpeg", type=int, nargs="*", default=JPEG_QUALITIES)
     ap.add_argument("--res", type=int, nargs="*", default=RES_FACTORS)
     ap.add_argument("--imu-models", nargs="*", default=None, help="default: every bundled imu6-*")
@@ -564,16 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.fm_train, args.fm_test, args.fm_epochs = 1024, 1024, 4
-        args.models, args.jpeg, args.res = args.models[:1], [50], [4]
+        args.fm_train, args.fm_test, args.fm_epochs = 1024, 1024, 3
+        args.models, args.jpeg, args.res = _image_models(args.models)[:1], [50], [4]
         args.imu_res, args.imu_quant, args.imu_epochs, args.seeds = [4], [9], 40, 1
         if args.imu_models is None:
             args.imu_models = _imu_models(None)[:1]
     t0 = time.time()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     results: dict = {"benchmark": "perception", "quick": bool(args.quick),
-                     "command": "python benchmarks/perception.py " + " ".join(argv if argv is not None
-                                                                              else sys.argv[1:])}
+                     "command": "python benchmarks/perception.py "
+                                + " ".join(argv if argv is not None else sys.argv[1:])}
     if "fashion" in tasks:
         print("Fashion-MNIST ...", flush=True)
         results["fashion"] = run_fashion(args)
