@@ -360,18 +360,24 @@ def profile_encoder(name: str, frames: list[np.ndarray], repeats: int) -> dict:
     flat = np.ascontiguousarray(ref[0])
     xf = np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32)
     sess_dep = {v: ort_session(b.file(f)) for v, f in (("fp32", "encoder.onnx"), ("int8", "encoder_int8.onnx"))}
-    experiments = {"s2d-matmul-fp32": s2d_graph(name, "fp32"), "s2d-matmulinteger-u8u8": s2d_graph(name, "u8u8"),
-                   "s2d-matmulinteger-u8s8": s2d_graph(name, "u8s8")}
-    experiments["transpose-uint8-then-cast"] = transpose_first_graph(name)
-    exp_sess = {k: ort_session(m) for k, m in experiments.items()}
-    cmax = int(b.manifest["latent"]["code_max"])
-    for wq in ("u8", "s8"):
-        experiments[f"qlinearconv-{wq} (+ numpy y-128, clip)"] = qlinearconv_graph(name, wq)
-        qs = ort_session(experiments[f"qlinearconv-{wq} (+ numpy y-128, clip)"])
-        exp_sess[f"qlinearconv-{wq} (+ numpy y-128, clip)"] = _QOut(qs, cmax)
-    nchw = ort_session(nchw_float_graph(name))
-    exact = {k: int((s.run(None, {"samples": batch})[0] != ref).sum()) for k, s in exp_sess.items()}
-    exact["conv-fed-float-nchw"] = int((nchw.run(None, {"x_nchw": xf})[0] != ref).sum())
+    import onnx
+    layout_ops = [n.op_type for n in onnx.load(str(b.file("encoder.onnx"))).graph.node]
+    experiments: dict = {}
+    exp_sess: dict = {}
+    exact: dict = {}
+    if "Transpose" in layout_ops:  # layout experiments only apply to the old NCHW-transpose graph
+        experiments = {"s2d-matmul-fp32": s2d_graph(name, "fp32"), "s2d-matmulinteger-u8u8": s2d_graph(name, "u8u8"),
+                       "s2d-matmulinteger-u8s8": s2d_graph(name, "u8s8")}
+        experiments["transpose-uint8-then-cast"] = transpose_first_graph(name)
+        exp_sess = {k: ort_session(m) for k, m in experiments.items()}
+        cmax = int(b.manifest["latent"]["code_max"])
+        for wq in ("u8", "s8"):
+            experiments[f"qlinearconv-{wq} (+ numpy y-128, clip)"] = qlinearconv_graph(name, wq)
+            qs = ort_session(experiments[f"qlinearconv-{wq} (+ numpy y-128, clip)"])
+            exp_sess[f"qlinearconv-{wq} (+ numpy y-128, clip)"] = _QOut(qs, cmax)
+        nchw = ort_session(nchw_float_graph(name))
+        exact = {k: int((s.run(None, {"samples": batch})[0] != ref).sum()) for k, s in exp_sess.items()}
+        exact["conv-fed-float-nchw"] = int((nchw.run(None, {"x_nchw": xf})[0] != ref).sum())
     rows: dict[str, Callable] = {
         BASELINE: pillow_encoder("JPEG", quality=75),
         "encode_frame fp32 (deployed)": lambda f: enc["fp32"].encode_frame(f),
@@ -379,9 +385,11 @@ def profile_encoder(name: str, frames: list[np.ndarray], repeats: int) -> dict:
         "graph int8 (deployed, Encoder.codes)": lambda f: enc["int8"].codes(f),
         "session.run fp32 only": lambda f: sess_dep["fp32"].run(None, {"samples": f[None]}),
         f"coder {coder.name} only": lambda f: coder.encode(flat),
-        "conv-fed-float-nchw (graph, input prepared)": lambda f: nchw.run(None, {"x_nchw": xf}),
-        "numpy uint8 NHWC -> float32 NCHW": lambda f: np.ascontiguousarray(f[None].transpose(0, 3, 1, 2)).astype(np.float32),
     }
+    if "Transpose" in layout_ops:
+        rows["conv-fed-float-nchw (graph, input prepared)"] = lambda f: nchw.run(None, {"x_nchw": xf})
+        rows["numpy uint8 NHWC -> float32 NCHW"] = (
+            lambda f: np.ascontiguousarray(f[None].transpose(0, 3, 1, 2)).astype(np.float32))
     for k, s in exp_sess.items():
         rows[f"{k} (graph)"] = (lambda s: lambda f: s.run(None, {"samples": f[None]}))(s)
     for cname in entropy.available_coders():
@@ -403,10 +411,12 @@ def profile_encoder(name: str, frames: list[np.ndarray], repeats: int) -> dict:
         r["ratio_vs_jpeg_q75_same_passes"] = r["mps"] / jpeg
     projected = {k: {"mps": v, "ratio_vs_jpeg_q75_same_passes": v / jpeg} for k, v in projected.items()}
     nodes = {"fp32 deployed": ort_node_times(b.file("encoder.onnx"), {"samples": batch}),
-             "int8 deployed": ort_node_times(b.file("encoder_int8.onnx"), {"samples": batch}),
-             "s2d-matmulinteger-u8u8": ort_node_times(experiments["s2d-matmulinteger-u8u8"], {"samples": batch}),
-             "transpose-uint8-then-cast": ort_node_times(experiments["transpose-uint8-then-cast"], {"samples": batch}),
-             "qlinearconv-u8": ort_node_times(experiments["qlinearconv-u8 (+ numpy y-128, clip)"], {"samples": batch})}
+             "int8 deployed": ort_node_times(b.file("encoder_int8.onnx"), {"samples": batch})}
+    if "Transpose" in layout_ops:
+        nodes.update({k: ort_node_times(experiments[e], {"samples": batch}) for k, e in (
+            ("s2d-matmulinteger-u8u8", "s2d-matmulinteger-u8u8"),
+            ("transpose-uint8-then-cast", "transpose-uint8-then-cast"),
+            ("qlinearconv-u8", "qlinearconv-u8 (+ numpy y-128, clip)"))})
     return {"model": name, "frame": list(img.shape), "timing_mps": timing,
             "mismatching_codes_vs_deployed": exact, "codes_per_frame": int(ref.size),
             "coder_bpp_on_these_codes": rates,
