@@ -1,9 +1,17 @@
-"""Rate–distortion benchmark: bundled models vs JPEG / WebP / AVIF on held-out photos; audio vs
-PCM and Opus. One command: ``python -m benchmarks.rd`` (needs ``python -m export.data fetch``).
+"""Rate–distortion benchmark: bundled models vs JPEG / WebP / AVIF / JPEG 2000 / JPEG XL on held-out
+photos (PSNR and MS-SSIM, BD-rates); audio vs PCM and Opus. One command: ``python -m benchmarks.rd``
+(needs ``python -m export.data fetch``; JPEG XL needs Debian ``libjxl-tools``, see scripts/apt/rd.txt,
+and is skipped when ``cjxl``/``djxl`` are absent; JPEG 2000 and AVIF when Pillow lacks them).
 
 Writes benchmarks/results/rd_images.json + .png and rd_audio.json. Every codec sees the same
 held-out frames (never trained, tuned or initialised on). Rates are whole-file bytes: for our
-codec the complete container stream (header included), for the others the complete file.
+codec the complete container stream (header included), for the others the complete file. Ours is
+also reported "in a stream": the FRAME record alone, which is what each further frame of a stream
+costs once the header has been sent.
+
+Quality per point is the mean over images of the per-image value: PSNR (dB, on RGB), MS-SSIM
+(5-scale, mean of the R, G, B values; see benchmarks/metrics.py) and MS-SSIM in dB
+(−10·log10(1 − MS-SSIM), averaged per image in dB). BD-rates are computed on PSNR and on MS-SSIM dB.
 """
 
 from __future__ import annotations
@@ -17,23 +25,27 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from benchmarks.metrics import ms_ssim, msssim_db, psnr
 from encoder_runtime import Decoder, Encoder, container
 from encoder_runtime.bundle import list_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return 10 * math.log10(255.0 ** 2 / max(mse, 1e-12))
+JPEG_Q = (10, 20, 30, 50, 75, 90)
+WEBP_Q = (5, 20, 40, 60, 80, 95)
+AVIF_Q = (20, 40, 60, 80)
+J2K_RATIOS = (400, 240, 160, 96, 60, 40, 24, 16)   # compression ratios vs 24-bit RGB: 0.06 … 1.5 bpp
+JXL_DISTANCES = (0.7, 1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 13.0, 18.0)
 
 
 def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> float:
-    """Bjøntegaard delta rate (%) of ``test`` vs ``ref``; points are (rate, psnr)."""
+    """Bjøntegaard delta rate (%) of ``test`` vs ``ref``; points are (rate, quality in dB)."""
     if len(ref) < 2 or len(test) < 2:
         return float("nan")
     r1, p1 = np.log(np.array([r for r, _ in ref])), np.array([p for _, p in ref])
@@ -48,79 +60,167 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
     return float((math.exp((i2 - i1) / (hi - lo)) - 1) * 100)
 
 
-def pillow_point(images: list[np.ndarray], fmt: str, quality: int) -> tuple[float, float]:
+def _point(images: list[np.ndarray], codec: Callable[[np.ndarray], tuple[int, np.ndarray]],
+           setting: str) -> dict:
+    """Run ``codec(img) -> (file bytes, decoded)`` on every image; one RD point (means per image)."""
+    bits, pixels, ps, ms, msdb = 0, 0, [], [], []
+    for img in images:
+        nbytes, dec = codec(img)
+        bits += 8 * nbytes
+        pixels += img.shape[0] * img.shape[1]
+        ps.append(psnr(img, dec))
+        m = ms_ssim(img, dec)
+        ms.append(m)
+        msdb.append(msssim_db(m))
+    return {"bpp": bits / pixels, "psnr_db": float(np.mean(ps)), "msssim": float(np.mean(ms)),
+            "msssim_db": float(np.mean(msdb)), "setting": setting}
+
+
+def pillow_codec(fmt: str, **kw) -> Callable[[np.ndarray], tuple[int, np.ndarray]]:
     from PIL import Image
-    bits, pixels, ps = 0, 0, []
-    for img in images:
+
+    def run(img: np.ndarray) -> tuple[int, np.ndarray]:
         buf = io.BytesIO()
-        kw = {"quality": quality}
-        if fmt == "AVIF":
-            kw["speed"] = 6
         Image.fromarray(img).save(buf, fmt, **kw)
-        bits += 8 * buf.tell()
-        pixels += img.shape[0] * img.shape[1]
+        n = buf.tell()
         buf.seek(0)
-        ps.append(psnr(img, np.asarray(Image.open(buf).convert("RGB"))))
-    return bits / pixels, float(np.mean(ps))
+        return n, np.asarray(Image.open(buf).convert("RGB"))
+    return run
 
 
-def our_point(images: list[np.ndarray], name: str, in_stream: bool = False) -> tuple[float, float]:
-    """(bpp, mean PSNR). File rate = whole one-frame stream; in-stream rate = the FRAME record
-    alone (a stream sends its header once, so each further frame costs only its record)."""
+def jxl_codec(distance: float) -> Callable[[np.ndarray], tuple[int, np.ndarray]]:
+    """libjxl reference CLI (cjxl/djxl), default effort 7, lossy VarDCT at a butteraugli distance."""
+    from PIL import Image
+
+    def run(img: np.ndarray) -> tuple[int, np.ndarray]:
+        with tempfile.TemporaryDirectory() as td:
+            src, jxl, back = Path(td) / "in.png", Path(td) / "x.jxl", Path(td) / "back.png"
+            Image.fromarray(img).save(src)
+            subprocess.run(["cjxl", str(src), str(jxl), "-d", f"{distance:g}", "-e", "7",
+                            "--num_threads=1", "--quiet"], check=True, capture_output=True)
+            subprocess.run(["djxl", str(jxl), str(back), "--num_threads=1", "--quiet"], check=True,
+                           capture_output=True)
+            return jxl.stat().st_size, np.asarray(Image.open(back).convert("RGB"))
+    return run
+
+
+def our_points(images: list[np.ndarray], name: str) -> tuple[dict, dict]:
+    """(whole-file point, in-stream point) for one bundled model, from one encode per image.
+    File rate = whole one-frame stream; in-stream rate = the FRAME record alone (a stream sends its
+    header once, so each further frame costs only its record). Quality is the same for both."""
     enc, dec = Encoder.load(name), Decoder.load(name)
-    bits, pixels, ps = 0, 0, []
-    for img in images:
+    frame_bits = 0
+
+    def run(img: np.ndarray) -> tuple[int, np.ndarray]:
+        nonlocal frame_bits
         blob = enc.encode(img)
-        if in_stream:
-            _, recs = container.read_stream(blob)
-            bits += 8 * sum(r.size for r in recs)
-        else:
-            bits += 8 * len(blob)
-        pixels += img.shape[0] * img.shape[1]
-        ps.append(psnr(img, dec.decode(blob)))
-    return bits / pixels, float(np.mean(ps))
+        _, recs = container.read_stream(blob)
+        frame_bits += 8 * sum(r.size for r in recs)
+        return len(blob), dec.decode(blob)
+
+    f = _point(images, run, name)
+    pixels = sum(img.shape[0] * img.shape[1] for img in images)
+    return f, dict(f, bpp=frame_bits / pixels)
+
+
+def jxl_available() -> bool:
+    return bool(shutil.which("cjxl") and shutil.which("djxl"))
+
+
+def bd_tables(curves: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """BD-rates of ours (file and in-stream) vs every other curve, on PSNR and on MS-SSIM dB, and the
+    common quality range each one integrates over."""
+    bd: dict[str, dict[str, float]] = {"psnr_db": {}, "msssim_db": {}}
+    overlap: dict[str, dict[str, list[float]]] = {"psnr_db": {}, "msssim_db": {}}
+    for metric in bd:
+        pts = {k: [(p["bpp"], p[metric]) for p in v] for k, v in curves.items()}
+        for o in ("ours", "ours (in a stream)"):
+            for k in pts:
+                if k.startswith("ours"):
+                    continue
+                bd[metric][f"{o} vs {k}"] = bd_rate(pts[k], pts[o])
+                lo = max(min(q for _, q in pts[k]), min(q for _, q in pts[o]))
+                hi = min(max(q for _, q in pts[k]), max(q for _, q in pts[o]))
+                overlap[metric][f"{o} vs {k}"] = [lo, hi]
+    return bd, overlap
 
 
 def run_images(images: list[np.ndarray], names: list[str]) -> dict:
     from PIL import features
-    curves: dict[str, list] = {}
-    curves["ours"] = sorted(our_point(images, n) + (n,) for n in names)
-    curves["ours (in a stream)"] = sorted(our_point(images, n, True) + (n,) for n in names)
-    curves["JPEG (libjpeg-turbo)"] = sorted(pillow_point(images, "JPEG", q) + (f"q{q}",)
-                                            for q in (10, 20, 30, 50, 75, 90))
-    curves["WebP"] = sorted(pillow_point(images, "WEBP", q) + (f"q{q}",)
-                            for q in (5, 20, 40, 60, 80, 95))
-    if features.check("avif"):
-        curves["AVIF"] = sorted(pillow_point(images, "AVIF", q) + (f"q{q}",)
-                                for q in (20, 40, 60, 80))
-    pts = {k: [(r, p) for r, p, _ in v] for k, v in curves.items()}
-    bd = {f"{o} vs {k}": bd_rate(pts[k], pts[o]) for o in ("ours", "ours (in a stream)")
-          for k in pts if not k.startswith("ours")}
+    curves: dict[str, list[dict]] = {}
+    skipped: dict[str, str] = {}
+    timing: dict[str, float] = {}
+
+    def add(key: str, pts: list[dict]) -> None:
+        curves[key] = sorted(pts, key=lambda p: p["bpp"])
+
+    t = time.perf_counter()
+    ours = [our_points(images, n) for n in names]
+    add("ours", [f for f, _ in ours])
+    add("ours (in a stream)", [s for _, s in ours])
+    timing["ours"] = time.perf_counter() - t
+    specs: list[tuple[str, Callable, list, str | None]] = [
+        ("JPEG (libjpeg-turbo)", lambda q: pillow_codec("JPEG", quality=q), [(q, f"q{q}") for q in JPEG_Q], None),
+        ("WebP", lambda q: pillow_codec("WEBP", quality=q), [(q, f"q{q}") for q in WEBP_Q],
+         None if features.check("webp") else "Pillow built without WebP"),
+        ("AVIF", lambda q: pillow_codec("AVIF", quality=q, speed=6), [(q, f"q{q}") for q in AVIF_Q],
+         None if features.check("avif") else "Pillow built without AVIF"),
+        # OpenJPEG through Pillow: CDF 9/7 (irreversible), ICT colour transform, one quality layer
+        # rate-controlled to a compression ratio; .jp2 file
+        ("JPEG 2000 (OpenJPEG)", lambda r: pillow_codec("JPEG2000", quality_mode="rates", quality_layers=[r],
+                                                        irreversible=True, mct=1),
+         [(r, f"ratio {r}:1") for r in J2K_RATIOS],
+         None if features.check("jpg_2000") else "Pillow built without OpenJPEG (jpg_2000)"),
+        ("JPEG XL (libjxl)", jxl_codec, [(d, f"d{d:g}") for d in JXL_DISTANCES],
+         None if jxl_available() else "cjxl/djxl not found (Debian libjxl-tools)"),
+    ]
+    for key, make, settings, why in specs:
+        if why:
+            skipped[key] = why
+            print(f"rd: skipping {key}: {why}", file=sys.stderr)
+            continue
+        t = time.perf_counter()
+        add(key, [_point(images, make(v), label) for v, label in settings])
+        timing[key] = time.perf_counter() - t
+    bd, overlap = bd_tables(curves)
     jpeg_at = {}
-    for r, p, n in curves["ours"]:  # JPEG rate needed for our PSNR (interpolated in log rate)
-        jr = np.array([x for x, _ in pts["JPEG (libjpeg-turbo)"]])
-        jp = np.array([y for _, y in pts["JPEG (libjpeg-turbo)"]])
-        jpeg_at[n] = float(np.exp(np.interp(p, jp, np.log(jr)))) if jp.min() <= p <= jp.max() else None
-    return {"curves": {k: [{"bpp": r, "psnr_db": p, "setting": n} for r, p, n in v]
-                       for k, v in curves.items()},
-            "bd_rate_percent": bd, "jpeg_bpp_at_our_psnr": jpeg_at}
+    jr = np.array([p["bpp"] for p in curves["JPEG (libjpeg-turbo)"]])
+    jp = np.array([p["psnr_db"] for p in curves["JPEG (libjpeg-turbo)"]])
+    for p in curves["ours"]:  # JPEG rate needed for our PSNR (interpolated in log rate)
+        q = p["psnr_db"]
+        jpeg_at[p["setting"]] = float(np.exp(np.interp(q, jp, np.log(jr)))) if jp.min() <= q <= jp.max() else None
+    return {"curves": curves, "bd_rate_percent": bd["psnr_db"], "bd_rate_percent_msssim_db": bd["msssim_db"],
+            "bd_overlap_db": overlap,
+            "jpeg_bpp_at_our_psnr": jpeg_at, "skipped": skipped, "seconds": timing,
+            "metrics": {"psnr_db": "mean over images of per-image PSNR on RGB (peak 255)",
+                        "msssim": "mean over images of 5-scale MS-SSIM (Wang et al. 2003, 11x11 Gaussian "
+                                  "sigma 1.5, K=(0.01,0.03)), computed per R/G/B channel and averaged "
+                                  "(not luma); benchmarks/metrics.py",
+                        "msssim_db": "mean over images of -10*log10(1 - MS-SSIM)",
+                        "bd_rate": "Bjontegaard delta rate (%) of ours vs each codec: cubic fit of log rate "
+                                   "vs quality, integrated over the common quality range; negative = "
+                                   "fewer bits than that codec",
+                        "bd_overlap_db": "the common quality range [lo, hi] (dB) each BD-rate integrates over"}}
 
 
 def plot_images(result: dict, out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for k, pts in result["curves"].items():
-        ours = k.startswith("ours")
-        ax.plot([p["bpp"] for p in pts], [p["psnr_db"] for p in pts], "o-" if ours else ".--",
-                label=k, lw=2 if ours else 1)
-    ax.set_xscale("log")
-    ax.set_xlabel("bits per pixel (whole file)")
-    ax.set_ylabel("PSNR (dB, RGB)")
-    ax.set_title(f"Held-out photos ({result['frames']} × 768×512)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    for ax, key, label in ((axes[0], "psnr_db", "PSNR (dB, RGB)"),
+                           (axes[1], "msssim_db", "MS-SSIM (dB) = −10·log10(1 − MS-SSIM), mean of R,G,B")):
+        for k, pts in result["curves"].items():
+            ours = k.startswith("ours")
+            ax.plot([p["bpp"] for p in pts], [p[key] for p in pts],
+                    ("o-" if k == "ours" else "o:") if ours else ".--", label=k, lw=2 if ours else 1)
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel (whole file; in-stream = FRAME record only)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_title(f"PSNR, held-out photos ({result['frames']} × 768×512)")
+    axes[1].set_title("MS-SSIM (5-scale)")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
@@ -174,12 +274,19 @@ def run_audio(groups: dict[str, list[np.ndarray]], names: list[str]) -> dict:
     return out
 
 
+def _tool_version(tool: str) -> str | None:
+    if not shutil.which(tool):
+        return None
+    r = subprocess.run([tool, "--version"], capture_output=True, text=True)
+    return (r.stdout or r.stderr).splitlines()[0].strip() if (r.stdout or r.stderr) else "present"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-images", type=int, default=0)
     ap.add_argument("--skip-audio", action="store_true")
     args = ap.parse_args(argv)
-    from PIL import Image
+    from PIL import Image, features
     import onnxruntime
     import PIL
     from export import data as datasets
@@ -189,15 +296,17 @@ def main(argv: list[str] | None = None) -> int:
         images = images[: args.max_images]
     models = list_models()
     env = {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version(),
-           "onnxruntime": onnxruntime.__version__, "pillow": PIL.__version__, "threads": 1}
+           "onnxruntime": onnxruntime.__version__, "pillow": PIL.__version__, "threads": 1,
+           "pillow_features": {f: features.version(f) for f in ("libjpeg_turbo", "webp", "avif", "jpg_2000")},
+           "cjxl": _tool_version("cjxl")}
     RESULTS.mkdir(exist_ok=True)
     img_names = [m["name"] for m in models if m["modality"] == "image"]
     res = run_images(images, img_names)
     res.update(frames=len(images), env=env)
     (RESULTS / "rd_images.json").write_text(json.dumps(res, indent=1))
     plot_images(res, RESULTS / "rd_images.png")
-    print(json.dumps({"bd_rate_percent": res["bd_rate_percent"],
-                      "ours": res["curves"]["ours"]}, indent=1))
+    print(json.dumps({k: res[k] for k in ("bd_rate_percent", "bd_rate_percent_msssim_db", "skipped", "seconds")}
+                     | {"ours": res["curves"]["ours"]}, indent=1))
     if not args.skip_audio:
         import soundfile as sf
         groups: dict[str, list[np.ndarray]] = {"speech": [], "wideband": []}
