@@ -214,7 +214,10 @@ def test_encoder_killed_and_restarted(tmp_path, rx, photos):
     sink = f"tcp://127.0.0.1:{proxy.port}"
     p = encoder(tmp_path, sink, "--source", f"dir:{photos},loop=1,fps=100", "--queue-policy", "gap",
                 "--ack-timeout", "1s")
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60  # model load can take seconds on a loaded CI machine
+    while time.monotonic() < deadline and len(_spooled_seqs(tmp_path / "spool")) < 5:
+        time.sleep(0.2)
+    time.sleep(0.5)
     p.kill()
     p.wait()
     spooled = _spooled_seqs(tmp_path / "spool")
