@@ -16,7 +16,8 @@ class BundleError(ValueError):
     """A bundle is missing, incomplete, corrupt or of an unsupported version."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -111,7 +112,7 @@ def load_bundle(name_or_path: str | Path, *, verify: bool = True) -> Bundle:
             f = path / fname
             if not f.is_file():
                 raise BundleError(f"{f}: listed in the manifest but missing")
-            got = _sha256(f)
+            got = sha256_file(f)
             if info.get("sha256") and got != info["sha256"]:
                 raise BundleError(f"{f}: sha256 {got[:16]}… does not match the manifest "
                                   f"({info['sha256'][:16]}…); the bundle is corrupt")

@@ -15,7 +15,6 @@ sha256 is checked against the committed ``data/manifest.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from encoder_runtime.bundle import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / "data" / "manifest.json"
@@ -52,15 +53,6 @@ SONIC_TEST = {"loop_amen", "loop_tabla", "guit_em9", "ambi_piano", "loop_garzul"
               "loop_compus", "bass_voxy_c", "drum_roll", "elec_bell"}
 SPEECH_TEST_DIRS = {"digits", "letters"}
 AUDIO_RATE = 16000
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _download_debs(cache: Path) -> dict[str, Path]:

@@ -472,7 +472,7 @@ def write_toy_bundle(out_dir: str | os.PathLike, *, channels: int = 12, block: i
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, out / name)
     np.savez(out / "encoder_int.npz", weight=weight, bias=bias, shift=shift)
-    from export.targets import sha256_file  # noqa: PLC0415
+    from encoder_runtime.bundle import sha256_file  # noqa: PLC0415
 
     files = {n: {"sha256": sha256_file(out / n), "bytes": (out / n).stat().st_size}
              for n in ("encoder.onnx", "encoder_int8.onnx", "encoder_int.npz")}

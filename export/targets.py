@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
@@ -39,7 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from encoder_runtime.bundle import BundleError, load_bundle, resolve
+from encoder_runtime.bundle import BundleError, load_bundle, resolve, sha256_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE_DIR = PROJECT_ROOT / "data" / "cache" / "arm"
@@ -168,15 +167,6 @@ def get_target(name: str) -> Target:
 
 # --------------------------------------------------------------------------------------------
 # Source bundle
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_source_bundle(bundle_dir: str | os.PathLike) -> dict:
