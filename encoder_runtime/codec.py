@@ -147,8 +147,12 @@ class Encoder(_Model):
         m = self.bundle.manifest
         return {"format": "sensorcodec-stream", "bundle": {"name": m["name"],
                 "manifest_sha256": self.bundle.manifest_sha256},
-                "modality": m["modality"], "sample": m["sample"], "transform": m["transform"],
-                "latent": m["latent"], "coder": self.coder.name, "encoder_variant": self.variant,
+                "modality": m["modality"], "sample": m["sample"],
+                # the rest of the transform is pinned by the manifest sha256; keep what a reader
+                # without the bundle needs to interpret the codes
+                "transform": {"block": m["transform"]["block"]},
+                "latent": {k: m["latent"][k] for k in ("channels", "code_max")},
+                "coder": self.coder.name, "encoder_variant": self.variant,
                 "stream_id": stream_id or uuid.uuid4().hex,
                 "clock": {"mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns()}, **extra}
 
