@@ -501,6 +501,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     styles = {"ours-decoded": ("o-", "C0"), "ours-latents": ("s--", "C3"), "jpeg": ("^-", "C1"),
               "resolution": ("v-", "C2"), "bitdepth": ("d-", "C4")}
@@ -521,6 +522,10 @@ def plot(results: dict, path: Path) -> None:
             ax.axhline(ref[0]["acc"], color="k", lw=0.8, ls=":", label=f"{ref[0]['method']} "
                        f"({ref[0][xkey]:.0f} b)")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.set_xticks([t for t in (0.1, 0.2, 0.3, 0.5, 1, 2, 4, 8, 16)
+                       if min(r[xkey] for r in rows) / 1.5 <= t <= max(r[xkey] for r in rows) * 1.5])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3, which="both")
