@@ -235,7 +235,19 @@ import numpy as np
 import onnxruntime as ort
 
 bundle, frames_path, out_path = sys.argv[1:4]
-frames = np.load(frames_path)["frames"]
+with np.load(frames_path) as z:  # frame_i: what Encoder.codes takes; input_i: the graph's batch
+    n = len([k for k in z.files if k.startswith("frame_")])
+    frames = [z["frame_%05d" % i] for i in range(n)]
+    inputs = [z["input_%05d" % i] for i in range(n)]
+
+
+def join(codes):
+    """Equal-shaped codes stacked on the batch axis, otherwise raveled one after another."""
+    if len({c.shape for c in codes}) == 1:
+        return np.ascontiguousarray(np.concatenate(codes))
+    return np.ascontiguousarray(np.concatenate([c.ravel() for c in codes]))
+
+
 manifest = json.load(open(bundle + "/manifest.json"))
 target = manifest.get("target") or {}
 models = {"onnx:" + v: f for v, f in (("fp32", "encoder.onnx"), ("int8", "encoder_int8.onnx"))
@@ -252,8 +264,7 @@ for key, rel in sorted(models.items()):
     t0 = time.perf_counter()
     sess = ort.InferenceSession(bundle + "/" + rel, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    codes = [sess.run(None, {name: f[None]})[0] for f in frames]
-    out[key] = np.ascontiguousarray(np.concatenate(codes))
+    out[key] = join([sess.run(None, {name: x})[0] for x in inputs])
     info["seconds"][key] = time.perf_counter() - t0
 try:  # the sensorcodec runtime itself: integer codes and whole FRAME payloads (entropy coded)
     from encoder_runtime.codec import Encoder
@@ -265,7 +276,7 @@ else:
             continue
         t0 = time.perf_counter()
         enc = Encoder.load(bundle, variant=v)
-        out["runtime:" + v] = np.ascontiguousarray(np.concatenate([enc.codes(f) for f in frames]))
+        out["runtime:" + v] = join([enc.codes(f) for f in frames])
         payloads = [enc.encode_frame(f) for f in frames]
         out["frame:" + v] = np.frombuffer(b"".join(len(p).to_bytes(8, "little") + p
                                                    for p in payloads), np.uint8)
@@ -299,7 +310,7 @@ class ArmCheck:
             for key, arr in codes.items():
                 if key.startswith("frame:"):
                     try:
-                        arr = np.concatenate([frame_payload_codes(p) for p in split_payloads(arr)])
+                        arr = join_codes([frame_payload_codes(p) for p in split_payloads(arr)])
                     except Exception as e:  # noqa: BLE001 - report, do not hide
                         bad.append(f"{side} {key}: does not decode here ({e})")
                         continue
@@ -313,6 +324,35 @@ class ArmCheck:
         it decodes to must be)."""
         return {k: self.arm_codes[k].tobytes() == self.host_codes.get(k, np.zeros(0)).tobytes()
                 for k in self.arm_codes if k.startswith("frame:")}
+
+
+def join_codes(codes: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-frame codes as one array, as the guest joins them: equal shapes are stacked on the
+    batch axis, mixed shapes (audio excerpts of several lengths, ...) raveled in order."""
+    if len({c.shape for c in codes}) == 1:
+        return np.ascontiguousarray(np.concatenate(codes))
+    return np.ascontiguousarray(np.concatenate([np.asarray(c).ravel() for c in codes]))
+
+
+def graph_input(manifest: dict, frame: np.ndarray) -> np.ndarray:
+    """The encoder graph's ``samples`` batch for one frame, as ``Encoder.codes`` builds it
+    (docs/bundle-format.md): a trailing channel axis when missing, mono audio models take each
+    channel as a batch item, every block axis edge-padded to a multiple of the block."""
+    a = np.asarray(frame)
+    block = [int(b) for b in manifest["transform"]["block"]]
+    channels = int((manifest.get("sample") or {}).get("channels") or 1)
+    if a.ndim == len(block):
+        a = a[..., None]
+    if manifest.get("modality") == "image" and a.shape[-1] == 1 and channels > 1:
+        a = np.repeat(a, channels, axis=-1)
+    if manifest.get("modality") == "audio" and channels == 1:
+        batch = np.ascontiguousarray(a.T)[..., None]
+    else:
+        batch = a[None]
+    pad = [(0, 0)] + [(0, (-n) % b) for n, b in zip(batch.shape[1:-1], block)] + [(0, 0)]
+    if any(p[1] for p in pad):
+        batch = np.pad(batch, pad, mode="edge")
+    return np.ascontiguousarray(batch)
 
 
 def split_payloads(packed: np.ndarray) -> list[bytes]:
@@ -337,12 +377,19 @@ def frame_payload_codes(payload: bytes) -> np.ndarray:
     return entropy.get_coder(info.coder).decode(bytes(payload[info.data_offset:]), flat).reshape(cs)
 
 
-def _run_script(python_argv: Sequence[str], runner, bundle: Path, frames: np.ndarray,
+def _write_frames(path: Path, manifest: dict, frames: Sequence[np.ndarray]) -> None:
+    arrays = {}
+    for i, f in enumerate(frames):
+        arrays["frame_%05d" % i] = np.ascontiguousarray(f)
+        arrays["input_%05d" % i] = graph_input(manifest, f)
+    np.savez(path, **arrays)
+
+
+def _run_script(python_argv: Sequence[str], runner, bundle: Path, fpath: Path,
                 work: Path, tag: str) -> tuple[dict[str, np.ndarray], dict]:
     script = work / "encode_frames.py"
     script.write_text(GUEST_SCRIPT)
-    fpath, opath = work / "frames.npz", work / f"codes-{tag}.npz"
-    np.savez(fpath, frames=frames)
+    opath = work / f"codes-{tag}.npz"
     proc = runner([*python_argv, str(script), str(bundle), str(fpath), str(opath)])
     if proc.returncode != 0:
         raise PackagingError(f"encoding on {tag} failed (exit {proc.returncode}):\n"
@@ -352,7 +399,7 @@ def _run_script(python_argv: Sequence[str], runner, bundle: Path, frames: np.nda
         return {k: z[k] for k in z.files}, info
 
 
-def check_bundle_on_arm(target_bundle: str | os.PathLike, frames: np.ndarray, *,
+def check_bundle_on_arm(target_bundle: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarray], *,
                         cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, cpu: str | None = None,
                         work_dir: str | os.PathLike | None = None,
                         site_cache_dir: str | os.PathLike | None = None,
@@ -360,8 +407,10 @@ def check_bundle_on_arm(target_bundle: str | os.PathLike, frames: np.ndarray, *,
     """Install ``target_bundle``'s wheelhouse into an emulated aarch64 Python, encode ``frames``
     there with every encoder graph of the bundle, and do the same natively here.
 
-    ``frames`` is a batch of equal-shaped sample arrays in the bundle's input layout (e.g.
-    ``(N, H, W, C)`` uint8 tiles). The guest site-packages is reused from ``site_cache_dir``
+    ``frames`` are arrays as ``Encoder.codes`` takes them: a batch of equal-shaped frames
+    (e.g. ``(N, H, W, C)`` uint8 tiles) or a list of frames of any shapes (int16 audio
+    excerpts ``(T,)`` of odd lengths, ``(T, C)`` time series, ...); the raw graphs get each
+    frame as :func:`graph_input` lays it out (edge-padded to the block). The guest site-packages is reused from ``site_cache_dir``
     when a bundle with the same pinned wheelhouse was installed there before. Returns both sets
     of codes; see :meth:`ArmCheck.mismatches`.
     """
@@ -392,10 +441,12 @@ def check_bundle_on_arm(target_bundle: str | os.PathLike, frames: np.ndarray, *,
                 shutil.rmtree(site)
             timings["offline_install_s"] = install_wheelhouse(bundle / "wheelhouse", site, target)
             (site / ".complete").write_text(key)
+        fpath = work / "frames.npz"
+        _write_frames(fpath, manifest, list(frames))
         t0 = time.perf_counter()
         arm_codes, arm_info = _run_script(
             [], lambda argv: run_in_guest(root, argv, site_dirs=[site], cpu=cpu, timeout=timeout,
-                                          cwd=work), bundle, frames, work, "arm")
+                                          cwd=work), bundle, fpath, work, "arm")
         timings["emulated_run_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         host_codes, host_info = _run_script(
@@ -403,7 +454,7 @@ def check_bundle_on_arm(target_bundle: str | os.PathLike, frames: np.ndarray, *,
                 argv, capture_output=True, text=True, timeout=timeout, cwd=work,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(
                     filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))}),
-            bundle, frames, work, "host")
+            bundle, fpath, work, "host")
         timings["native_run_s"] = time.perf_counter() - t0
     return ArmCheck(arm_codes, host_codes, arm_info, host_info, timings)
 

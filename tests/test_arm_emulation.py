@@ -4,8 +4,10 @@ equal the x86 codes byte for byte (issue 3, part 4).
 Setup (cached under data/cache/arm, rebuilt by the test itself when missing): Debian arm64
 .debs of python3.11 from the machine's Debian mirror, unpacked; the target's wheels from PyPI.
 Needs the Debian package qemu-user-static (scripts/apt/arm.txt). Emulation is 35-80x slower
-than native, so this checks a handful of real image tiles per model; bit-exactness on thousands
-of frames is checked natively by the model tests.
+than native, so this checks a handful of real frames per bundled model (photo tiles for image
+models; excerpts of the bundled speech and drum-loop clips, odd lengths included, for audio
+models; BasicMotions test recordings and crops for the IMU models); bit-exactness on thousands
+of frames is checked natively by the model tests (tests/test_exactness.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import pytest
 import skimage.data
 
 from export import export_cli
-from export.emulation import (EmulationUnavailable, check_bundle_on_arm, install_wheelhouse, qemu_binary,
-                              write_toy_bundle)
+from export.emulation import (EmulationUnavailable, check_bundle_on_arm, graph_input, install_wheelhouse,
+                              qemu_binary, write_toy_bundle)
 from export.targets import PROJECT_ROOT, build_target_bundle, get_target
 
 pytestmark = pytest.mark.slow
@@ -44,11 +46,57 @@ def _bundled_models() -> list[str]:
     return sorted(p.parent.name for p in models.glob("*/manifest.json"))
 
 
+def _real_frames(manifest: dict) -> np.ndarray | list[np.ndarray]:
+    """Real frames in the form ``Encoder.codes`` takes for the bundle's modality."""
+    modality, dtype = manifest.get("modality"), manifest.get("sample", {}).get("dtype")
+    if modality == "image" and dtype == "uint8":
+        return _image_tiles(manifest)
+    if modality == "audio" and dtype == "int16":
+        return _audio_excerpts(manifest)
+    if modality == "timeseries" and dtype == "int16":
+        return _timeseries_frames(manifest)
+    pytest.fail(f"{manifest.get('name')}: no real data for a {dtype} {modality} bundle here: "
+                "every bundled model must be checked under emulation")
+
+
+def _audio_excerpts(manifest: dict) -> list[np.ndarray]:
+    """Mono int16 excerpts of the bundled clips: 1 s of speech, odd lengths (4001 samples, the
+    whole 28053-sample drum loop, one block + 1), and a drum-loop part of 8191 samples."""
+    from encoder_runtime.media import read_input
+
+    samples = PROJECT_ROOT / "encoder_runtime" / "samples"
+    speech = read_input(samples / "speech_16k.wav")[0]
+    loop = read_input(samples / "loop_amen_16k.wav")[0]
+    speech, loop = (a if a.ndim == 1 else a[:, 0] for a in (speech, loop))
+    assert speech.dtype == loop.dtype == np.int16
+    block = int(manifest["transform"]["block"][0])
+    parts = [speech[24_000:40_000], speech[61_111:65_112], loop, loop[3_000:11_191],
+             speech[100_003:100_004 + block]]
+    assert {len(p) % block for p in parts} != {0} and all(len(p) >= block for p in parts)
+    return [np.ascontiguousarray(p) for p in parts]
+
+
+def _timeseries_frames(manifest: dict) -> list[np.ndarray]:
+    """All 40 BasicMotions test recordings (T=100, 6 channels int16, four activities) and three
+    odd-length crops, as (T, C) arrays (a few ms each under emulation)."""
+    from export.train import load_training_arrays
+
+    try:
+        signals = load_training_arrays("timeseries", "test")
+    except (ImportError, SystemExit, OSError, ValueError, KeyError) as e:
+        pytest.skip(f"no held-out timeseries data here ({e.__class__.__name__}: {e})")
+    signals = [np.ascontiguousarray(np.moveaxis(a, 0, -1)) for a in signals]
+    channels = int(manifest["sample"]["channels"])
+    assert signals and all(a.dtype == np.int16 and a.shape[-1] == channels for a in signals)
+    block = int(manifest["transform"]["block"][0])
+    frames = list(signals)
+    frames += [signals[1][5:42], signals[2][50:63], signals[3][-(block + 1):]]
+    return [np.ascontiguousarray(f) for f in frames]
+
+
 def _image_tiles(manifest: dict, count: int = 6, size: int = 128) -> np.ndarray:
     """``count`` real photo tiles in the bundle's input layout (N, H, W, C) uint8."""
     sample = manifest.get("sample", {})
-    if manifest.get("modality") != "image" or sample.get("dtype") != "uint8":
-        pytest.skip(f"{manifest.get('name')}: only uint8 image bundles are checked under emulation")
     block = max(manifest.get("transform", {}).get("block", [8, 8]))
     size = max(block, size // block * block)
     img = skimage.data.astronaut()
@@ -67,7 +115,7 @@ def _check(bundle_src: Path | None, out: Path, site_cache: Path, target: str = "
     else:
         target_bundle = build_target_bundle(bundle_src, target, out)
     manifest = json.loads((target_bundle / "manifest.json").read_text())
-    frames = _image_tiles(manifest)
+    frames = _real_frames(manifest)
     result = check_bundle_on_arm(target_bundle, frames, site_cache_dir=site_cache)
     assert result.arm_info["machine"] == "aarch64" and result.host_info["machine"] == "x86_64"
     # every graph the bundle ships (.onnx fp32/int8, .ort fp32/int8) ran on both sides
@@ -81,8 +129,14 @@ def _check(bundle_src: Path | None, out: Path, site_cache: Path, target: str = "
     assert result.mismatches() == [], result.mismatches()
     same_bytes = result.frame_bytes_identical()
     ref = result.host_codes["onnx:fp32"]
-    assert ref.shape[0] == len(frames) and ref.size > 0 and np.unique(ref).size > 3
-    print(f"\n{manifest['name']} on {manifest['target']['name']}: {len(frames)} tiles {frames.shape[1:]}, keys {sorted(result.arm_codes)}, "
+    block, latent = np.prod(manifest["transform"]["block"]), manifest["latent"]["channels"]
+    n_codes = sum(int(np.prod(graph_input(manifest, f).shape[:-1])) // block * latent for f in frames)
+    assert ref.size == n_codes and np.unique(ref).size > 3
+    if isinstance(frames, np.ndarray):
+        assert ref.shape[0] == len(frames)
+    shapes = (f"{len(frames)} tiles {frames.shape[1:]}" if isinstance(frames, np.ndarray) else
+              f"{len(frames)} frames {sorted({tuple(f.shape) for f in frames})}")
+    print(f"\n{manifest['name']} on {manifest['target']['name']}: {shapes}, {ref.size} codes, keys {sorted(result.arm_codes)}, "
           f"timings {{{', '.join(f'{k}: {v:.1f}' for k, v in result.timings.items())}}}, "
           f"FRAME payload bytes identical arm/x86: {same_bytes}, "
           f"guest {result.arm_info}")
