@@ -95,16 +95,8 @@ class MqttUploader(Uploader):
             while not self.stop_event.is_set():
                 if lost.is_set():
                     raise ConnectionError("MQTT connection lost")
-                while len(inflight) < self.window:
-                    pending = self.spool.pending()
-                    if not pending:
-                        break
-                    seg = pending[0]
-                    if not self.spool.checkout(seg):
-                        continue
-                    data, info = self.load(seg)
-                    if data is None:
-                        continue
+                while len(inflight) < self.window and (nxt := self.next_segment()):
+                    seg, data, info = nxt
                     if len(data) > self.max_payload:
                         self.spool.reject(seg, f"{len(data)} bytes exceed the MQTT payload limit "
                                                f"{self.max_payload}; lower segment_max_bytes")

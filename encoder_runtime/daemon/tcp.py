@@ -133,6 +133,19 @@ class Uploader(threading.Thread):
             return None, None
         return data, info
 
+    def next_segment(self):
+        """Check out and load the oldest pending segment: (seg, data, info), or None if none."""
+        while True:
+            pending = self.spool.pending()
+            if not pending:
+                return None
+            seg = pending[0]
+            if not self.spool.checkout(seg):
+                continue
+            data, info = self.load(seg)
+            if data is not None:
+                return seg, data, info
+
     def session(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -186,16 +199,8 @@ class TcpUploader(Uploader):
                 self.metrics.reconnects.inc()
             log.info("connected to %s:%d", self.host, self.port)
             while not self.stop_event.is_set():
-                while len(inflight) < self.window:
-                    pending = self.spool.pending()
-                    if not pending:
-                        break
-                    seg = pending[0]
-                    if not self.spool.checkout(seg):
-                        continue
-                    data, info = self.load(seg)
-                    if data is None:
-                        continue
+                while len(inflight) < self.window and (nxt := self.next_segment()):
+                    seg, data, info = nxt
                     inflight[seg.segno] = (seg, info, time.monotonic())
                     sock.sendall(memoryview(data)[PREAMBLE.size:])
                     if self.metrics:
