@@ -53,7 +53,7 @@ from encoder_runtime.bundle import list_model_names, load_bundle  # noqa: E402
 from encoder_runtime.media import read_input  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-CHECKPOINTS = REPO / ".gpu_results"
+CHECKPOINTS = [REPO / ".gpu_results", REPO / ".gpu_results2"]
 BASELINE = "jpeg-q75"
 
 
@@ -429,23 +429,8 @@ def profile_encoder(name: str, frames: list[np.ndarray], repeats: int) -> dict:
 
 def matching_checkpoints(names: list[str]) -> dict[str, Path]:
     """bundle name → training checkpoint whose integer parameters equal the bundle's."""
-    out: dict[str, Path] = {}
-    if not CHECKPOINTS.is_dir():
-        return out
-    from export.onnx_export import integer_encoder_arrays
-    from export.train import codec_from_checkpoint
-    ref = {n: np.load(load_bundle(n).file("encoder_int.npz")) for n in names}
-    for ck in sorted(CHECKPOINTS.glob("*/checkpoint.safetensors")):
-        try:
-            codec, _ = codec_from_checkpoint(ck)
-        except SystemExit:
-            continue
-        got = integer_encoder_arrays(codec)
-        for n, r in ref.items():
-            if n not in out and r["weight"].shape == got["weight"].shape and all(
-                    np.array_equal(r[k], got[k]) for k in got):
-                out[n] = ck
-    return out
+    from export.train import checkpoints_for_bundles
+    return checkpoints_for_bundles(names, CHECKPOINTS)
 
 
 def psnr_change(names: list[str], photos: list[np.ndarray], clips: list[np.ndarray]) -> dict:

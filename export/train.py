@@ -153,6 +153,30 @@ def _coder(name: str | None):
         return _Zstd19()
 
 
+def checkpoints_for_bundles(names: list[str], folders: list[Path]) -> dict[str, Path]:
+    """bundle name → a training checkpoint (under ``folders``) whose integer encoder
+    parameters equal the bundle's, i.e. the torch model that produced the deployed codes."""
+    from encoder_runtime.bundle import load_bundle
+    from .onnx_export import integer_encoder_arrays
+    out: dict[str, Path] = {}
+    ref = {}
+    for n in names:
+        with np.load(load_bundle(n, verify=False).file("encoder_int.npz"), allow_pickle=False) as z:
+            ref[n] = {k: z[k] for k in z.files}
+    for ck in sorted(c for f in folders if Path(f).is_dir()
+                     for c in Path(f).glob("*/checkpoint.safetensors")):
+        try:
+            codec, _ = codec_from_checkpoint(ck)
+        except SystemExit:
+            continue
+        got = integer_encoder_arrays(codec)
+        for n, r in ref.items():
+            if n not in out and r["weight"].shape == got["weight"].shape and all(
+                    np.array_equal(r[k], got[k]) for k in got):
+                out[n] = ck
+    return out
+
+
 def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = None) -> dict:
     """Held-out metrics with the exact deployed codes and the real lossless coder."""
     coder = _coder(coder_name)

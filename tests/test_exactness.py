@@ -31,7 +31,7 @@ from encoder_runtime.media import read_input
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "encoder_runtime" / "samples"
-CHECKPOINTS = ROOT / ".gpu_results"
+CHECKPOINTS = [ROOT / ".gpu_results", ROOT / ".gpu_results2"]
 MODELS = list_model_names()
 BUNDLES = {n: load_bundle(n) for n in MODELS}
 IMAGE_MODELS = [n for n in MODELS if BUNDLES[n].modality == "image"]
@@ -313,26 +313,11 @@ def test_other_modality_codes_bit_exact_everywhere(name):
 
 def _matching_checkpoints() -> list[tuple[str, Path]]:
     """(bundle, checkpoint) pairs whose integer parameters agree (checkpoints are git-ignored)."""
-    if not CHECKPOINTS.is_dir():
-        return []
     try:
-        from export.onnx_export import integer_encoder_arrays
-        from export.train import codec_from_checkpoint
+        from export.train import checkpoints_for_bundles
     except ImportError:
         return []
-    pairs = []
-    for ck in sorted(CHECKPOINTS.glob("*/checkpoint.safetensors")):
-        try:
-            codec, _ = codec_from_checkpoint(ck)
-        except SystemExit:
-            continue
-        got = integer_encoder_arrays(codec)
-        for n in MODELS:
-            ref = integer_arrays(n)
-            if ref["weight"].shape == got["weight"].shape and all(
-                    np.array_equal(ref[k], got[k]) for k in ref):
-                pairs.append((n, ck))
-    return pairs
+    return sorted(checkpoints_for_bundles(MODELS, CHECKPOINTS).items())
 
 
 def test_training_checkpoints_simulate_the_bundled_codes():
