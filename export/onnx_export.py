@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,7 @@ def encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.Model
     y = helper.make_tensor_value_info("codes", TensorProto.INT8, ["N", cfg.latent_channels]
                                       + [f"{s}_lat" for s in sp])
     w = arrays["weight"].astype(np.float32)
-    scale = np.ldexp(1.0, -arrays["shift"].astype(np.int64)).astype(np.float32)
+    scale = step_scales(arrays)
     inits = [
         numpy_helper.from_array(interleaved_kernel(w), "weight"),
         numpy_helper.from_array(arrays["bias"].astype(np.float32), "bias"),
@@ -62,6 +61,11 @@ def encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.Model
         *requantize_nodes("acc"),
     ]
     return finish_model(nodes, "sensorcodec_encoder", x, y, inits)
+
+
+def step_scales(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-channel requantization factors 2**-shift (exact in float32)."""
+    return np.ldexp(1.0, -arrays["shift"].astype(np.int64)).astype(np.float32)
 
 
 def interleaved_kernel(w: np.ndarray) -> np.ndarray:
@@ -189,11 +193,8 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
     for fname, data in files.items():
         (out_dir / fname).write_bytes(data)
     if coder == "auto":
-        try:
-            from encoder_runtime.entropy import DEFAULT_CODER
-            coder = DEFAULT_CODER
-        except ImportError:
-            coder = "zstd19"
+        from encoder_runtime.entropy import DEFAULT_CODER
+        coder = DEFAULT_CODER
     layout = {1: "TC", 2: "HWC", 3: "DHWC"}[cfg.dims]
     manifest = {
         "format": "sensorcodec-bundle", "format_version": 1, "name": name,
@@ -214,8 +215,3 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return out_dir
-
-
-def bits_float(x: float) -> float:
-    """Round a metric for the manifest."""
-    return float(f"{x:.4g}") if math.isfinite(x) else x
