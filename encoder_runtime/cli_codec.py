@@ -14,6 +14,7 @@ import numpy as np
 from . import container
 from .bundle import default_model, list_models
 from .codec import Decoder, Encoder
+from .frame import parse_frame
 from .media import modality_of, read_input, write_output
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -73,16 +74,9 @@ def cmd_decode(args) -> int:
 
 def cmd_info(args) -> int:
     data = Path(args.input).read_bytes()
-    container.check_preamble(data, str(args.input))
-    scan = container.scan_records(data, offset=container.PREAMBLE.size)
-    if scan.errors:
-        raise container.ContainerError(f"{args.input}: {scan.errors[0]}")
-    recs = scan.records
-    if not recs or recs[0].type != container.RecordType.HEADER:
-        raise container.ContainerError(f"{args.input}: first record must be a HEADER")
-    header = recs[0].header_json()
+    header, records = container.read_stream(data, str(args.input))
     frames = []
-    for r in recs[1:]:
+    for r in records:
         item = {"seq": r.seq, "type": container.RecordType(r.type).name
                 if r.type in container.RecordType._value2member_map_ else r.type,
                 "bytes": len(r.payload), "t_mono_ns": r.t_mono_ns, "t_wall_ns": r.t_wall_ns}
@@ -90,7 +84,6 @@ def cmd_info(args) -> int:
             first, last, reason = r.gap()
             item.update(first_lost=first, last_lost=last, reason=reason.name)
         elif r.type == container.RecordType.FRAME:
-            from .frame import parse_frame
             fi = parse_frame(r.payload)
             item.update(shape=list(fi.shape), code_shape=list(fi.code_shape), coder=fi.coder)
         frames.append(item)
@@ -126,8 +119,8 @@ def cmd_models(args) -> int:
 
 def cmd_roundtrip(args) -> int:
     """Encode + decode real sample files and print size, rate and quality (the README demo)."""
-    inputs = args.inputs or sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix in
-                                   (".png", ".wav")) if SAMPLES_DIR.is_dir() or args.inputs else []
+    inputs = args.inputs or (sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix in (".png", ".wav"))
+                             if SAMPLES_DIR.is_dir() else [])
     if not inputs:
         raise FileNotFoundError("no input files given and no bundled samples found")
     for path in inputs:

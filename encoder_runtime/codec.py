@@ -21,6 +21,7 @@ import numpy as np
 
 from . import container
 from .bundle import Bundle, BundleError, load_bundle
+from .entropy import get_coder
 from .frame import FrameError, pack_frame, parse_frame
 
 
@@ -36,11 +37,6 @@ def _session(path: Path, threads: int):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _entropy():
-    from . import entropy
-    return entropy
 
 
 class _Model:
@@ -71,7 +67,7 @@ class Encoder(_Model):
             raise CodecError(f"unknown encoder variant {variant!r} (fp32 or int8)")
         self.variant = variant
         self._sess = _session(bundle.file(files[variant]), threads)
-        self.coder = _entropy().get_coder(coder or bundle.manifest["coder"]["default"])
+        self.coder = get_coder(coder or bundle.manifest["coder"]["default"])
 
     # --- input handling -------------------------------------------------------------------
     def _to_batch(self, array: np.ndarray) -> tuple[np.ndarray, str]:
@@ -225,7 +221,7 @@ class Decoder(_Model):
             raise FrameError(f"frame declares {n} codes; refusing")
         flat_shape = ((info.code_shape[0] * info.code_shape[1],) + info.code_shape[2:]
                       if info.code_shape[0] > 1 else info.code_shape[1:])
-        coder = _entropy().get_coder(info.coder)
+        coder = get_coder(info.coder)
         codes = coder.decode(bytes(payload[info.data_offset:]), flat_shape).reshape(info.code_shape)
         out = self.decode_codes(codes)                      # (N, C, *spatial) float
         return self._to_array(out, info)

@@ -22,6 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from encoder_runtime.entropy import DEFAULT_CODER, get_coder
+
 from . import data as datasets
 from .model import Codec, CodecConfig
 from .onnx_export import write_bundle
@@ -136,23 +138,6 @@ def codec_from_checkpoint(path: Path) -> tuple[Codec, dict]:
     return codec.eval(), meta
 
 
-class _Zstd19:
-    name = "zstd19"
-
-    def encode(self, codes: np.ndarray) -> bytes:
-        import zstandard
-        return zstandard.ZstdCompressor(level=19).compress(codes.tobytes())
-
-
-def _coder(name: str | None):
-    """The runtime's lossless coder (falls back to plain zstd-19 while that module is absent)."""
-    try:
-        from encoder_runtime.entropy import DEFAULT_CODER, get_coder
-        return get_coder(name or DEFAULT_CODER)
-    except ImportError:
-        return _Zstd19()
-
-
 def checkpoints_for_bundles(names: list[str], folders: list[Path]) -> dict[str, Path]:
     """bundle name → a training checkpoint (under ``folders``) whose integer encoder
     parameters equal the bundle's, i.e. the torch model that produced the deployed codes."""
@@ -179,7 +164,7 @@ def checkpoints_for_bundles(names: list[str], folders: list[Path]) -> dict[str, 
 
 def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = None) -> dict:
     """Held-out metrics with the exact deployed codes and the real lossless coder."""
-    coder = _coder(coder_name)
+    coder = get_coder(coder_name or DEFAULT_CODER)
     cfg = codec.cfg
     dev = next(codec.parameters()).device
     sq_err, n_samples, bits, peak = 0.0, 0, 0, 255.0
