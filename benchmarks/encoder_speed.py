@@ -33,7 +33,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -48,6 +47,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.lossless import machine_info  # noqa: E402
+from benchmarks.report import write_results  # noqa: E402
 from encoder_runtime import Decoder, Encoder, entropy  # noqa: E402
 from encoder_runtime.bundle import list_model_names, load_bundle  # noqa: E402
 from encoder_runtime.media import read_input  # noqa: E402
@@ -633,13 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         for n, r in result["psnr_change"].items():
             print(f"  {n}: float {r['float_model']:.3f} dB, integer {r['integer_model']:.3f} dB, "
                   f"change {r['change_db']:+.4f} dB ({r['metric']}, {r['frames']} frames)")
-    result["machine"]["loadavg_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
-    if not args.no_plot:
-        plot(result, args.out.with_suffix(".png"))
-        print(f"wrote {args.out.with_suffix('.png')}")
+    write_results(result, args.out, None if args.no_plot else plot)
     return 0
 
 

@@ -19,8 +19,6 @@ its label (``kind`` measured|estimated, model, version, scope). The estimate is 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.lossless import machine_info  # noqa: E402
+from benchmarks.report import write_results  # noqa: E402
 from encoder_runtime.bundle import list_model_names  # noqa: E402
 from encoder_runtime.bundle import load_bundle as load_verified  # noqa: E402
 from encoder_runtime.media import read_input  # noqa: E402
@@ -130,13 +129,7 @@ def main(argv: list[str] | None = None) -> int:
               "units": "joules per frame (gross = incremental + idle power x latency); mJ in the printout",
               "scope_note": "encoder graph only (the lossless coder is not modelled); 1 thread",
               "rows": rows}
-    result["machine"]["loadavg_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
-    if not args.no_plot:
-        plot(result, args.out.with_suffix(".png"))
-        print(f"wrote {args.out.with_suffix('.png')}")
+    write_results(result, args.out, None if args.no_plot else plot)
     return 0
 
 
