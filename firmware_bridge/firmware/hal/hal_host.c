@@ -45,3 +45,5 @@ size_t hal_uart_read(uint8_t *buf, size_t cap) {
 
 void hal_cycle_start(void) { cyc_ns = now_ns(); }
 uint32_t hal_cycle_elapsed(void) { return (uint32_t)(now_ns() - cyc_ns); }
+
+void hal_report_calibration(void) {} /* no instruction counter to calibrate on a host */

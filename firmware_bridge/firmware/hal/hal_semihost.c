@@ -28,3 +28,13 @@ size_t hal_uart_read(uint8_t *buf, size_t cap) { (void)buf; (void)cap; return 0;
 void hal_cycle_start(void) { cyc0 = SYST_CVR; }
 
 uint32_t hal_cycle_elapsed(void) { return (cyc0 - SYST_CVR) & 0x00FFFFFFu; /* counts down */ }
+
+void hal_report_calibration(void) {
+#if defined(__arm__) && defined(__ARM_ARCH_7EM__)
+    /* 100000 x (subs + bne) = 200000 instructions (+3): calibrates TICKS -> instructions */
+    uint32_t n = 100000u;
+    hal_cycle_start();
+    __asm__ volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
+    printf("TICKS calib %lu insns 200000\n", (unsigned long)hal_cycle_elapsed());
+#endif
+}

@@ -12,4 +12,6 @@ void hal_uart_write(const uint8_t *data, size_t n);  /* blocking */
 size_t hal_uart_read(uint8_t *buf, size_t cap);      /* non-blocking: 0 when nothing pending */
 void hal_cycle_start(void);                          /* start a cycle/instruction measurement */
 uint32_t hal_cycle_elapsed(void);                    /* ticks since hal_cycle_start (0 if unknown) */
+void hal_report_calibration(void);                   /* print "TICKS calib <ticks> insns 200000" where
+                                                        ticks->instructions can be calibrated */
 #endif

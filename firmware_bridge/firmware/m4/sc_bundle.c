@@ -22,20 +22,10 @@
 static int8_t codes[N_BLOCKS * BUNDLE_C_LAT];
 static int16_t xb[BUNDLE_K];
 
-static void calibrate(void) {
-#if defined(__arm__) && defined(__ARM_ARCH_7EM__)
-    /* 100000 x (subs + bne) = 200000 instructions (+3): calibrates TICKS -> instructions */
-    uint32_t n = 100000u;
-    hal_cycle_start();
-    __asm__ volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
-    printf("TICKS calib %lu insns 200000\n", (unsigned long)hal_cycle_elapsed());
-#endif
-}
-
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     hal_init();
-    calibrate();
+    hal_report_calibration();
     hal_cycle_start();
 #if BUNDLE_DIMS == 2
     sc_encode_2d_u8(&bundle_model, input_data, INPUT_A, INPUT_B, codes, xb);

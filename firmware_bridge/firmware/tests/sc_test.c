@@ -120,20 +120,10 @@ static void test_encoder(void) {
     hex_line("FRAME", "data", buf, m);
 }
 
-static void calibrate(void) {
-#if defined(__arm__) && defined(__ARM_ARCH_7EM__)
-    /* 100000 x (subs + bne) = 200000 instructions (+3): calibrates TICKS -> instructions */
-    uint32_t n = 100000u;
-    hal_cycle_start();
-    __asm__ volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
-    printf("TICKS calib %lu insns 200000\n", (unsigned long)hal_cycle_elapsed());
-#endif
-}
-
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     hal_init();
-    calibrate();
+    hal_report_calibration();
     test_crc();
     test_cobs();
     test_frames();
