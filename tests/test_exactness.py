@@ -18,7 +18,6 @@ and random excerpts for audio models. ``sensor-export --checkpoint`` is tested a
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -185,13 +184,24 @@ def _batches_by_shape(frames: list[np.ndarray]) -> list[np.ndarray]:
 
 
 # --- the matrix ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", IMAGE_MODELS)
-def test_image_codes_bit_exact_everywhere(name):
+def encoder_paths(name: str):
+    """(bundle, integer arrays, code_max, ORT fp32 session, ORT int8 session, Encoders by variant)."""
     b = BUNDLES[name]
-    arrays = integer_arrays(name)
-    cmax = int(b.manifest["latent"]["code_max"])
     fp32, int8 = session(b.file("encoder.onnx")), session(b.file("encoder_int8.onnx"))
     encs = {v: Encoder(b, threads=1, variant=v) for v in ("fp32", "int8")}
+    return b, integer_arrays(name), int(b.manifest["latent"]["code_max"]), fp32, int8, encs
+
+
+def assert_graphs(fp32, int8, tenc, padded: np.ndarray, want: np.ndarray) -> None:
+    """The two ORT graphs and the torch simulation give the reference codes on ``padded``."""
+    assert_same("ORT fp32 graph", fp32.run(None, {"samples": padded})[0], want)
+    assert_same("ORT int8 graph", int8.run(None, {"samples": padded})[0], want)
+    assert_same("torch simulation", torch_codes(tenc, padded), want)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_image_codes_bit_exact_everywhere(name):
+    b, arrays, cmax, fp32, int8, encs = encoder_paths(name)
     enc2 = Encoder(b, threads=2, variant="fp32")
     tenc = torch_encoder_from_bundle(name)
     stats: dict = {}
@@ -201,9 +211,7 @@ def test_image_codes_bit_exact_everywhere(name):
     for batch in _batches_by_shape(PHOTOS):
         padded = edge_pad(batch, b.block)
         want = reference_codes(padded, arrays, b.block, cmax, stats)
-        assert_same("ORT fp32 graph", fp32.run(None, {"samples": padded})[0], want)
-        assert_same("ORT int8 graph", int8.run(None, {"samples": padded})[0], want)
-        assert_same("torch simulation", torch_codes(tenc, padded), want)
+        assert_graphs(fp32, int8, tenc, padded, want)
         for i, img in enumerate(batch):
             for v, enc in encs.items():
                 assert_same(f"Encoder.codes {v}", enc.codes(img), want[i:i + 1])
@@ -236,11 +244,7 @@ def test_image_codes_bit_exact_everywhere(name):
 
 @pytest.mark.parametrize("name", AUDIO_MODELS)
 def test_audio_codes_bit_exact_everywhere(name):
-    b = BUNDLES[name]
-    arrays = integer_arrays(name)
-    cmax = int(b.manifest["latent"]["code_max"])
-    fp32, int8 = session(b.file("encoder.onnx")), session(b.file("encoder_int8.onnx"))
-    encs = {v: Encoder(b, threads=1, variant=v) for v in ("fp32", "int8")}
+    b, arrays, cmax, fp32, int8, encs = encoder_paths(name)
     tenc = torch_encoder_from_bundle(name)
     stats: dict = {}
     blocks = frames = 0
@@ -252,9 +256,7 @@ def test_audio_codes_bit_exact_everywhere(name):
                 continue
             padded = edge_pad(part[None, :, None], b.block)
             want = reference_codes(padded, arrays, b.block, cmax, stats)
-            assert_same("ORT fp32 graph", fp32.run(None, {"samples": padded})[0], want)
-            assert_same("ORT int8 graph", int8.run(None, {"samples": padded})[0], want)
-            assert_same("torch simulation", torch_codes(tenc, padded), want)
+            assert_graphs(fp32, int8, tenc, padded, want)
             for v, enc in encs.items():
                 assert_same(f"Encoder.codes {v} ({len(part)} samples)", enc.codes(part), want)
             blocks += want[:, 0].size
@@ -281,11 +283,7 @@ def held_out_signals(modality: str) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("name", OTHER_MODELS)
 def test_other_modality_codes_bit_exact_everywhere(name):
-    b = BUNDLES[name]
-    arrays = integer_arrays(name)
-    cmax = int(b.manifest["latent"]["code_max"])
-    fp32, int8 = session(b.file("encoder.onnx")), session(b.file("encoder_int8.onnx"))
-    encs = {v: Encoder(b, threads=1, variant=v) for v in ("fp32", "int8")}
+    b, arrays, cmax, fp32, int8, encs = encoder_paths(name)
     tenc = torch_encoder_from_bundle(name)
     stats: dict = {}
     positions = 0
@@ -300,9 +298,7 @@ def test_other_modality_codes_bit_exact_everywhere(name):
             part = np.ascontiguousarray(part)
             padded = edge_pad(part[None], b.block)
             want = reference_codes(padded, arrays, b.block, cmax, stats)
-            assert_same("ORT fp32 graph", fp32.run(None, {"samples": padded})[0], want)
-            assert_same("ORT int8 graph", int8.run(None, {"samples": padded})[0], want)
-            assert_same("torch simulation", torch_codes(tenc, padded), want)
+            assert_graphs(fp32, int8, tenc, padded, want)
             for v, enc in encs.items():
                 assert_same(f"Encoder.codes {v} ({part.shape})", enc.codes(part), want)
             positions += want[:, 0].size
