@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
 from tqdm import tqdm
 
 from encoder_runtime.entropy import DEFAULT_CODER, get_coder
@@ -27,6 +28,7 @@ from encoder_runtime.entropy import DEFAULT_CODER, get_coder
 from . import data as datasets
 from .model import Codec, CodecConfig
 from .onnx_export import write_bundle
+from .widen import widen
 
 PRESETS: dict[str, dict] = {
     "image": dict(modality="image", dims=2, in_channels=3, levels=3, sample_dtype="uint8",
@@ -63,32 +65,43 @@ class CropSampler:
     """Random crops (and flips, for images) drawn on the training device."""
 
     def __init__(self, arrays: list[np.ndarray], crop: int, dims: int, device: torch.device,
-                 seed: int = 0) -> None:
+                 seed: int = 0, max_scale: float = 1.0) -> None:
         self.dims = dims
         self.crop = crop
+        self.max_scale = max_scale if dims == 2 else 1.0
+        need = math.ceil(crop * self.max_scale)
         self.items = [torch.from_numpy(a.astype(np.float32 if a.dtype != np.uint8 else np.uint8))
-                      .to(device) for a in arrays if min(a.shape[1:]) >= crop]
+                      .to(device) for a in arrays if min(a.shape[1:]) >= need]
         if not self.items:
-            raise SystemExit(f"no training signal is at least {crop} samples long per axis")
+            raise SystemExit(f"no training signal is at least {need} samples long per axis")
         sizes = np.array([np.prod(t.shape[1:]) for t in self.items], dtype=np.float64)
         self.weights = sizes / sizes.sum()
         self.rng = np.random.default_rng(seed)
         self.device = device
 
     def batch(self, n: int) -> torch.Tensor:
+        """n crops; with ``max_scale`` > 1 (images) each batch is a crop of ``crop``·s pixels,
+        s uniform in [1, max_scale], downscaled to ``crop`` (antialiased, rounded to integers)
+        so the model also sees finer detail per pixel than the training photos have."""
         idx = self.rng.choice(len(self.items), size=n, p=self.weights)
+        scale = float(self.rng.uniform(1.0, self.max_scale))
+        size = min(math.ceil(self.crop * scale), min(min(self.items[i].shape[1:]) for i in idx))
         out = []
         for i in idx:
             t = self.items[i]
             sl = [slice(None)]
             for s in t.shape[1:]:
-                o = int(self.rng.integers(0, s - self.crop + 1))
-                sl.append(slice(o, o + self.crop))
+                o = int(self.rng.integers(0, s - size + 1))
+                sl.append(slice(o, o + size))
             c = t[tuple(sl)]
             if self.dims == 2 and self.rng.random() < 0.5:
                 c = c.flip(-1)
             out.append(c)
-        return torch.stack(out).float()
+        x = torch.stack(out).float()
+        if size != self.crop:
+            x = F.interpolate(x, size=(self.crop, self.crop), mode="bilinear", antialias=True,
+                              align_corners=False).round().clamp(0, 255)
+        return x
 
 
 def sample_blocks(sampler: CropSampler, cfg: CodecConfig, n_batches: int = 8) -> torch.Tensor:
@@ -220,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--name", default=None, help="bundle name (default: derived from the options)")
     ap.add_argument("--out", type=Path, default=Path("runs"), help="output folder")
     ap.add_argument("--resume", type=Path, help="checkpoint to resume from")
+    ap.add_argument("--widen-to", type=int, default=0, metavar="C",
+                    help="with --resume: warm-start a model with C latent channels from it")
+    ap.add_argument("--scale-aug", type=float, default=1.0, metavar="S",
+                    help="images: also train on crops downscaled by up to S (finer detail)")
     ap.add_argument("--checkpoint-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-train-files", type=int, default=0, help="(smoke tests) limit the data")
@@ -245,12 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     arrays = load_training_arrays(args.modality)
     if args.max_train_files:
         arrays = arrays[: args.max_train_files]
-    sampler = CropSampler(arrays, args.crop, preset["dims"], device, args.seed)
+    sampler = CropSampler(arrays, args.crop, preset["dims"], device, args.seed, args.scale_aug)
 
     start_step, meta = 0, {}
     if args.resume:
         codec, meta = codec_from_checkpoint(args.resume)
         start_step = meta["step"]
+        if args.widen_to:
+            codec = widen(codec.to(device), args.widen_to,
+                          torch.cat([sampler.batch(16) for _ in range(4)]))
     else:
         cfg = CodecConfig(latent_channels=args.latent, decoder_width=args.decoder_width,
                           decoder_blocks=args.decoder_blocks, **preset)
@@ -263,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW([{"params": enc_params, "lr": args.lr * 0.1},
                              {"params": list(codec.decoder.parameters()), "lr": args.lr}],
                             weight_decay=0.0)
-    if args.resume:
+    if args.resume and not args.widen_to:
         tensors, _ = load_checkpoint(args.resume)
         state = opt.state_dict()
         for pid in range(sum(len(g["params"]) for g in state["param_groups"])):

@@ -8,7 +8,7 @@ BUDGET=${BUDGET:-420}
 OUT=${OUT:-runs_out}
 RUNS=${RUNS:-runs_gpu}
 mkdir -p "$OUT" "$RUNS"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 IMG="--modality image --batch 16 --crop 256 --decoder-width 96 --decoder-blocks 5 --time-budget $BUDGET --no-eval --out $RUNS"
 AUD="--modality audio --batch 32 --crop 16384 --decoder-width 96 --decoder-blocks 5 --time-budget $BUDGET --no-eval --out $RUNS"
 declare -a JOBS=(

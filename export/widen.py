@@ -1,0 +1,73 @@
+"""Warm-start a wider model (more latent channels) from a trained one.
+
+The trained decoder does much of its work in the nonlinear refinement path, so new channels
+cannot simply be added as orthogonal projections. Instead the widened model starts out computing
+exactly the trained model's reconstruction plus a linear correction from the new channels:
+
+* new encoder rows = leading principal directions of the trained model's per-block
+  reconstruction error, at the finest step of the trained channels;
+* the new channels enter the linear skip path through the least-squares map from their codes to
+  that error, and the refinement path with zero weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .model import Codec, CodecConfig
+
+
+def _blocks(x: torch.Tensor, b: int, dims: int) -> torch.Tensor:
+    """(N, C, *spatial) → (positions, C·b**dims), channel-major like the encoder kernel."""
+    c = x.shape[1]
+    if dims == 2:
+        return x.unfold(2, b, b).unfold(3, b, b).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * b * b)
+    return x.unfold(2, b, b).permute(0, 2, 1, 3).reshape(-1, c * b)
+
+
+@torch.no_grad()
+def widen(codec: Codec, latent_channels: int, crops: torch.Tensor, ridge: float = 1e-3) -> Codec:
+    """A new Codec with ``latent_channels`` ≥ the trained one's, warm-started from ``codec``.
+
+    ``crops`` are (N, C_in, *spatial) raw training crops (spatial a multiple of the block).
+    """
+    cfg = codec.cfg
+    extra = latent_channels - cfg.latent_channels
+    if extra <= 0:
+        raise SystemExit(f"--widen-to {latent_channels}: the checkpoint already has "
+                         f"{cfg.latent_channels} latent channels (can only widen)")
+    if cfg.projection != "dense":
+        raise SystemExit("--widen-to needs a dense projection (the checkpoint is structured)")
+    codec = codec.eval()
+    crops = crops.to(next(codec.parameters()).device)
+    err = _blocks(crops - codec.decoder(codec.encoder.codes(crops)), cfg.block, cfg.dims).double()
+    evals, evecs = torch.linalg.eigh(err.T @ err / err.shape[0])
+    top = evecs[:, torch.argsort(evals, descending=True)[:extra]]          # (taps, extra)
+    k_old = codec.encoder.effective_kernel().double().reshape(cfg.latent_channels, -1)
+    k_new = top.T * k_old.norm(dim=1).max()                                # finest trained step
+
+    xs = _blocks(crops - cfg.sample_center, cfg.block, cfg.dims).double()
+    codes = torch.round(xs @ k_new.T)                                      # (positions, extra)
+    gram = codes.T @ codes + ridge * codes.shape[0] * torch.eye(extra, dtype=codes.dtype,
+                                                                device=codes.device)
+    fit = torch.linalg.solve(gram, codes.T @ err)                          # codes → error
+    haar = codec.decoder.synthesis.double().reshape(cfg.taps, -1)
+    lin_new = haar @ fit.T                                                 # → WPT coefficients
+
+    wide = Codec(CodecConfig(**{**dataclasses.asdict(cfg), "latent_channels": latent_channels}))
+    old, new = codec.state_dict(), wide.state_dict()
+    for k, v in old.items():
+        if new[k].shape == v.shape:
+            new[k] = v.clone()
+    shape = (extra, cfg.in_channels) + (cfg.block,) * cfg.dims
+    new["encoder.kernel"] = torch.cat([old["encoder.kernel"], k_new.reshape(shape).float().cpu()])
+    lin = old["decoder.linear.weight"]                                     # (taps, C, 1, ...)
+    new["decoder.linear.weight"] = torch.cat(
+        [lin, lin_new.reshape(cfg.taps, extra, *lin.shape[2:]).float().cpu()], dim=1)
+    head = old["decoder.head.weight"]                                      # (w, C, 3, ...)
+    new["decoder.head.weight"] = torch.cat(
+        [head, torch.zeros(head.shape[0], extra, *head.shape[2:])], dim=1)
+    wide.load_state_dict(new)
+    return wide
