@@ -11,8 +11,15 @@ UTF-8 JSON describing everything a decoder needs (model id + sha256, modality, l
 quantizer parameters, stream id, clock base). FRAME records carry one encoded frame each, GAP
 records say which sequence numbers were dropped and why, END closes a sealed segment.
 
+HEADER flags (format 1.1; a 1.0 stream has flags 0, plain JSON with its ``clock`` inside):
+``HEADER_ZSTD`` — the payload is one zstd frame (content size set, at most ``MAX_HEADER_JSON``
+bytes) made with the fixed dictionary :data:`~encoder_runtime.header_dict.HEADER_DICT`;
+``HEADER_CLOCK`` — the JSON has no ``clock``: the clock base is the record's t_mono_ns/t_wall_ns.
+:meth:`Record.header_json` undoes both, so readers always see the full header dict.
+
 Readers validate lengths before allocating, reject unknown major versions, and can resync after
-corruption by scanning for the next record whose sync word and CRC check out.
+corruption by scanning for the next record whose sync word and CRC check out. The full
+specification is docs/container-format.md.
 """
 
 from __future__ import annotations
@@ -23,17 +30,28 @@ import io
 import json
 import struct
 import zlib
+from functools import lru_cache
 from typing import BinaryIO, Iterable, Iterator
+
+import zstandard
+
+from .header_dict import HEADER_DICT
 
 MAGIC = b"\x89SCD\r\n\x1a\n"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 SYNC = 0x5AA5
 PREAMBLE = struct.Struct("<8sHH")
 RECORD_HEADER = struct.Struct("<HBBIQqq")
 CRC = struct.Struct("<I")
 GAP_PAYLOAD = struct.Struct("<QQB")
 DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
+HEADER_ZSTD = 0x01           # HEADER flag: payload is zstd(JSON) with HEADER_DICT
+HEADER_CLOCK = 0x02          # HEADER flag: clock base = the record's timestamps, not in the JSON
+HEADER_FLAGS = HEADER_ZSTD | HEADER_CLOCK
+MAX_HEADER_JSON = 64 * 1024  # cap on a compressed header's JSON (no zip bombs)
+HEADER_ZSTD_LEVEL = 19
+I64_MAX = (1 << 63) - 1
 
 
 class ContainerError(ValueError):
@@ -87,13 +105,23 @@ class Record:
         return RECORD_HEADER.size + len(self.payload) + CRC.size
 
     def header_json(self) -> dict:
-        """Decode the JSON payload of a HEADER record."""
+        """Decode a HEADER record (plain or compressed JSON) into the full header dict."""
         if self.type != RecordType.HEADER:
             raise ContainerError(f"record seq={self.seq} is type {self.type}, not HEADER")
+        if self.flags & ~HEADER_FLAGS:
+            raise ContainerError(f"stream header has unknown flags 0x{self.flags:02x} (this reader "
+                                 f"understands format {FORMAT_MAJOR}.{FORMAT_MINOR})")
+        text = _inflate_header(self.payload) if self.flags & HEADER_ZSTD else self.payload
         try:
-            return json.loads(self.payload.decode("utf-8"))
+            header = json.loads(text.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ContainerError(f"stream header is not valid UTF-8 JSON: {exc}") from None
+        if not isinstance(header, dict):
+            raise ContainerError("stream header is not a JSON object")
+        if self.flags & HEADER_CLOCK:
+            header = dict(sorted({**header, "clock": {"mono_ns": self.t_mono_ns,
+                                                      "wall_ns": self.t_wall_ns}}.items()))
+        return header
 
     def gap(self) -> tuple[int, int, GapReason]:
         """Decode a GAP record: (first_lost_seq, last_lost_seq, reason)."""
@@ -111,10 +139,72 @@ def preamble() -> bytes:
     return PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR)
 
 
-def header_record(header: dict, seq: int = 0, t_mono_ns: int = 0, t_wall_ns: int = 0) -> Record:
-    """Build the HEADER record of a stream from a JSON-serialisable dict."""
+@lru_cache(maxsize=1)
+def _header_dict() -> zstandard.ZstdCompressionDict:
+    d = zstandard.ZstdCompressionDict(HEADER_DICT, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    d.precompute_compress(level=HEADER_ZSTD_LEVEL)
+    return d
+
+
+def _deflate_header(text: bytes) -> bytes | None:
+    """zstd(text) with the header dictionary, or None when that would not help or is too big."""
+    if len(text) > MAX_HEADER_JSON:
+        return None
+    cctx = zstandard.ZstdCompressor(level=HEADER_ZSTD_LEVEL, dict_data=_header_dict(),
+                                    write_checksum=False, write_content_size=True,
+                                    write_dict_id=False)
+    packed = cctx.compress(text)
+    return packed if len(packed) < len(text) else None
+
+
+def _inflate_header(payload: bytes) -> bytes:
+    """Inverse of :func:`_deflate_header`; validates the declared size before allocating."""
+    try:
+        size = zstandard.get_frame_parameters(payload).content_size
+    except zstandard.ZstdError as exc:
+        raise ContainerError(f"compressed stream header is not a zstd frame ({exc})") from None
+    if size > MAX_HEADER_JSON:  # also CONTENTSIZE_UNKNOWN
+        what = "no size" if size == zstandard.CONTENTSIZE_UNKNOWN else f"{size} bytes"
+        raise ContainerError(f"compressed stream header declares {what} "
+                             f"(must declare at most {MAX_HEADER_JSON})")
+    dobj = zstandard.ZstdDecompressor(dict_data=_header_dict()).decompressobj()
+    try:
+        text = dobj.decompress(payload)
+    except zstandard.ZstdError as exc:
+        raise ContainerError(f"compressed stream header is corrupt ({exc})") from None
+    if not dobj.eof or dobj.unused_data or len(text) != size:
+        raise ContainerError("compressed stream header is truncated or has trailing bytes")
+    return text
+
+
+def _clock_base(header: dict, t_mono_ns: int, t_wall_ns: int) -> tuple[int, int] | None:
+    """The header's clock as record timestamps, when it can move there without loss."""
+    clock = header.get("clock")
+    if not isinstance(clock, dict) or set(clock) != {"mono_ns", "wall_ns"}:
+        return None
+    t = (clock["mono_ns"], clock["wall_ns"])
+    if not all(type(v) is int and -I64_MAX - 1 <= v <= I64_MAX for v in t):
+        return None
+    return t if (t_mono_ns, t_wall_ns) in ((0, 0), t) else None
+
+
+def header_record(header: dict, seq: int = 0, t_mono_ns: int = 0, t_wall_ns: int = 0, *,
+                  compact: bool = True) -> Record:
+    """Build the HEADER record of a stream from a JSON-serialisable dict.
+
+    ``compact`` moves the ``clock`` into the record's timestamps and zstd-compresses the JSON
+    (flags HEADER_CLOCK / HEADER_ZSTD, format 1.1); ``compact=False`` writes a 1.0 header.
+    """
+    flags = 0
+    clock = _clock_base(header, t_mono_ns, t_wall_ns) if compact else None
+    if clock is not None:
+        header = {k: v for k, v in header.items() if k != "clock"}
+        (t_mono_ns, t_wall_ns), flags = clock, HEADER_CLOCK
     payload = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return Record(RecordType.HEADER, seq, payload, t_mono_ns, t_wall_ns)
+    packed = _deflate_header(payload) if compact else None
+    if packed is not None:
+        payload, flags = packed, flags | HEADER_ZSTD
+    return Record(RecordType.HEADER, seq, payload, t_mono_ns, t_wall_ns, flags)
 
 
 def gap_record(seq: int, first_lost: int, last_lost: int, reason: GapReason,

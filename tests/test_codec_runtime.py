@@ -99,6 +99,7 @@ def test_cli_encode_decode_info_models(tmp_path):
     r = cli("info", out, "--json")
     info = json.loads(r.stdout)
     assert info["records"][0]["seq"] == 0 and info["records"][0]["type"] == "FRAME"
+    assert info["header"]["bundle"]["name"] and info["header"]["clock"]["wall_ns"] > 0
     r = cli("models", "--json")
     assert {m["name"] for m in json.loads(r.stdout)} == set(MODELS)
     r = cli("encode", SAMPLES / "speech_16k.wav", "-o", tmp_path / "s.scd")

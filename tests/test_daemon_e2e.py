@@ -400,7 +400,9 @@ def _certs(tmp: Path) -> dict[str, str]:
 
 
 def test_auth_and_malformed_input_are_rejected(tmp_path):
-    from encoder_runtime.container import Record, header_record
+    import zstandard
+
+    from encoder_runtime.container import HEADER_ZSTD, Record, header_record
 
     r = Rx(tmp_path, "--token", "t0ken", "--max-record-bytes", "64KiB", "--handshake-timeout", "1s").start()
     try:
@@ -413,6 +415,9 @@ def test_auth_and_malformed_input_are_rejected(tmp_path):
         bad_crc = bytearray(Record(RecordType.FRAME, 0, b"y" * 64).encode())
         bad_crc[-1] ^= 0xFF
         assert b'"malformed"' in _raw_session(r.port, head + bytes(bad_crc))
+        bomb = zstandard.ZstdCompressor().compress(b" " * (1 << 24))  # a compressed header of 16 MiB
+        bomb = Record(RecordType.HEADER, 0, bomb, flags=HEADER_ZSTD).encode()
+        assert b'"malformed"' in _raw_session(r.port, bomb)
         traversal = header_record({"codec": "raw-zstd", "stream_id": "../../etc"}).encode()
         assert b'"bad_stream_id"' in _raw_session(r.port, traversal)
         assert b'"protocol"' in _raw_session(r.port, Record(RecordType.FRAME, 1, b"z").encode())
