@@ -57,7 +57,8 @@ def widen(codec: Codec, latent_channels: int, crops: torch.Tensor, ridge: float 
     lin_new = haar @ fit.T                                                 # → WPT coefficients
 
     wide = Codec(CodecConfig(**{**dataclasses.asdict(cfg), "latent_channels": latent_channels}))
-    old, new = codec.state_dict(), wide.state_dict()
+    old = {k: v.detach().cpu() for k, v in codec.state_dict().items()}
+    new = wide.state_dict()
     for k, v in old.items():
         if new[k].shape == v.shape:
             new[k] = v.clone()
