@@ -28,7 +28,7 @@ from encoder_runtime.entropy import DEFAULT_CODER, get_coder
 from . import data as datasets
 from .model import Codec, CodecConfig
 from .onnx_export import write_bundle
-from .widen import widen
+from .warmstart import scale_code_gain, widen
 
 PRESETS: dict[str, dict] = {
     "image": dict(modality="image", dims=2, in_channels=3, levels=3, sample_dtype="uint8",
@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", type=Path, help="checkpoint to resume from")
     ap.add_argument("--widen-to", type=int, default=0, metavar="C",
                     help="with --resume: warm-start a model with C latent channels from it")
+    ap.add_argument("--code-gain", type=float, default=1.0, metavar="G",
+                    help="with --resume: multiply the encoder gain by G (G < 1: coarser quantizer, "
+                         "lower rate; the decoder's input layers absorb 1/G)")
     ap.add_argument("--scale-aug", type=float, default=1.0, metavar="S",
                     help="images: also train on crops downscaled by up to S (finer detail)")
     ap.add_argument("--checkpoint-every", type=int, default=500)
@@ -268,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         codec, meta = codec_from_checkpoint(args.resume)
         start_step = meta["step"]
+        if args.code_gain != 1.0:
+            codec = scale_code_gain(codec, args.code_gain)
         if args.widen_to:
             codec = widen(codec.to(device), args.widen_to,
                           torch.cat([sampler.batch(16) for _ in range(4)]))
@@ -283,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW([{"params": enc_params, "lr": args.lr * 0.1},
                              {"params": list(codec.decoder.parameters()), "lr": args.lr}],
                             weight_decay=0.0)
-    if args.resume and not args.widen_to:
+    if args.resume and not args.widen_to and args.code_gain == 1.0:
         tensors, _ = load_checkpoint(args.resume)
         state = opt.state_dict()
         for pid in range(sum(len(g["params"]) for g in state["param_groups"])):

@@ -1,4 +1,11 @@
-"""Warm-start a wider model (more latent channels) from a trained one.
+"""Derive a new operating point from a trained model: a coarser/finer quantizer, or a wider latent.
+
+``scale_code_gain`` multiplies the encoder's analysis gain by G (G < 1: coarser quantizer steps,
+fewer bits) and divides the decoder's input layers by G, so the decoder sees codes on the scale it
+was trained on, only more coarsely quantized. A short decoder fine-tune on the new exact codes
+(``sensor-train --decoder-steps 1``) then adapts it.
+
+``widen`` warm-starts a model with more latent channels.
 
 The trained decoder does much of its work in the nonlinear refinement path, so new channels
 cannot simply be added as orthogonal projections. Instead the widened model starts out computing
@@ -25,6 +32,19 @@ def _blocks(x: torch.Tensor, b: int, dims: int) -> torch.Tensor:
     if dims == 2:
         return x.unfold(2, b, b).unfold(3, b, b).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * b * b)
     return x.unfold(2, b, b).permute(0, 2, 1, 3).reshape(-1, c * b)
+
+
+@torch.no_grad()
+def scale_code_gain(codec: Codec, gain: float) -> Codec:
+    """Scale the quantizer's input gain by ``gain`` in place (decoder input layers by 1/gain)."""
+    if not 0.05 <= gain <= 20:
+        raise SystemExit(f"--code-gain {gain}: expected a factor between 0.05 and 20")
+    if codec.cfg.projection != "dense":
+        raise SystemExit("--code-gain needs a dense projection (the checkpoint is structured)")
+    codec.encoder.kernel.mul_(gain)
+    codec.decoder.linear.weight.div_(gain)
+    codec.decoder.head.weight.div_(gain)
+    return codec
 
 
 @torch.no_grad()
