@@ -53,7 +53,6 @@ from encoder_runtime.bundle import list_model_names, load_bundle  # noqa: E402
 from encoder_runtime.media import read_input  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-CHECKPOINTS = [REPO / ".gpu_results", REPO / ".gpu_results2"]
 BASELINE = "jpeg-q75"
 
 
@@ -430,7 +429,7 @@ def profile_encoder(name: str, frames: list[np.ndarray], repeats: int) -> dict:
 def matching_checkpoints(names: list[str]) -> dict[str, Path]:
     """bundle name → training checkpoint whose integer parameters equal the bundle's."""
     from export.train import checkpoints_for_bundles
-    return checkpoints_for_bundles(names, CHECKPOINTS)
+    return checkpoints_for_bundles(names)
 
 
 def psnr_change(names: list[str], photos: list[np.ndarray], clips: list[np.ndarray]) -> dict:

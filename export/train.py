@@ -151,7 +151,14 @@ def codec_from_checkpoint(path: Path) -> tuple[Codec, dict]:
     return codec.eval(), meta
 
 
-def checkpoints_for_bundles(names: list[str], folders: list[Path]) -> dict[str, Path]:
+# where the (git-ignored) training checkpoints of the bundled models live: the GPU rounds' results
+# and the CPU fine-tunes derived from them (docs/models.md)
+CHECKPOINT_FOLDERS = [datasets.REPO / d for d in (".gpu_results", ".gpu_results2", ".gpu_results3",
+                                                  ".gpu_results3/ft")]
+
+
+def checkpoints_for_bundles(names: list[str], folders: list[Path] = CHECKPOINT_FOLDERS
+                            ) -> dict[str, Path]:
     """bundle name → a training checkpoint (under ``folders``) whose integer encoder
     parameters equal the bundle's, i.e. the torch model that produced the deployed codes."""
     from encoder_runtime.bundle import load_bundle

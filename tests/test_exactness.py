@@ -8,7 +8,7 @@ Paths compared, for each bundled model (generic over ``list_model_names()``):
 * ``Encoder.codes`` for both variants (the runtime's validation and edge padding included);
 * the torch integer simulation ``BlockEncoder.codes`` (float64), with the module rebuilt from the
   bundle's integer parameters (so it runs on a fresh machine) and, where a training checkpoint under
-  ``.gpu_results/`` matches the bundle, from that checkpoint too.
+  ``export.train.CHECKPOINT_FOLDERS`` matches the bundle, from that checkpoint too.
 
 Data: the bundled held-out sample photos and clips (``encoder_runtime/samples``) plus the held-out
 test split of ``sensor-data fetch`` when it is cached: whole 768×512 photos as batched frames
@@ -30,7 +30,6 @@ from encoder_runtime.media import read_input
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "encoder_runtime" / "samples"
-CHECKPOINTS = [ROOT / ".gpu_results", ROOT / ".gpu_results2"]
 MODELS = list_model_names()
 BUNDLES = {n: load_bundle(n) for n in MODELS}
 IMAGE_MODELS = [n for n in MODELS if BUNDLES[n].modality == "image"]
@@ -313,14 +312,14 @@ def _matching_checkpoints() -> list[tuple[str, Path]]:
         from export.train import checkpoints_for_bundles
     except ImportError:
         return []
-    return sorted(checkpoints_for_bundles(MODELS, CHECKPOINTS).items())
+    return sorted(checkpoints_for_bundles(MODELS).items())
 
 
 def test_training_checkpoints_simulate_the_bundled_codes():
     """The torch model loaded from its real training checkpoint gives the deployed codes."""
     pairs = _matching_checkpoints()
     if not pairs:
-        pytest.skip("no training checkpoint under .gpu_results matches a bundled model")
+        pytest.skip("no training checkpoint in export.train.CHECKPOINT_FOLDERS matches a bundled model")
     import torch
     from export.train import codec_from_checkpoint
     for name, ck in pairs:
