@@ -51,6 +51,7 @@ from benchmarks.report import write_results  # noqa: E402
 from encoder_runtime import Decoder, Encoder, entropy  # noqa: E402
 from encoder_runtime.bundle import list_model_names, load_bundle  # noqa: E402
 from encoder_runtime.media import read_input  # noqa: E402
+from encoder_runtime.metrics import psnr_db, snr_db  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BASELINE = "jpeg-q75"
@@ -468,8 +469,8 @@ def psnr_change(names: list[str], photos: list[np.ndarray], clips: list[np.ndarr
                 r = dec.decode_codes(y.astype(np.float32))[crop].astype(np.float64)
                 r = np.clip(np.round(r), 0, 255) if b.modality == "image" else np.clip(np.round(r), -32768, 32767)
                 mse = float(((r - ref) ** 2).mean())
-                outs.append(10 * np.log10(peak ** 2 / mse) if b.modality == "image"
-                            else 10 * np.log10((ref ** 2).mean() / mse))
+                outs.append(psnr_db(mse, peak) if b.modality == "image"
+                            else snr_db((ref ** 2).mean(), mse))
             per.append(outs)
         p = np.array(per)
         metric = "psnr_db" if b.modality == "image" else "snr_db"

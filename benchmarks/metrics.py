@@ -27,6 +27,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from encoder_runtime.metrics import psnr_db
+
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 K1, K2 = 0.01, 0.03
 WIN_SIGMA = 1.5
@@ -81,7 +83,7 @@ def _check(a: np.ndarray, b: np.ndarray) -> None:
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     _check(a, b)
     mse = float(((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean())
-    return 10 * math.log10(data_range ** 2 / max(mse, 1e-12))
+    return psnr_db(mse, data_range)
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:

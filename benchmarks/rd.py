@@ -34,6 +34,7 @@ import numpy as np
 from benchmarks.metrics import ms_ssim, msssim_db, psnr
 from encoder_runtime import Decoder, Encoder, container
 from encoder_runtime.bundle import list_models
+from encoder_runtime.metrics import snr_db
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -227,7 +228,7 @@ def plot_images(result: dict, out: Path) -> None:
 
 def snr(ref: np.ndarray, out: np.ndarray) -> float:
     r, o = ref.astype(np.float64), out.astype(np.float64)
-    return 10 * math.log10(max((r ** 2).sum(), 1e-9) / max(((r - o) ** 2).sum(), 1e-9))
+    return snr_db((r ** 2).sum(), ((r - o) ** 2).sum())
 
 
 def opus_point(clips: list[np.ndarray], kbps: float) -> dict | None:

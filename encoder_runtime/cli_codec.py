@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from .bundle import default_model, list_models
 from .codec import Decoder, Encoder
 from .frame import parse_frame
 from .media import modality_of, read_input, write_output
+from .metrics import psnr_db, snr_db
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
@@ -42,9 +42,9 @@ def _quality(ref: np.ndarray, out: np.ndarray, modality: str) -> dict:
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
     mse = float(((ref64 - out64) ** 2).mean())
     if modality == "image":
-        return {"psnr_db": round(10 * math.log10(255 ** 2 / max(mse, 1e-12)), 3)}
+        return {"psnr_db": round(psnr_db(mse), 3)}
     sig = float((ref64 ** 2).mean())
-    return {"snr_db": round(10 * math.log10(max(sig, 1e-12) / max(mse, 1e-12)), 3)}
+    return {"snr_db": round(snr_db(sig, mse), 3)}
 
 
 def cmd_encode(args) -> int:

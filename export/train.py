@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from encoder_runtime.entropy import DEFAULT_CODER, get_coder
+from encoder_runtime.metrics import psnr_db, snr_db
 
 from . import data as datasets
 from .model import Codec, CodecConfig
@@ -205,7 +206,7 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
             err = ((rec - x) ** 2).sum().item()
             sq_err += err
             n_samples += x.numel()
-            snrs.append(10 * math.log10(max((x ** 2).sum().item(), 1e-9) / max(err, 1e-9)))
+            snrs.append(snr_db((x ** 2).sum().item(), err))
             bits += 8 * len(coder.encode(codes[0].cpu().numpy().astype(np.int8)))
     positions = n_samples / cfg.in_channels
     mse = sq_err / n_samples
@@ -213,7 +214,7 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
            "mse": mse}
     if cfg.modality == "image":
         out["bpp"] = bits / positions
-        out["psnr_db"] = 10 * math.log10(peak ** 2 / max(mse, 1e-12))
+        out["psnr_db"] = psnr_db(mse, peak)
     else:
         out["snr_db_mean"] = float(np.mean(snrs))
         out["bits_per_sample"] = bits / positions
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         if step % 50 == 0:
             peak = 255.0 if cfg.sample_dtype == "uint8" else 32768.0
-            psnr = 10 * math.log10(peak ** 2 / max(mse.item(), 1e-9))
+            psnr = psnr_db(mse.item(), peak)
             bar.set_postfix(psnr=f"{psnr:.2f}", rate=f"{rate.item():.3f}")
             log.append({"step": step, "psnr": psnr, "rate_proxy": rate.item()})
         if (step + 1) % args.checkpoint_every == 0:

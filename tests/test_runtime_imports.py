@@ -22,3 +22,11 @@ def test_runtime_does_not_import_torch_or_onnx():
     out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"runtime pulled in: {out.stdout.strip()}"
+
+
+def test_quality_metrics():
+    from encoder_runtime.metrics import psnr_db, snr_db
+    assert abs(psnr_db(1.0) - 48.1308) < 1e-3               # 20·log10(255)
+    assert abs(psnr_db(4.0, peak=2.0) - 0.0) < 1e-12
+    assert abs(snr_db(100.0, 1.0) - 20.0) < 1e-12
+    assert psnr_db(0.0) > 100 and snr_db(1.0, 0.0) > 100    # perfect reconstruction stays finite

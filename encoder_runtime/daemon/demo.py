@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import psnr_db, snr_db
 from .faults import free_port, spawn, verify_stream
 
 PKG = Path(__file__).resolve().parents[1]
@@ -115,11 +116,11 @@ def quality(store: Path, stream: str, modality: str, frames: int, limit: int = 6
         got = decoder.decode_frame(header, rec.payload).astype(np.float64)
         ref = originals[rec.seq].astype(np.float64)
         e2 = float(np.sum((got - ref) ** 2))
-        psnrs.append(10 * math.log10(255.0 ** 2 * ref.size / max(e2, 1e-12)))
+        psnrs.append(psnr_db(e2 / ref.size))
         sig, err, n = sig + float(np.sum(ref ** 2)), err + e2, n + 1
     if modality == "image":
         return {"psnr_db": round(float(np.mean(psnrs)), 2) if psnrs else None, "frames_scored": n}
-    return {"snr_db": round(10 * math.log10(sig / err), 2) if n and err else None, "frames_scored": n}
+    return {"snr_db": round(snr_db(sig, err), 2) if n and err else None, "frames_scored": n}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         s = summarize(work / "store")["streams"][0]
         q = quality(work / "store", "demo", modality, res["frames"])
         first = original_frames(modality)[0]
-        raw_per_frame = m.get("sensor_encode_bytes_raw_total", 0) / max(1, m.get("sensor_encode_frames_encoded_total", 1))
+        # the last metrics scrape can predate the first frame of a short run: fall back to frame size
+        raw_per_frame = (m.get("sensor_encode_bytes_raw_total", 0)
+                         / max(1, m.get("sensor_encode_frames_encoded_total", 1))) or first.nbytes
         per_frame = s["payload_bytes"] / max(1, res["frames"])
         unit = first.shape[0] * first.shape[1] if modality == "image" else first.shape[0]
         summary = {
