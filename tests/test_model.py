@@ -10,25 +10,14 @@ from export.model import Codec, CodecConfig, haar_analysis_kernel
 from export.onnx_export import encoder_graph, integer_encoder_arrays
 
 
-def _codec(**kw) -> Codec:
-    cfg = CodecConfig(decoder_width=32, decoder_blocks=2, **kw)
-    torch.manual_seed(0)
-    c = Codec(cfg)
-    img = torch.tensor(data.coffee()).permute(2, 0, 1)[None].float()
-    blocks = img.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, 8, 8)
-    c.encoder.init_from_pca(blocks)
-    c.decoder.init_linear(c.encoder)
-    return c.eval()
-
-
 def test_haar_kernel_is_orthonormal():
     cfg = CodecConfig()
     k = haar_analysis_kernel(cfg).reshape(cfg.taps, -1)
     assert np.allclose(k @ k.T, np.eye(cfg.taps), atol=1e-12)
 
 
-def test_encoder_tile_equals_crop_of_full_frame():
-    c = _codec()
+def test_encoder_tile_equals_crop_of_full_frame(small_codec):
+    c = small_codec()
     x = torch.tensor(data.astronaut()).permute(2, 0, 1)[None].float()
     full = c.encoder.codes(x)
     tile = c.encoder.codes(x[:, :, 64:192, 128:320])
@@ -46,8 +35,8 @@ def test_integer_params_respect_accumulator_bound():
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (136, 200), (512, 512)])
-def test_torch_integer_codes_equal_onnxruntime(shape):
-    c = _codec()
+def test_torch_integer_codes_equal_onnxruntime(shape, small_codec):
+    c = small_codec()
     arrays = integer_encoder_arrays(c)
     sess = ort.InferenceSession(encoder_graph(c.cfg, arrays).SerializeToString())
     img = data.astronaut()[: shape[0], : shape[1]]
@@ -64,8 +53,8 @@ def test_torch_integer_codes_equal_onnxruntime(shape):
     assert np.array_equal(codes.transpose(2, 0, 1), ours[0])
 
 
-def test_training_step_reduces_loss():
-    c = _codec().train()
+def test_training_step_reduces_loss(small_codec):
+    c = small_codec().train()
     x = torch.tensor(data.chelsea()[:64, :64]).permute(2, 0, 1)[None].float()
     opt = torch.optim.Adam([{"params": c.encoder.parameters(), "lr": 1e-5},
                             {"params": c.decoder.parameters(), "lr": 5e-4}])
