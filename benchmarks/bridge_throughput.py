@@ -16,6 +16,7 @@ Writes benchmarks/results/bridge_throughput.json. Usage: python benchmarks/bridg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Iterator
 
 import serial
 
@@ -33,18 +35,28 @@ from firmware_bridge.link import DataEvent, Link
 OUT = pathlib.Path(__file__).resolve().parent / "results" / "bridge_throughput.json"
 
 
-def _sim(rate: float, samples: int, seconds: float) -> tuple[subprocess.Popen, str]:
+@contextlib.contextmanager
+def _simulator(rate: float, samples: int, seconds: float) -> Iterator[str]:
+    """A fake MCU process on a pty for the duration of the block; yields the pty path."""
     env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parents[1]))
     p = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "simulate", "--kind", "imu", "--samples",
                           str(samples), "--rate", str(rate), "--block", "--duration", str(seconds + 5)],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    return p, p.stdout.readline().strip()
+    try:
+        yield p.stdout.readline().strip()
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def _cpu_seconds(before: os.times_result, after: os.times_result) -> float:
+    """This process's user + system CPU time between two ``os.times()``."""
+    return (after.user - before.user) + (after.system - before.system)
 
 
 def run_link(rate: float, samples: int, seconds: float) -> dict:
     """Receive through a Link for ``seconds``; returns throughput and CPU."""
-    sim, path = _sim(rate, samples, seconds)
-    try:
+    with _simulator(rate, samples, seconds) as path:
         link = Link(path, timesync_interval=1.0, queue_size=4096).start(wait_connected=5)
         got = {"n": 0}
         stop = threading.Event()
@@ -64,11 +76,8 @@ def run_link(rate: float, samples: int, seconds: float) -> dict:
         stop.set()
         th.join(2)
         link.close()
-    finally:
-        sim.terminate()
-        sim.wait(10)
     wall = t1 - t0
-    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    cpu = _cpu_seconds(cpu0, cpu1)
     nbytes, frames = c1["bytes"] - c0["bytes"], c1["frames"] - c0["frames"]
     return {"rate_setting_fps": rate, "wall_s": round(wall, 3), "frames": frames, "bytes": nbytes,
             "frame_bytes_on_wire": round(nbytes / max(frames, 1), 1),
@@ -80,8 +89,7 @@ def run_link(rate: float, samples: int, seconds: float) -> dict:
 
 def run_baseline(samples: int, seconds: float) -> dict:
     """Raw reads of the pty (no decoding): what the OS + pyserial read loop costs alone."""
-    sim, path = _sim(0, samples, seconds)
-    try:
+    with _simulator(0, samples, seconds) as path:
         ser = serial.serial_for_url(path, timeout=0.05)
         from firmware_bridge import frame, spec  # noqa: PLC0415
         ser.write(frame.encode_frame(spec.T_HELLO, 0, 0, spec.PAYLOADS["HELLO"].pack(1, 0, 1024, spec.SCHEMA_HASH, 0, 0)))
@@ -93,11 +101,8 @@ def run_baseline(samples: int, seconds: float) -> dict:
             n += len(ser.read(min(max(1, ser.in_waiting), 1 << 16)))
         t1, cpu1 = time.monotonic(), os.times()
         ser.close()
-    finally:
-        sim.terminate()
-        sim.wait(10)
     wall = t1 - t0
-    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    cpu = _cpu_seconds(cpu0, cpu1)
     return {"mbit_per_s": round(n * 8 / wall / 1e6, 3), "cpu_s": round(cpu, 3), "cores_used": round(cpu / wall, 3)}
 
 
