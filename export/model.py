@@ -67,6 +67,17 @@ class CodecConfig:
         return asdict(self)
 
 
+def to_blocks(x: torch.Tensor, block: int) -> torch.Tensor:
+    """(N, C, *spatial) → (N·positions, C, *[block]·dims): the non-overlapping blocks the encoder
+    kernel sees, in raster order of positions (spatial sizes a multiple of ``block``)."""
+    n, c, *spatial = x.shape
+    dims = len(spatial)
+    for axis in range(2, 2 + dims):
+        x = x.unfold(axis, block, block)          # → (N, C, *positions, *block)
+    order = (0, *range(2, 2 + dims), 1, *range(2 + dims, 2 + 2 * dims))
+    return x.permute(order).reshape(-1, c, *[block] * dims)
+
+
 def _conv(dims: int):
     return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
 

@@ -27,7 +27,7 @@ from encoder_runtime.entropy import DEFAULT_CODER, get_coder
 from encoder_runtime.metrics import psnr_db, snr_db
 
 from . import data as datasets
-from .model import Codec, CodecConfig
+from .model import Codec, CodecConfig, to_blocks
 from .onnx_export import write_bundle
 from .warmstart import scale_code_gain, widen
 
@@ -107,11 +107,7 @@ class CropSampler:
 
 def sample_blocks(sampler: CropSampler, cfg: CodecConfig, n_batches: int = 8) -> torch.Tensor:
     """Training blocks for the PCA initialisation."""
-    xs = torch.cat([sampler.batch(32).cpu() for _ in range(n_batches)])
-    b = cfg.block
-    if cfg.dims == 2:
-        return xs.unfold(2, b, b).unfold(3, b, b).permute(0, 2, 3, 1, 4, 5).reshape(-1, cfg.in_channels, b, b)
-    return xs.unfold(2, b, b).permute(0, 2, 1, 3).reshape(-1, cfg.in_channels, b)
+    return to_blocks(torch.cat([sampler.batch(32).cpu() for _ in range(n_batches)]), cfg.block)
 
 
 def save_checkpoint(path: Path, codec: Codec, opt: torch.optim.Optimizer, step: int, meta: dict) -> None:

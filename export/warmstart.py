@@ -23,15 +23,7 @@ import dataclasses
 
 import torch
 
-from .model import Codec, CodecConfig
-
-
-def _blocks(x: torch.Tensor, b: int, dims: int) -> torch.Tensor:
-    """(N, C, *spatial) → (positions, C·b**dims), channel-major like the encoder kernel."""
-    c = x.shape[1]
-    if dims == 2:
-        return x.unfold(2, b, b).unfold(3, b, b).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * b * b)
-    return x.unfold(2, b, b).permute(0, 2, 1, 3).reshape(-1, c * b)
+from .model import Codec, CodecConfig, to_blocks
 
 
 @torch.no_grad()
@@ -62,13 +54,13 @@ def widen(codec: Codec, latent_channels: int, crops: torch.Tensor, ridge: float 
         raise SystemExit("--widen-to needs a dense projection (the checkpoint is structured)")
     codec = codec.eval()
     crops = crops.to(next(codec.parameters()).device)
-    err = _blocks(crops - codec.decoder(codec.encoder.codes(crops)), cfg.block, cfg.dims).double()
+    err = to_blocks(crops - codec.decoder(codec.encoder.codes(crops)), cfg.block).flatten(1).double()
     evals, evecs = torch.linalg.eigh(err.T @ err / err.shape[0])
     top = evecs[:, torch.argsort(evals, descending=True)[:extra]]          # (taps, extra)
     k_old = codec.encoder.effective_kernel().double().reshape(cfg.latent_channels, -1)
     k_new = top.T * k_old.norm(dim=1).max()                                # finest trained step
 
-    xs = _blocks(crops - cfg.sample_center, cfg.block, cfg.dims).double()
+    xs = to_blocks(crops - cfg.sample_center, cfg.block).flatten(1).double()
     codes = torch.round(xs @ k_new.T)                                      # (positions, extra)
     gram = codes.T @ codes + ridge * codes.shape[0] * torch.eye(extra, dtype=codes.dtype,
                                                                 device=codes.device)

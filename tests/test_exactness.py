@@ -338,14 +338,13 @@ def test_training_checkpoints_simulate_the_bundled_codes():
 def _small_checkpoint(tmp_path: Path) -> Path:
     """A real (tiny, untrained but PCA-initialised on a real photo) checkpoint written by the trainer's saver."""
     torch = pytest.importorskip("torch")
-    from export.model import Codec, CodecConfig
+    from export.model import Codec, CodecConfig, to_blocks
     from export.train import save_checkpoint
     cfg = CodecConfig(latent_channels=8, decoder_width=16, decoder_blocks=1, attention=False)
     torch.manual_seed(0)
     codec = Codec(cfg)
     img = torch.from_numpy(PHOTOS[0][:128, :128].astype(np.float32)).permute(2, 0, 1)
-    blocks = img.unfold(1, 8, 8).unfold(2, 8, 8).permute(1, 2, 0, 3, 4).reshape(-1, 3, 8, 8)
-    codec.encoder.init_from_pca(blocks)
+    codec.encoder.init_from_pca(to_blocks(img[None], 8))
     opt = torch.optim.Adam(codec.parameters())
     path = tmp_path / "ck" / "checkpoint.safetensors"
     save_checkpoint(path, codec, opt, 0, {"config": cfg.to_dict()})

@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage import data
 
-from export.model import Codec, CodecConfig, haar_analysis_kernel
+from export.model import Codec, CodecConfig, haar_analysis_kernel, to_blocks
 from export.onnx_export import encoder_graph, integer_encoder_arrays
 
 
@@ -98,8 +98,7 @@ def test_structured_encoder_is_local_and_exact():
                       decoder_blocks=1)
     c = Codec(cfg)
     img = torch.tensor(data.coffee()).permute(2, 0, 1)[None].float()
-    blocks = img.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, 8, 8)
-    c.encoder.init_from_pca(blocks)
+    c.encoder.init_from_pca(to_blocks(img, 8))
     c.decoder.init_linear(c.encoder)
     x = torch.tensor(data.astronaut()).permute(2, 0, 1)[None].float()
     full = c.encoder.codes(x)
@@ -112,3 +111,17 @@ def test_structured_encoder_is_local_and_exact():
     rec, rate = c(x[:, :, :64, :64])
     rec.mean().backward()
     assert c.encoder.projection.w2.grad is not None
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 32), (1, 3, 16, 24), (1, 2, 8, 8, 16)])
+def test_to_blocks_matches_indexing(shape):
+    x = torch.arange(int(np.prod(shape)), dtype=torch.float32).reshape(shape)
+    b = 4 if len(shape) != 4 else 8
+    blocks = to_blocks(x, b)
+    positions = [s // b for s in shape[2:]]
+    assert blocks.shape == (shape[0] * int(np.prod(positions)), shape[1], *[b] * (len(shape) - 2))
+    last = [p - 1 for p in positions]                     # last position of the last item
+    want = x[(-1, slice(None)) + tuple(slice(p * b, (p + 1) * b) for p in last)]
+    assert torch.equal(blocks[-1], want)
+    first = x[(0, slice(None)) + tuple(slice(0, b) for _ in positions)]
+    assert torch.equal(blocks[0], first)
