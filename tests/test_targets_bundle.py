@@ -212,3 +212,17 @@ def test_cli(toy, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         export_cli.main(["--target", "rpi5"])
     assert e.value.code == 2 and "missing" in capsys.readouterr().err
+
+
+def test_wheel_declares_tomli_for_python_310(tmp_path):
+    """Jetson images run Python 3.10, where tomllib is missing: the wheel must pull in tomli there."""
+    import zipfile
+
+    from export.targets import build_sensorcodec_wheel
+
+    whl = build_sensorcodec_wheel(tmp_path)
+    with zipfile.ZipFile(whl) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [line for line in zf.read(meta).decode().splitlines() if line.startswith("Requires-Dist:")]
+    tomli = [r for r in requires if r.split(":", 1)[1].strip().startswith("tomli")]
+    assert tomli and "python_version" in tomli[0] and "3.11" in tomli[0], requires

@@ -49,6 +49,7 @@ def test_x86_64_bundle_installs_offline_and_encodes(tmp_path):
                            "--no-systemd"], capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok: onnxruntime" in proc.stdout
+    assert "ok: sensor-encode check-config" in proc.stdout
     assert (prefix / "bundle" / "manifest.json").is_file()
     assert not list((prefix / "bundle").rglob("*.whl"))
     # The installed runtime encodes a real image with the installed bundle.
