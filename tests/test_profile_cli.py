@@ -109,6 +109,28 @@ def test_bundle_default_shape_and_text_output(capsys, bundle):
     assert "ESTIMATED model sensorcodec-energy-linear v1, target rpi5" in out
 
 
+def test_target_uses_its_default_graph_and_shows_modelled_figures(capsys):
+    """--target rpi5 profiles the int8 graph the board runs and prints its modelled latency/energy."""
+    rc, out, err = run(capsys, "--model", "rgb-c16", "--frames", 2, "--target", "rpi5")
+    assert rc == 0, err
+    assert "int8 18,874,368" in out  # all MACs in int8: encoder_int8.onnx, not the fp32 graph
+    line = next(ln for ln in out.splitlines() if ln.startswith("on rpi5"))
+    assert "ms/frame (modelled)" in line and "mJ/frame" in line and "ESTIMATED" in line
+    rc, r, err = run(capsys, "--model", "rgb-c16", "--frames", 2, "--target", "rpi4", "--json")
+    assert rc == 0, err
+    assert r["model"]["onnx"].endswith("/encoder.onnx") and r["energy"]["label"]["target"] == "rpi4"
+
+
+def test_target_default_graphs_match_sensor_export():
+    """The profiler's per-board graph is the variant sensor-export installs as the board's default."""
+    from encoder_runtime.profile.estimate import DEFAULT_GRAPH
+    from export.targets import TARGETS, VARIANT_FILES
+
+    for name, graph in DEFAULT_GRAPH.items():
+        if name in TARGETS:
+            assert VARIANT_FILES[TARGETS[name].default_variant] == graph, name
+
+
 def test_model_name_resolution_error(capsys):
     rc, out, err = run(capsys, "--model", "no-such-model")
     assert rc == 2 and "no model named 'no-such-model'" in err and len(err.strip().splitlines()) == 1

@@ -1,7 +1,7 @@
 """``sensor-profile``: MACs, parameters, bytes, bits, latency, frames/s and labelled joules per frame.
 
     sensor-profile --model NAME | --bundle DIR | --onnx FILE [--shape 1x512x768x3] [--threads N]
-                   [--frames N] [--meter auto|rapl|jetson|rpi5|ina219:URL|estimate[:TARGET]]
+                   [--target TARGET] [--frames N] [--meter auto|rapl|jetson|rpi5|ina219:URL|estimate[:TARGET]]
                    [--sysfs-root PATH] [--input frame.npy] [--json]
 
 Run as ``python -m encoder_runtime.profile.cli``.  Exit status 0 on success, 2 on a bad input
@@ -16,7 +16,7 @@ import sys
 from typing import Sequence
 
 from .energy import MeterError
-from .estimate import EstimateError
+from .estimate import COEFFICIENTS, DEFAULT_GRAPH, EstimateError
 from .macs import ShapeError
 from .onnx_graph import OnnxFormatError
 from .runner import BundleError, Target, load_bundle, parse_shape, profile, resolve_model
@@ -29,8 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", help="bundled model name (encoder_runtime/models/NAME)")
     src.add_argument("--bundle", help="bundle folder with manifest.json")
     src.add_argument("--onnx", help="an ONNX encoder graph")
-    p.add_argument("--graph", default="encoder.onnx",
-                   help="which graph of the bundle to profile (default encoder.onnx; e.g. encoder_int8.onnx)")
+    p.add_argument("--graph", default=None,
+                   help="which graph of the bundle to profile (default: the --target's default graph, "
+                        "else encoder.onnx; e.g. encoder_int8.onnx)")
+    p.add_argument("--target", choices=sorted(COEFFICIENTS), metavar="TARGET",
+                   help="model latency and energy on this board (one of: " + ", ".join(sorted(COEFFICIENTS))
+                        + "): profiles the graph the board runs by default and, with --meter auto, "
+                          "uses the labelled estimate for that board")
     p.add_argument("--shape", action="append", default=[],
                    help="input shape, e.g. 1x512x768x3 or name=1x512x768x3 (repeat per input)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
@@ -70,6 +75,16 @@ def _energy_line(e: dict) -> str:
             f"target {lab['target']}, latency {lab['latency_source']}]")
 
 
+def _target_line(e: dict) -> str | None:
+    """The modelled per-frame figures on another board, when the energy is an estimate for it."""
+    lab = e["label"]
+    if lab["kind"] != "estimated" or lab["latency_source"].startswith("measured"):
+        return None
+    t = e["latency_s"]
+    return (f"on {lab['target']:<9} latency {t * 1e3:.4g} ms/frame (modelled), {1 / t:.4g} frames/s, "
+            f"{e['incremental_j_per_frame'] * 1e3:.4g} mJ/frame incremental  [ESTIMATED]")
+
+
 def format_report(r: dict) -> str:
     """Human-readable report."""
     lines = [f"model        {r['model']['name'] or r['model']['onnx']}",
@@ -84,9 +99,12 @@ def format_report(r: dict) -> str:
               f"bytes out    {r['bytes_out']:,}  ({r['bits']:,} bits, {r['bits_per_input_value']:.4g} bits/value, "
               f"coder {r['coder']})",
               f"latency      p50 {r['latency_ms']['p50']:.4g} ms, p99 {r['latency_ms']['p99']:.4g} ms "
-              f"({r['threads']} thread(s), {r['frames_timed']} frames)",
+              f"(this machine, {r['threads']} thread(s), {r['frames_timed']} frames)",
               f"frames/s     {r['frames_per_s']:.4g}",
               f"energy       {_energy_line(r['energy'])}"]
+    on_target = _target_line(r["energy"])
+    if on_target:
+        lines.append(on_target)
     return "\n".join(lines)
 
 
@@ -98,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed its message
         return int(exc.code or 0)
     try:
+        graph = args.graph or (DEFAULT_GRAPH[args.target] if args.target else "encoder.onnx")
+        meter = args.meter
+        if args.target and meter == "auto":
+            meter = f"estimate:{args.target}"
         if args.energy_seconds < 2.0:
             raise ValueError(f"--energy-seconds must be >= 2 (measurement protocol), got {args.energy_seconds}")
         if args.onnx:
@@ -107,9 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise FileNotFoundError(f"ONNX file not found: {args.onnx}")
             target = Target(Path(args.onnx), name=Path(args.onnx).stem)
         else:
-            target = load_bundle(resolve_model(args.model) if args.model else args.bundle, args.graph)
+            target = load_bundle(resolve_model(args.model) if args.model else args.bundle, graph)
         report = profile(target, _shapes(args.shape), threads=args.threads, frames=args.frames,
-                         meter=args.meter, sysfs_root=args.sysfs_root, input_file=args.input,
+                         meter=meter, sysfs_root=args.sysfs_root, input_file=args.input,
                          energy_seconds=args.energy_seconds,
                          rpi5_command=args.rpi5_command.split() if args.rpi5_command else None,
                          rpi5_fixture=args.rpi5_fixture)

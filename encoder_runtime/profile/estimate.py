@@ -70,6 +70,15 @@ COEFFICIENTS: dict[str, dict] = {
 }
 
 
+# The encoder graph each target runs by default (the same choice ``sensor-export`` makes, tested
+# against export.targets): int8 where the cores have dot-product instructions (and on the MCU, whose
+# C kernel is int8), fp32 elsewhere. Codes are bit-identical either way; only speed and energy differ.
+DEFAULT_GRAPH: dict[str, str] = {
+    "x86_64": "encoder.onnx", "rpi4": "encoder.onnx", "rpi5": "encoder_int8.onnx",
+    "jetson-orin": "encoder_int8.onnx", "cortex-m4": "encoder_int8.onnx",
+}
+
+
 class EstimateError(ValueError):
     """Unknown target or inputs the model cannot use."""
 
