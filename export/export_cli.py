@@ -3,6 +3,7 @@
     sensor-export --model NAME  --target rpi5 --out DIR
     sensor-export --bundle DIR  --target jetson-orin --out DIR [--variant int8] [--python 3.11]
     sensor-export --checkpoint runs/NAME/checkpoint.safetensors --target x86_64 --out DIR
+    sensor-export --model NAME  --target cortex-m4 --out DIR     # C sources + model header + Makefile
     sensor-export --list-targets
 
 Two steps, kept apart: (1) get a *runtime bundle* (a bundled model by name, or a bundle folder;
@@ -21,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from export.firmware_export import FIRMWARE_TARGET, build_firmware_bundle
+from firmware_bridge.gen_header import HeaderError
 from export.targets import (DEFAULT_CACHE_DIR, TARGETS, VARIANT_FILES, BundleError, PackagingError,
                             TargetError, build_target_bundle, get_target, resolve_model)
 
@@ -37,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", metavar="PATH", type=Path,
                      help="a training checkpoint (checkpoint.safetensors + checkpoint.json from "
                           "sensor-train): re-exported to a runtime bundle first (needs torch)")
-    p.add_argument("--target", choices=sorted(TARGETS), metavar="TARGET",
-                   help="one of: " + ", ".join(TARGETS))
+    p.add_argument("--target", choices=sorted([*TARGETS, FIRMWARE_TARGET]), metavar="TARGET",
+                   help="one of: " + ", ".join([*TARGETS, FIRMWARE_TARGET])
+                        + f" ({FIRMWARE_TARGET}: firmware sources, model header and Makefile)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (must not exist, see --force)")
     p.add_argument("--variant", choices=sorted(VARIANT_FILES),
                    help="encoder variant to run by default (default: the target's choice)")
@@ -95,6 +99,8 @@ def _list_targets() -> str:
     for t in TARGETS.values():
         rows.append(f"{t.name:12s} {t.arch:8s} py{t.python_version:5s} default {t.default_variant:4s}  "
                     f"{t.description}")
+    rows.append(f"{FIRMWARE_TARGET:12s} {'thumbv7em':8s} {'(C)':7s} default int8  Cortex-M4 microcontroller: "
+                f"portable C99 encoder kernel + model header + Makefile (arm-none-eabi-gcc)")
     return "\n".join(rows)
 
 
@@ -110,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     ("--target", args.target), ("--out", args.out)) if not val]
     if missing:
         parser.error("missing " + ", ".join(missing))
+    if args.target == FIRMWARE_TARGET:
+        return _export_firmware(args)
     try:
         target = get_target(args.target)
         with runtime_bundle(args) as src:
@@ -131,6 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wh:
         print(f"  wheelhouse: {len(wh['wheels'])} wheels, {size / 1e6:.1f} MB")
     print(f"  install on the device: copy the folder, then: sudo {out.name}/install.sh --sink tcp://HOST:7700")
+    return 0
+
+
+def _export_firmware(args: argparse.Namespace) -> int:
+    try:
+        with runtime_bundle(args) as src:
+            out = build_firmware_bundle(src, args.out, overwrite=args.force)
+    except (BundleError, HeaderError, FileExistsError, OSError, ValueError) as e:
+        print(f"sensor-export: error: {e}", file=sys.stderr)
+        return 1
+    m = json.loads((out / "manifest.json").read_text())
+    print(f"sensor-export: wrote {out} for {FIRMWARE_TARGET} (model {m['model']}, "
+          f"{m['latent_channels']} channels, {m['macs_per_block']} MACs per block)")
+    print(f"  build: make -C {out}    (arm-none-eabi-gcc; -> build/libsensorcodec_m4.a); see {out}/README.md")
     return 0
 
 
