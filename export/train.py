@@ -1,9 +1,11 @@
 """``sensor-train``: train a codec on real data and write a runtime bundle.
 
-Loss = 10·log10(MSE) + λ · rate proxy (bits per sample position, Gaussian entropy bound of the
-noisy codes). Phase 1 trains encoder and decoder with additive uniform noise and the int8
-weights the device uses (quantization-aware); phase 2 freezes the encoder and fine-tunes the
-decoder on the exact deployed integer codes. Checkpoints are safetensors + JSON (no pickles) and
+Loss = distortion + λ · rate proxy (bits per sample position, Gaussian entropy bound of the
+noisy codes); distortion = 10·log10(MSE) by default, or with ``--loss mel|stft`` (audio) a
+weighted sum of it and a log-mel / multi-resolution STFT dB distance (export/losses.py).
+Phase 1 trains encoder and decoder with additive uniform noise and the int8 weights the device
+uses (quantization-aware); phase 2 freezes the encoder and fine-tunes the decoder on the exact
+deployed integer codes. Checkpoints are safetensors + JSON (no pickles) and
 resumable. CPU by default; CUDA when present (data and augmentation stay on the device).
 """
 
@@ -27,6 +29,7 @@ from encoder_runtime.entropy import DEFAULT_CODER, get_coder
 from encoder_runtime.metrics import psnr_db, snr_db
 
 from . import data as datasets
+from .losses import LOSSES, distortion, log_mel_distance
 from .model import Codec, CodecConfig, to_blocks
 from .onnx_export import write_bundle
 from .warmstart import scale_code_gain, widen
@@ -148,6 +151,36 @@ def codec_from_checkpoint(path: Path) -> tuple[Codec, dict]:
     return codec.eval(), meta
 
 
+def codec_from_bundle(name_or_path: str | Path) -> tuple[Codec, dict]:
+    """Rebuild a Codec from an installed bundle (warm start where the training checkpoint is not
+    at hand): encoder kernel = w_int · 2**-shift from encoder_int.npz, decoder weights from the
+    decoder.onnx initializers (named like the torch state dict). Checked: the rebuilt encoder's
+    integer parameters equal the bundle's, so it produces the same codes."""
+    import onnx
+    from onnx import numpy_helper
+    from encoder_runtime.bundle import load_bundle
+    b = load_bundle(name_or_path, verify=False)
+    codec = Codec(CodecConfig(**b.manifest["config"]))
+    with np.load(b.file("encoder_int.npz"), allow_pickle=False) as z:
+        w, shift = z["weight"].astype(np.float64), z["shift"].astype(np.float64)
+    kernel = w * np.power(2.0, -shift).reshape(-1, *[1] * (w.ndim - 1))
+    state = {"encoder.kernel": torch.from_numpy(kernel).float()}
+    for init in onnx.load(str(b.file("decoder.onnx"))).graph.initializer:
+        if init.name.startswith("decoder."):
+            state[init.name] = torch.from_numpy(numpy_helper.to_array(init).copy())
+    missing, unexpected = codec.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"{b.path}: decoder.onnx/encoder_int.npz do not match the config "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    got = [t.numpy() for t in codec.encoder.integer_params()]
+    if not all(np.array_equal(g, z) for g, z in zip(got, (w, None, shift)) if z is not None):
+        raise SystemExit(f"{b.path}: rebuilt encoder does not reproduce encoder_int.npz")
+    card = b.manifest.get("model_card", {})
+    return codec.eval(), {"step": int(card.get("steps", 0)), "wall_time_s": card.get("wall_time_s"),
+                          "hardware": card.get("hardware"), "command": card.get("command"),
+                          "torch": card.get("torch"), "train_log_tail": card.get("train_log_tail", [])}
+
+
 # where the (git-ignored) training checkpoints of the bundled models live: the GPU rounds' results
 # and the CPU fine-tunes derived from them (docs/models.md)
 CHECKPOINT_FOLDERS = [datasets.REPO / d for d in (".gpu_results", ".gpu_results2", ".gpu_results3",
@@ -185,7 +218,7 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
     cfg = codec.cfg
     dev = next(codec.parameters()).device
     sq_err, n_samples, bits, peak = 0.0, 0, 0, 255.0
-    snrs = []
+    snrs, mel_db = [], []
     codec.eval()
     with torch.no_grad():
         for a in arrays:
@@ -203,6 +236,8 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
             sq_err += err
             n_samples += x.numel()
             snrs.append(snr_db((x ** 2).sum().item(), err))
+            if cfg.modality == "audio":
+                mel_db.append(log_mel_distance(rec.double(), x.double()).item())
             bits += 8 * len(coder.encode(codes[0].cpu().numpy().astype(np.int8)))
     positions = n_samples / cfg.in_channels
     mse = sq_err / n_samples
@@ -213,6 +248,8 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
         out["psnr_db"] = psnr_db(mse, peak)
     else:
         out["snr_db_mean"] = float(np.mean(snrs))
+        if mel_db:
+            out["log_mel_db_mean"] = float(np.mean(mel_db))
         out["bits_per_sample"] = bits / positions
     return out
 
@@ -223,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--latent", type=int, default=16, help="latent channels")
     ap.add_argument("--levels", type=int, help="Haar WPT levels (block = 2**levels)")
     ap.add_argument("--lam", type=float, default=10.0, help="rate weight λ (dB per bit/sample)")
+    ap.add_argument("--loss", choices=LOSSES, default="mse",
+                    help="distortion: mse = 10·log10(MSE); mel / stft (audio) add a log-mel or "
+                         "multi-resolution STFT dB distance (export/losses.py)")
+    ap.add_argument("--mse-weight", type=float, default=0.25,
+                    help="with --loss mel|stft: weight of the 10·log10(MSE) term")
+    ap.add_argument("--perceptual-weight", type=float, default=1.0,
+                    help="with --loss mel|stft: weight of the dB spectral distance")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--time-budget", type=float, default=0,
                     help="train for this many seconds instead (schedule follows wall time)")
@@ -237,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--name", default=None, help="bundle name (default: derived from the options)")
     ap.add_argument("--out", type=Path, default=Path("runs"), help="output folder")
     ap.add_argument("--resume", type=Path, help="checkpoint to resume from")
+    ap.add_argument("--init-bundle", metavar="NAME",
+                    help="warm-start from an installed bundle's weights instead of a checkpoint "
+                         "(combines with --code-gain / --widen-to)")
     ap.add_argument("--widen-to", type=int, default=0, metavar="C",
                     help="with --resume: warm-start a model with C latent channels from it")
     ap.add_argument("--code-gain", type=float, default=1.0, metavar="G",
@@ -256,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.loss != "mse" and args.modality != "audio":
+        ap.error(f"--loss {args.loss} is for audio (16 kHz spectra); use --loss mse for "
+                 f"--modality {args.modality}")
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
@@ -272,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     sampler = CropSampler(arrays, args.crop, preset["dims"], device, args.seed, args.scale_aug)
 
     start_step, meta = 0, {}
-    if args.resume:
-        codec, meta = codec_from_checkpoint(args.resume)
+    if args.resume or args.init_bundle:
+        codec, meta = (codec_from_checkpoint(args.resume) if args.resume
+                       else codec_from_bundle(args.init_bundle))
         start_step = meta["step"]
         if args.code_gain != 1.0:
             codec = scale_code_gain(codec, args.code_gain)
@@ -336,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
             rec = codec.decoder(codes)
         else:
             rec, rate = codec(x, noise=True)
-        mse = ((rec - x) ** 2).mean()
-        loss = 10 * torch.log10(mse + 1e-6) + args.lam * rate
+        dist, mse = distortion(rec, x, args.loss, mse_weight=args.mse_weight,
+                               perceptual_weight=args.perceptual_weight)
+        loss = dist + args.lam * rate
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if frozen:
@@ -354,7 +407,11 @@ def main(argv: list[str] | None = None) -> int:
             save_checkpoint(ckpt_path, codec, opt, step + 1, meta)
     wall = time.time() - t0
     steps_done = max(step, start_step)
-    if steps_done > start_step or not args.resume:
+    if steps_done > start_step or not (args.resume or args.init_bundle):
+        if args.init_bundle:  # provenance of the warm start
+            command += f"  (warm start: bundle {args.init_bundle}, trained by: " \
+                       f"{resumed_meta.get('command')}; {start_step} steps)"
+            meta["command"] = command
         save_checkpoint(ckpt_path, codec, opt, steps_done,
                         {**meta, "wall_time_s": wall, "train_log_tail": log[-5:]})
     else:  # export only: keep the provenance of the run that trained it

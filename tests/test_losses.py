@@ -1,0 +1,122 @@
+"""Perceptual/machine training losses (export/losses.py) and their wiring into sensor-train."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from export.losses import distortion, log_mel_distance, mel_filterbank, stft_distance
+
+SR = 16000
+
+
+def _tone(freq: float, amp: float, n: int = 8192, phase: float = 0.0) -> torch.Tensor:
+    t = torch.arange(n, dtype=torch.float64) / SR
+    return (amp * torch.sin(2 * math.pi * freq * t + phase))[None, None]
+
+
+def _voiced(n: int = 8192) -> torch.Tensor:
+    """Low-frequency-heavy reference: 150 Hz harmonics with a -12 dB/octave tilt, plus faint noise."""
+    g = torch.Generator().manual_seed(0)
+    x = sum(_tone(150 * k, 8000 / k ** 2) for k in range(1, 20))
+    return x + 30 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+
+
+def test_mel_filterbank_shape_and_order():
+    fb = mel_filterbank(512, 64, SR, 60.0, 7000.0)
+    assert fb.shape == (64, 257)
+    assert (fb >= 0).all() and (fb.sum(1) > 0).all()
+    peaks = fb.argmax(1)
+    assert (peaks[1:] >= peaks[:-1]).all()
+    assert fb[:, int(7200 / (SR / 512)):].abs().sum() == 0   # nothing above f_max
+    with pytest.raises(ValueError, match="f_max"):
+        mel_filterbank(512, 64, SR, 60.0, 9000.0)
+
+
+@pytest.mark.parametrize("loss", ["mse", "mel", "stft"])
+def test_zero_on_identity_and_scalar(loss):
+    x = _voiced()
+    d, mse = distortion(x, x.clone(), loss, mse_weight=0.0)
+    assert d.dim() == 0 and mse.item() == 0.0
+    if loss != "mse":
+        assert abs(d.item()) < 1e-9
+
+
+def test_unknown_loss_is_rejected():
+    x = _voiced()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        distortion(x, x, "l1")
+
+
+@pytest.mark.parametrize("fn", [log_mel_distance, stft_distance])
+def test_gradient_flows(fn):
+    x = _voiced().float()
+    rec = (x + 100 * torch.randn_like(x)).requires_grad_(True)
+    fn(rec, x).backward()
+    assert rec.grad is not None and torch.isfinite(rec.grad).all() and rec.grad.abs().sum() > 0
+
+
+def test_high_frequency_error_costs_more_under_mel_than_mse():
+    """Equal-energy errors at 200 Hz and 4 kHz: MSE cannot tell them apart; the log-mel and STFT
+    distances charge the 4 kHz one (where the reference has little energy) much more."""
+    x = _voiced()
+    lf, hf = x + _tone(200, 300), x + _tone(4000, 300)
+    mse_lf, mse_hf = ((lf - x) ** 2).mean(), ((hf - x) ** 2).mean()
+    assert abs(mse_hf / mse_lf - 1) < 0.01
+    assert log_mel_distance(hf, x) > 3 * log_mel_distance(lf, x)
+    assert stft_distance(hf, x) > 2 * stft_distance(lf, x)
+    # frequency weighting above 3 kHz raises the HF cost further
+    assert stft_distance(hf, x, weight_above_hz=3000, weight=4) > stft_distance(hf, x)
+
+
+def test_distances_are_in_db():
+    """Doubling a broadband signal is a 6.02 dB change in every band and every STFT bin."""
+    x = 3000 * torch.randn(1, 1, 8192, generator=torch.Generator().manual_seed(1),
+                           dtype=torch.float64)
+    assert abs(log_mel_distance(2 * x, x).item() - 20 * math.log10(2)) < 0.01
+    assert abs(stft_distance(2 * x, x).item() - 20 * math.log10(2)) < 0.01
+
+
+def test_sensor_train_mel_loss_smoke(tmp_path):
+    """A few real training steps with --loss mel write a checkpoint that records the loss."""
+    from export.train import main
+    rc = main(["--modality", "audio", "--latent", "2", "--levels", "4", "--loss", "mel",
+               "--steps", "3", "--batch", "2", "--crop", "1024", "--decoder-width", "16",
+               "--decoder-blocks", "2", "--max-train-files", "4", "--no-eval", "--device", "cpu",
+               "--checkpoint-every", "1000", "--out", str(tmp_path), "--name", "t"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "t" / "checkpoint.json").read_text())
+    assert meta["args"]["loss"] == "mel" and meta["step"] >= 2
+    assert (tmp_path / "t" / "bundle" / "manifest.json").is_file()
+
+
+def test_sensor_train_rejects_mel_for_images(capsys):
+    from export.train import main
+    with pytest.raises(SystemExit) as exc:
+        main(["--modality", "image", "--loss", "mel", "--steps", "1"])
+    assert exc.value.code == 2
+    assert "--loss mel is for audio" in capsys.readouterr().err
+
+
+def test_codec_from_bundle_reproduces_bundle():
+    """--init-bundle's rebuilt torch codec gives the bundle's codes and its decoder's output."""
+    import onnxruntime as ort
+
+    from encoder_runtime.bundle import load_bundle
+    from export.onnx_export import integer_encoder_arrays
+    from export.train import codec_from_bundle
+    b = load_bundle("audio16k-c6")
+    codec, meta = codec_from_bundle("audio16k-c6")
+    assert meta["step"] == b.manifest["model_card"]["steps"]
+    with np.load(b.file("encoder_int.npz")) as z:
+        for k, v in integer_encoder_arrays(codec).items():
+            assert np.array_equal(v, z[k]), k
+    x = _voiced(4096).float()
+    codes = codec.encoder.codes(x)
+    with torch.no_grad():
+        rec = codec.decoder(codes).numpy()
+    sess = ort.InferenceSession(str(b.file("decoder.onnx")))
+    ref = sess.run(None, {"codes": codes.numpy()})[0]
+    assert np.abs(rec - ref).max() < 0.05
