@@ -1,19 +1,39 @@
-"""Load and verify model bundles (manifest.json + ONNX files + sha256), never importing torch."""
+"""Load and verify model bundles (manifest.json + ONNX files + sha256), never importing torch.
+
+Trust rules (docs/bundle-format.md):
+
+* A bare model *name* (``"rgb-c16"``) resolves only to the bundled models (or to a folder
+  inside a ``models_dir`` the caller names) — never to a folder of the working directory, and
+  a name from a stream header is never a path. A bundle *folder* is loaded only when the caller
+  passes a :class:`~pathlib.Path` or a string with a path separator (``"./my-bundle"``).
+* Every file the manifest lists must carry a sha256, and :meth:`Bundle.read_verified` hashes
+  the very bytes it returns, so a file swapped after :func:`load_bundle` is never run.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .container import parse_json_object
+from .errors import BundleError
+
+__all__ = ["MODELS_DIR", "NAME_PATTERN", "Bundle", "BundleError", "check_model_name",
+           "default_model", "list_model_names", "list_models", "load_bundle", "resolve",
+           "sha256_file"]
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 REQUIRED_KEYS = ("format", "format_version", "name", "modality", "sample", "transform", "latent",
                  "coder", "files")
-
-
-class BundleError(ValueError):
-    """A bundle is missing, incomplete, corrupt or of an unsupported version."""
+#: What a model name (and a bundle file name) may look like: no separators, no "..".
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MANIFEST_DEPTH = 16
+SAMPLE_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "float32", "float64")
 
 
 def sha256_file(path: Path) -> str:
@@ -68,6 +88,33 @@ class Bundle:
                               f"(has: {', '.join(sorted(self.manifest['files']))})")
         return self.path / name
 
+    def _check_bytes(self, name: str, got: str) -> None:
+        want = self.manifest["files"][name]["sha256"]
+        if got != want:
+            raise BundleError(f"{self.path / name}: sha256 {got[:16]}… does not match the "
+                              f"manifest ({want[:16]}…); the bundle is corrupt")
+
+    def verify_file(self, name: str) -> None:
+        """Check one listed file's sha256 against the manifest (BundleError when it differs)."""
+        f = self.file(name)
+        if not f.is_file():
+            raise BundleError(f"{f}: listed in the manifest but missing")
+        self._check_bytes(name, sha256_file(f))
+
+    def read_verified(self, name: str) -> bytes:
+        """The bytes of a listed file, after checking *those bytes* against the manifest sha256.
+
+        Load models through this (not through :meth:`file`): a file replaced after
+        :func:`load_bundle` checked it is then refused instead of run.
+        """
+        f = self.file(name)
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:
+            raise BundleError(f"{f}: listed in the manifest but missing") from None
+        self._check_bytes(name, hashlib.sha256(data).hexdigest())
+        return data
+
     def summary(self) -> dict:
         """Short description for `sensor-codec models`."""
         m = self.manifest
@@ -79,44 +126,110 @@ class Bundle:
                 "bytes": size, "path": str(self.path)}
 
 
-def resolve(name_or_path: str | Path) -> Path:
-    """A bundled model name or a bundle folder → the folder."""
-    p = Path(name_or_path)
-    if (p / "manifest.json").is_file():
+def check_model_name(name: object, what: str = "model name") -> str:
+    """``name`` if it is a plain model name (letters, digits, ``._-``; no path); else BundleError."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise BundleError(f"{what}: expected a model name (letters, digits, '.', '_', '-'; "
+                          f"no path), got {name!r}")
+    return name
+
+
+def _is_path(name_or_path: str | os.PathLike) -> bool:
+    """Whether the caller means a folder: a Path object or a string with a path separator."""
+    if not isinstance(name_or_path, str):
+        return True
+    return "/" in name_or_path or os.sep in name_or_path or name_or_path.startswith(("~", "."))
+
+
+def resolve(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | None = None) -> Path:
+    """A model name → its folder in ``models_dir`` (default: the bundled models); a path → itself.
+
+    A bare name is never looked up in the working directory (a folder there must not shadow a
+    bundled model); pass ``Path("name")`` or ``"./name"`` to load a folder.
+    """
+    if _is_path(name_or_path):
+        p = Path(name_or_path).expanduser()
+        if not (p / "manifest.json").is_file():
+            raise BundleError(f"bundle folder {str(p)!r}: no manifest.json there")
         return p
-    candidate = MODELS_DIR / str(name_or_path)
+    name = check_model_name(name_or_path)
+    root = Path(models_dir) if models_dir is not None else MODELS_DIR
+    candidate = root / name
     if (candidate / "manifest.json").is_file():
         return candidate
+    if models_dir is not None:
+        raise BundleError(f"model {name!r} not found in {root}")
     known = ", ".join(list_model_names()) or "none"
-    raise BundleError(f"model {str(name_or_path)!r} not found: not a bundle folder and not a "
-                      f"bundled model (bundled: {known})")
+    hint = (f"; to load the folder ./{name}, pass './{name}'" if (Path(name) / "manifest.json"
+                                                                  ).is_file() else "")
+    raise BundleError(f"model {name!r} not found: not a bundled model (bundled: {known}){hint}")
 
 
-def load_bundle(name_or_path: str | Path, *, verify: bool = True) -> Bundle:
-    """Read a bundle's manifest and (by default) check every file's sha256."""
-    path = resolve(name_or_path)
-    raw = (path / "manifest.json").read_bytes()
-    try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path / 'manifest.json'}: not valid JSON ({exc})") from None
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+def _check_manifest(m: dict, mpath: Path) -> None:
+    """Check the fields the runtime relies on (types, ranges, file names, sha256 pins)."""
+    def bad(field: str, expected: str, got: object) -> BundleError:
+        return BundleError(f"{mpath}: field {field!r}: expected {expected}, got {got!r:.80}")
+
+    def pos_int(v: object) -> bool:
+        return type(v) is int and 0 < v <= 1 << 16
+
+    missing = [k for k in REQUIRED_KEYS if k not in m]
     if missing:
-        raise BundleError(f"{path / 'manifest.json'}: missing field(s) {', '.join(missing)}")
-    if manifest["format"] != "sensorcodec-bundle" or manifest["format_version"] != 1:
-        raise BundleError(f"{path / 'manifest.json'}: unsupported bundle format "
-                          f"{manifest['format']!r} v{manifest['format_version']} (expected "
-                          f"'sensorcodec-bundle' v1)")
+        raise BundleError(f"{mpath}: missing field(s) {', '.join(missing)}")
+    if m["format"] != "sensorcodec-bundle" or m["format_version"] != 1:
+        raise BundleError(f"{mpath}: unsupported bundle format {m['format']!r:.40} "
+                          f"v{m['format_version']!r:.20} (expected 'sensorcodec-bundle' v1)")
+    check_model_name(m["name"], f"{mpath}: field 'name'")
+    if not isinstance(m["modality"], str):
+        raise bad("modality", "a string", m["modality"])
+    for key in ("sample", "transform", "latent", "coder", "files"):
+        if not isinstance(m[key], dict):
+            raise bad(key, "an object", m[key])
+    sample, transform, latent = m["sample"], m["transform"], m["latent"]
+    if not pos_int(sample.get("channels")):
+        raise bad("sample.channels", "a positive integer", sample.get("channels"))
+    if sample.get("dtype") not in SAMPLE_DTYPES:
+        raise bad("sample.dtype", f"one of {', '.join(SAMPLE_DTYPES)}", sample.get("dtype"))
+    dims, block = transform.get("dims"), transform.get("block")
+    if type(dims) is not int or not 1 <= dims <= 3:
+        raise bad("transform.dims", "1, 2 or 3", dims)
+    if not isinstance(block, list) or len(block) != dims or not all(map(pos_int, block)):
+        raise bad("transform.block", f"{dims} positive integers", block)
+    if not pos_int(latent.get("channels")):
+        raise bad("latent.channels", "a positive integer", latent.get("channels"))
+    if m["modality"] == "image" and dims != 2:
+        raise bad("transform.dims", "2 for an image model", dims)
+    if m["modality"] == "audio" and dims != 1:
+        raise bad("transform.dims", "1 for an audio model", dims)
+    if not isinstance(m["coder"].get("default"), str):
+        raise bad("coder.default", "a coder id", m["coder"].get("default"))
+    for fname, info in m["files"].items():
+        check_model_name(fname, f"{mpath}: file name in 'files'")
+        want = info.get("sha256") if isinstance(info, dict) else None
+        if not isinstance(want, str) or not SHA256_PATTERN.fullmatch(want):
+            raise bad(f"files.{fname}.sha256", "64 lowercase hex digits", want)
+
+
+def load_bundle(name_or_path: str | os.PathLike, *, verify: bool = True,
+                models_dir: str | os.PathLike | None = None) -> Bundle:
+    """Read a bundle's manifest, check its fields and (by default) every file's sha256.
+
+    ``name_or_path`` follows :func:`resolve`; ``models_dir`` replaces the bundled models as the
+    place where bare names are looked up. Raises :class:`BundleError`.
+    """
+    path = resolve(name_or_path, models_dir)
+    mpath = path / "manifest.json"
+    with open(mpath, "rb") as fh:
+        raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES} bytes")
+    manifest = parse_json_object(raw, str(mpath), MAX_MANIFEST_DEPTH, BundleError)
+    _check_manifest(manifest, mpath)
+    bundle = Bundle(path, manifest, hashlib.sha256(raw).hexdigest())
     if verify:
-        for fname, info in manifest["files"].items():
-            f = path / fname
-            if not f.is_file():
-                raise BundleError(f"{f}: listed in the manifest but missing")
-            got = sha256_file(f)
-            if info.get("sha256") and got != info["sha256"]:
-                raise BundleError(f"{f}: sha256 {got[:16]}… does not match the manifest "
-                                  f"({info['sha256'][:16]}…); the bundle is corrupt")
-    return Bundle(path, manifest, hashlib.sha256(raw).hexdigest())
+        for fname in manifest["files"]:
+            bundle.verify_file(fname)
+    return bundle
 
 
 def list_model_names() -> list[str]:

@@ -13,7 +13,8 @@ import numpy as np
 from . import container
 from .bundle import default_model, list_models
 from .codec import Decoder, Encoder
-from .frame import parse_frame
+from .errors import MalformedInputError
+from .frame import FrameError, parse_frame
 from .media import modality_of, read_input, write_output
 from .metrics import psnr_db, snr_db
 
@@ -84,14 +85,17 @@ def cmd_info(args) -> int:
             first, last, reason = r.gap()
             item.update(first_lost=first, last_lost=last, reason=reason.name)
         elif r.type == container.RecordType.FRAME:
-            fi = parse_frame(r.payload)
+            try:
+                fi = parse_frame(r.payload)
+            except FrameError as exc:
+                raise FrameError(f"record seq {r.seq}: {exc}") from None
             item.update(shape=list(fi.shape), code_shape=list(fi.code_shape), coder=fi.coder)
         frames.append(item)
     info = {"file": str(args.input), "bytes": len(data), "header": header, "records": frames}
     if args.json:
         print(json.dumps(info, indent=1))
     else:
-        b = header.get("bundle", {})
+        b = header.get("bundle") if isinstance(header.get("bundle"), dict) else {}
         print(f"{args.input}: {len(data)} bytes, model {b.get('name')} ({header.get('modality')}),"
               f" coder {header.get('coder')}, stream {header.get('stream_id')}")
         for f in frames:
@@ -152,11 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decode a stream; output format from the extension")
     d.add_argument("input", type=Path)
     d.add_argument("-o", "--output", type=Path, required=True)
-    d.set_defaults(func=cmd_decode)
+    d.set_defaults(func=cmd_decode, errors_name_input=True)
     i = sub.add_parser("info", help="show a stream's header and records")
     i.add_argument("input", type=Path)
     i.add_argument("--json", action="store_true")
-    i.set_defaults(func=cmd_info)
+    i.set_defaults(func=cmd_info, errors_name_input=True)
     m = sub.add_parser("models", help="list the bundled models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
@@ -173,9 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, OSError) as exc:  # every user-facing error type derives from these
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"sensor-codec: error: {msg}", file=sys.stderr)
+        source = args.input if getattr(args, "errors_name_input", False) else None
+        print(f"sensor-codec: error: {_one_line(exc, source)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException, source: Path | None) -> str:
+    """One line for an error: its first line, prefixed with the stream file unless it names it.
+
+    ``sensor-codec decode/info`` pass their input file: malformed input
+    (:class:`~encoder_runtime.errors.MalformedInputError`) then reads ``FILE: field: expected``.
+    """
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if source is not None and isinstance(exc, MalformedInputError) and str(source) not in msg:
+        msg = f"{source}: {msg}"
+    return msg
 
 
 if __name__ == "__main__":

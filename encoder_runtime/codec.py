@@ -9,10 +9,19 @@ Images are H×W×C or H×W uint8 of any size (edge-padded to the block size insi
 decode); audio is samples×channels (or samples) int16 or float in [-1, 1]; other modalities are
 N-D arrays of the bundle's sample dtype. Each channel of a multi-channel signal that the model
 sees as mono is coded as one batch item.
+
+Decoding treats streams as hostile: the header must name a bundled model (or one in the
+``models_dir`` the caller trusts) and pin its manifest sha256; a frame's declared array shape,
+dtype and code shape must be exactly what the model makes of that array, and the array may hold
+at most ``max_samples`` values (:data:`DEFAULT_MAX_SAMPLES`, or the environment variable
+``SENSORCODEC_MAX_DECODE_SAMPLES``) — all checked before anything is decompressed or run.
+Malformed input raises :class:`~encoder_runtime.errors.MalformedInputError` subclasses.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
 import uuid
 from pathlib import Path
@@ -20,23 +29,30 @@ from pathlib import Path
 import numpy as np
 
 from . import container
-from .bundle import Bundle, BundleError, load_bundle
-from .entropy import get_coder
-from .frame import FrameError, pack_frame, parse_frame
+from .bundle import SHA256_PATTERN, Bundle, BundleError, check_model_name, load_bundle
+from .entropy import CoderUnavailableError, get_coder
+from .errors import ContainerError, DecodeLimitError, FrameError
+from .frame import FrameInfo, pack_frame, parse_frame
+
+#: Default cap on the values one decoded frame may hold (2**24: e.g. 2364x2364 RGB). Decoding
+#: peaks at about 90 bytes per value (float32 activations of the decoder graph), ~1.5 GB here.
+DEFAULT_MAX_SAMPLES = 1 << 24
+MAX_SAMPLES_ENV = "SENSORCODEC_MAX_DECODE_SAMPLES"
 
 
 class CodecError(ValueError):
     """The input does not fit the model (wrong modality, dtype, size...)."""
 
 
-def _session(path: Path, threads: int):
+def _session(model: bytes, threads: int):
+    """An ONNX Runtime session from verified model bytes (never from a path read later)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 class _Model:
@@ -66,7 +82,7 @@ class Encoder(_Model):
         if variant not in files:
             raise CodecError(f"unknown encoder variant {variant!r} (fp32 or int8)")
         self.variant = variant
-        self._sess = _session(bundle.file(files[variant]), threads)
+        self._sess = _session(bundle.read_verified(files[variant]), threads)
         self.coder = get_coder(coder or bundle.manifest["coder"]["default"])
 
     # --- input handling -------------------------------------------------------------------
@@ -166,31 +182,84 @@ class Encoder(_Model):
                              time.time_ns())])
 
 
-class Decoder(_Model):
-    """Runs the lossless decoder and the decoder graph."""
+def default_max_samples() -> int:
+    """The decode size cap: ``$SENSORCODEC_MAX_DECODE_SAMPLES`` if set, else the default."""
+    env = os.environ.get(MAX_SAMPLES_ENV, "").strip()
+    if not env:
+        return DEFAULT_MAX_SAMPLES
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"environment variable {MAX_SAMPLES_ENV}={env!r}: expected a positive "
+                         f"integer (values per decoded frame)")
+    return value
 
-    def __init__(self, bundle: Bundle, threads: int = 1) -> None:
+
+def stream_model(header: dict) -> tuple[str, str | None]:
+    """(model name, manifest sha256 or None) that a stream header names; ContainerError if bad.
+
+    The name is only ever a name (checked against the bundle name pattern), never a path.
+    """
+    info = header.get("bundle")
+    if info is None:
+        raise ContainerError("stream header field 'bundle': missing (expected an object naming "
+                             "the model)")
+    if not isinstance(info, dict):
+        raise ContainerError(f"stream header field 'bundle': expected an object, got "
+                             f"{type(info).__name__}")
+    try:
+        name = check_model_name(info.get("name"), "stream header field 'bundle.name'")
+    except BundleError as exc:
+        raise ContainerError(str(exc)) from None
+    pin = info.get("manifest_sha256")
+    if pin is not None and (not isinstance(pin, str) or not SHA256_PATTERN.fullmatch(pin)):
+        raise ContainerError(f"stream header field 'bundle.manifest_sha256': expected 64 hex "
+                             f"digits, got {pin!r:.80}")
+    return name, pin
+
+
+class Decoder(_Model):
+    """Runs the lossless decoder and the decoder graph.
+
+    ``max_samples`` caps the values one decoded frame may hold (default
+    :func:`default_max_samples`); larger frames raise :class:`DecodeLimitError` before any
+    allocation. The decoder graph is read through :meth:`Bundle.read_verified` when first used.
+    """
+
+    def __init__(self, bundle: Bundle, threads: int = 1, max_samples: int | None = None) -> None:
         super().__init__(bundle, threads)
+        self.max_samples = default_max_samples() if max_samples is None else int(max_samples)
         self._sess = None
 
     @classmethod
-    def for_header(cls, header: dict, *, threads: int = 1, models_dir: Path | None = None
-                   ) -> "Decoder":
-        """The decoder for a stream header: the bundled model it names, sha256-checked."""
-        info = header.get("bundle") or {}
-        name = info.get("name")
-        if not name:
-            raise container.ContainerError("stream header names no model bundle")
-        where = (Path(models_dir) / name) if models_dir else name
+    def for_header(cls, header: dict, *, threads: int = 1, models_dir: Path | None = None,
+                   max_samples: int | None = None) -> "Decoder":
+        """The decoder for a stream header: the model it names, sha256-checked.
+
+        The name is looked up among the bundled models, or only in ``models_dir`` when given
+        (a folder the caller trusts); the header must pin the model's manifest sha256, so a
+        model edited since the stream was written (manifest and files alike) is refused.
+        """
+        if not isinstance(header, dict):
+            raise ContainerError(f"stream header: expected an object, got {type(header).__name__}")
+        name, want = stream_model(header)
+        if want is None:
+            raise BundleError(f"stream header field 'bundle.manifest_sha256': missing; a stream "
+                              f"must pin the manifest of model {name!r} to be decoded")
         try:
-            bundle = load_bundle(where)
+            bundle = load_bundle(name, models_dir=models_dir)
         except BundleError as exc:
             raise BundleError(f"stream was encoded with model {name!r}: {exc}") from None
-        want = info.get("manifest_sha256")
-        if want and want != bundle.manifest_sha256:
+        if bundle.name != name:
+            raise BundleError(f"stream names model {name!r} but {bundle.path} holds "
+                              f"{bundle.name!r}")
+        if want != bundle.manifest_sha256:
             raise BundleError(f"stream was encoded with a different version of model {name!r} "
-                              f"(manifest sha256 {want[:12]}…, installed {bundle.manifest_sha256[:12]}…)")
-        return cls(bundle, threads)
+                              f"(manifest sha256 {want[:12]}…, installed "
+                              f"{bundle.manifest_sha256[:12]}…)")
+        return cls(bundle, threads, max_samples)
 
     @classmethod
     def for_stream(cls, blob: bytes, **kw) -> "Decoder":
@@ -199,30 +268,79 @@ class Decoder(_Model):
         return cls.for_header(header, **kw)
 
     def _check_header(self, header: dict) -> None:
-        name = (header.get("bundle") or {}).get("name")
-        if name and name != self.bundle.name:
-            raise CodecError(f"stream was encoded with model {name!r}, not {self.bundle.name!r}")
+        """The stream must name this decoder's model, and pin this manifest if it pins one."""
+        if not isinstance(header, dict):
+            raise ContainerError(f"stream header: expected an object, got {type(header).__name__}")
+        name, pin = stream_model(header)
+        if name != self.bundle.name:
+            raise FrameError(f"stream was encoded with model {name!r}, not {self.bundle.name!r}")
+        if pin is not None and pin != self.bundle.manifest_sha256:
+            raise BundleError(f"stream was encoded with a different version of model {name!r} "
+                              f"(manifest sha256 {pin[:12]}…, loaded "
+                              f"{self.bundle.manifest_sha256[:12]}…)")
 
     def decode_codes(self, codes: np.ndarray) -> np.ndarray:
         """Raw decoder output (N, C, *spatial) float32 for codes (N, C_lat, *latent)."""
         if self._sess is None:
-            self._sess = _session(self.bundle.file("decoder.onnx"), self.threads)
+            self._sess = _session(self.bundle.read_verified("decoder.onnx"), self.threads)
         return self._sess.run(None, {"codes": codes.astype(np.float32)})[0]
 
+    def expected_code_shape(self, info: FrameInfo) -> tuple[int, ...]:
+        """The code shape this model makes of an array of ``info.shape`` / ``info.dtype``.
+
+        Raises :class:`FrameError` when the declared array cannot come from this model, and
+        :class:`DecodeLimitError` when it holds more than ``max_samples`` values.
+        """
+        b, shape, dtype = self.bundle, info.shape, info.dtype
+        mod, ch, dims = b.modality, b.channels, b.dims
+
+        def bad(expected: str) -> FrameError:
+            return FrameError(f"frame field 'shape': model {b.name!r} decodes {expected}; the "
+                              f"frame declares {dtype} {shape}")
+
+        if mod == "image":
+            if dtype != "uint8" or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != ch):
+                raise bad(f"uint8 H×W or H×W×{ch} images")
+            n, spatial = 1, shape[:2]
+        elif mod == "audio":
+            if not (dtype == "int16" or dtype.startswith("float")) or len(shape) not in (1, 2):
+                raise bad("int16 or float audio shaped samples or samples×channels")
+            nch = shape[1] if len(shape) == 2 else 1
+            if ch != 1 and nch != ch:
+                raise bad(f"{ch}-channel audio")
+            n, spatial = (nch if ch == 1 else 1), shape[:1]
+        else:
+            if dtype != b.sample_dtype or len(shape) not in (dims, dims + 1) or (
+                    len(shape) == dims + 1 and shape[-1] != ch) or (len(shape) == dims and ch != 1):
+                raise bad(f"{b.sample_dtype} {dims}-D arrays with {ch} channels (last axis)")
+            n, spatial = 1, shape[:dims]
+        values = math.prod(shape)
+        if values > self.max_samples:
+            raise DecodeLimitError(f"frame field 'shape': {shape} holds {values} values, more "
+                                   f"than this decoder's limit of {self.max_samples} "
+                                   f"(raise it with max_samples= or ${MAX_SAMPLES_ENV})")
+        for axis, (size, blk) in enumerate(zip(spatial, b.block)):
+            if size < blk:
+                raise bad(f"at least {blk} samples along axis {axis}")
+        return (n, b.latent_channels) + tuple(-(-size // blk) for size, blk in zip(spatial, b.block))
+
     def decode_frame(self, header: dict, payload: bytes) -> np.ndarray:
-        """Reconstruct one frame from its FRAME payload."""
+        """Reconstruct one frame from its FRAME payload (hostile input: see the module doc)."""
         self._check_header(header)
         info = parse_frame(payload)
-        b = self.bundle
-        if info.code_shape[1] != b.latent_channels or len(info.code_shape) != b.dims + 2:
-            raise FrameError(f"frame codes {info.code_shape} do not fit model {b.name!r}")
-        n = int(np.prod(info.code_shape))
-        if n > (1 << 30):
-            raise FrameError(f"frame declares {n} codes; refusing")
-        flat_shape = ((info.code_shape[0] * info.code_shape[1],) + info.code_shape[2:]
-                      if info.code_shape[0] > 1 else info.code_shape[1:])
-        coder = get_coder(info.coder)
-        codes = coder.decode(bytes(payload[info.data_offset:]), flat_shape).reshape(info.code_shape)
+        want = self.expected_code_shape(info)
+        if info.code_shape != want:
+            raise FrameError(f"frame field 'code_shape': model {self.bundle.name!r} makes codes "
+                             f"{want} from a {info.dtype} {info.shape} array; the frame declares "
+                             f"{info.code_shape}")
+        flat_shape = ((want[0] * want[1],) + want[2:] if want[0] > 1 else want[1:])
+        try:
+            coder = get_coder(info.coder)
+        except CoderUnavailableError:
+            raise
+        except ValueError as exc:
+            raise FrameError(f"frame field 'coder': {exc}") from None
+        codes = coder.decode(bytes(payload[info.data_offset:]), flat_shape).reshape(want)
         out = self.decode_codes(codes)                      # (N, C, *spatial) float
         return self._to_array(out, info)
 

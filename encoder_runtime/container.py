@@ -35,6 +35,8 @@ from typing import BinaryIO, Iterable, Iterator
 
 import zstandard
 
+from .entropy import zstd_decompress_bounded
+from .errors import ContainerError
 from .header_dict import HEADER_DICT
 
 MAGIC = b"\x89SCD\r\n\x1a\n"
@@ -50,12 +52,9 @@ HEADER_ZSTD = 0x01           # HEADER flag: payload is zstd(JSON) with HEADER_DI
 HEADER_CLOCK = 0x02          # HEADER flag: clock base = the record's timestamps, not in the JSON
 HEADER_FLAGS = HEADER_ZSTD | HEADER_CLOCK
 MAX_HEADER_JSON = 64 * 1024  # cap on a compressed header's JSON (no zip bombs)
+MAX_HEADER_DEPTH = 32        # cap on the nesting of a stream header's JSON (arrays + objects)
 HEADER_ZSTD_LEVEL = 19
 I64_MAX = (1 << 63) - 1
-
-
-class ContainerError(ValueError):
-    """A stream is malformed, truncated, corrupted or of an unsupported version."""
 
 
 class RecordType(enum.IntEnum):
@@ -112,12 +111,7 @@ class Record:
             raise ContainerError(f"stream header has unknown flags 0x{self.flags:02x} (this reader "
                                  f"understands format {FORMAT_MAJOR}.{FORMAT_MINOR})")
         text = _inflate_header(self.payload) if self.flags & HEADER_ZSTD else self.payload
-        try:
-            header = json.loads(text.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ContainerError(f"stream header is not valid UTF-8 JSON: {exc}") from None
-        if not isinstance(header, dict):
-            raise ContainerError("stream header is not a JSON object")
+        header = parse_json_object(text, "stream header", MAX_HEADER_DEPTH, ContainerError)
         if self.flags & HEADER_CLOCK:
             header = dict(sorted({**header, "clock": {"mono_ns": self.t_mono_ns,
                                                       "wall_ns": self.t_wall_ns}}.items()))
@@ -159,22 +153,44 @@ def _deflate_header(text: bytes) -> bytes | None:
 
 def _inflate_header(payload: bytes) -> bytes:
     """Inverse of :func:`_deflate_header`; validates the declared size before allocating."""
+    return zstd_decompress_bounded(payload, MAX_HEADER_JSON, "compressed stream header",
+                                   dict_data=_header_dict(), error=ContainerError)
+
+
+def json_depth(obj: object) -> int:
+    """Nesting depth of a parsed JSON value (0 for a scalar), without recursion."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = (item.values() if isinstance(item, dict) else item
+                    if isinstance(item, list) else None)
+        if children is not None:
+            deepest = max(deepest, depth)
+            todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def parse_json_object(text: bytes, what: str, max_depth: int,
+                      error: type[ValueError] = ContainerError) -> dict:
+    """Parse untrusted UTF-8 JSON that must be an object nested at most ``max_depth`` deep.
+
+    Raises ``error`` naming ``what`` for invalid UTF-8 or JSON, too deep nesting, NaN/Infinity
+    constants, or a top level that is not an object.
+    """
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not valid JSON")
+
     try:
-        size = zstandard.get_frame_parameters(payload).content_size
-    except zstandard.ZstdError as exc:
-        raise ContainerError(f"compressed stream header is not a zstd frame ({exc})") from None
-    if size > MAX_HEADER_JSON:  # also CONTENTSIZE_UNKNOWN
-        what = "no size" if size == zstandard.CONTENTSIZE_UNKNOWN else f"{size} bytes"
-        raise ContainerError(f"compressed stream header declares {what} "
-                             f"(must declare at most {MAX_HEADER_JSON})")
-    dobj = zstandard.ZstdDecompressor(dict_data=_header_dict()).decompressobj()
-    try:
-        text = dobj.decompress(payload)
-    except zstandard.ZstdError as exc:
-        raise ContainerError(f"compressed stream header is corrupt ({exc})") from None
-    if not dobj.eof or dobj.unused_data or len(text) != size:
-        raise ContainerError("compressed stream header is truncated or has trailing bytes")
-    return text
+        obj = json.loads(text.decode("utf-8"), parse_constant=no_constants)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise error(f"{what} is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise error(f"{what}: JSON nests deeper than {max_depth} levels") from None
+    if not isinstance(obj, dict):
+        raise error(f"{what} is not a JSON object (got {type(obj).__name__})")
+    if json_depth(obj) > max_depth:
+        raise error(f"{what}: JSON nests deeper than {max_depth} levels")
+    return obj
 
 
 def _clock_base(header: dict, t_mono_ns: int, t_wall_ns: int) -> tuple[int, int] | None:

@@ -43,6 +43,8 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 import zstandard
 
+from .errors import CorruptPayloadError, MalformedInputError
+
 __all__ = [
     "DEFAULT_CODER",
     "MAX_CODES",
@@ -56,10 +58,6 @@ __all__ = [
 
 #: Largest number of codes (product of the shape) any coder accepts: 1 GiB of int8.
 MAX_CODES = 1 << 30
-
-
-class CorruptPayloadError(ValueError):
-    """A payload does not decode to codes of the given shape (truncated, padded or garbage)."""
 
 
 class CoderUnavailableError(ValueError):
@@ -137,32 +135,40 @@ def _zstd_frame_size(data: bytes) -> int:
             return pos + (4 if checksum else 0)
 
 
-def zstd_decompress_bounded(data: bytes, max_size: int, what: str) -> bytes:
+def zstd_decompress_bounded(data: bytes, max_size: int, what: str, *,
+                            dict_data: zstandard.ZstdCompressionDict | None = None,
+                            error: type[MalformedInputError] = CorruptPayloadError) -> bytes:
     """Decompress one zstd frame that must fill ``data`` exactly and be at most ``max_size`` bytes.
 
     The frame must declare its content size (every encoder here writes it); a frame claiming
     more than ``max_size`` is rejected before anything is allocated, so a hostile header cannot
-    make the decoder allocate more than the shape implies.
+    make the decoder allocate more than the shape implies. ``dict_data`` decompresses with a
+    dictionary (the container's compressed stream headers); failures raise ``error`` (a
+    :class:`~encoder_runtime.errors.MalformedInputError`) with ``what`` leading the message.
     """
     try:
         size = zstandard.frame_content_size(data)
     except zstandard.ZstdError as e:
-        raise CorruptPayloadError(f"{what}: not a zstd frame ({e})") from None
+        raise error(f"{what}: not a zstd frame ({e})") from None
     if size < 0 or size == zstandard.CONTENTSIZE_UNKNOWN:
-        raise CorruptPayloadError(f"{what}: zstd frame does not declare its content size")
+        raise error(f"{what}: zstd frame does not declare its content size")
     if size > max_size:
-        raise CorruptPayloadError(f"{what}: zstd frame claims {size} bytes, at most {max_size} "
-                                  "expected for this shape")
+        raise error(f"{what}: zstd frame claims {size} bytes, at most {max_size} allowed")
     try:
         end = _zstd_frame_size(data)
-        if end != len(data):
-            raise CorruptPayloadError(f"{what}: {len(data) - end} bytes after the zstd frame"
-                                      if end < len(data) else f"{what}: truncated zstd frame")
-        out = _dctx().decompress(data, max_output_size=max_size)
+    except CorruptPayloadError as e:
+        raise error(f"{what}: {e}") from None
     except zstandard.ZstdError as e:
-        raise CorruptPayloadError(f"{what}: corrupt zstd frame ({e})") from None
+        raise error(f"{what}: corrupt zstd frame ({e})") from None
+    if end != len(data):
+        raise error(f"{what}: {len(data) - end} bytes after the zstd frame"
+                    if end < len(data) else f"{what}: truncated zstd frame")
+    try:
+        out = _dctx(dict_data).decompress(data, max_output_size=max_size)
+    except zstandard.ZstdError as e:
+        raise error(f"{what}: corrupt zstd frame ({e})") from None
     if len(out) != size:
-        raise CorruptPayloadError(f"{what}: zstd frame gave {len(out)} bytes, header said {size}")
+        raise error(f"{what}: zstd frame gave {len(out)} bytes, header said {size}")
     return out
 
 
@@ -195,11 +201,13 @@ def _cctx(level: int | None) -> zstandard.ZstdCompressor:
     return c
 
 
-def _dctx() -> zstandard.ZstdDecompressor:
-    d = getattr(_local, "dctx", None)
-    if d is None:
-        d = _local.dctx = zstandard.ZstdDecompressor()
-    return d
+def _dctx(dict_data: zstandard.ZstdCompressionDict | None = None) -> zstandard.ZstdDecompressor:
+    """A per-thread cached decompressor (one per dictionary; ``None`` = no dictionary)."""
+    cache = _local.__dict__.setdefault("dctx", {})
+    d = cache.get(id(dict_data))
+    if d is None or d[0] is not dict_data:
+        d = cache[id(dict_data)] = (dict_data, zstandard.ZstdDecompressor(dict_data=dict_data))
+    return d[1]
 
 
 class _Coder:

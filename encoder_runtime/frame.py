@@ -15,14 +15,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .errors import FrameError
+
+__all__ = ["DTYPES", "FRAME_VERSION", "FrameError", "FrameInfo", "pack_frame", "parse_frame"]
+
 FRAME_VERSION = 1
 DTYPES = ["uint8", "int16", "float32", "float64", "int32", "uint16", "int8"]
 MAX_NDIM = 8
 MAX_DIM = 1 << 28
-
-
-class FrameError(ValueError):
-    """A frame payload is malformed."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ def parse_frame(payload: bytes) -> FrameInfo:
         if version != FRAME_VERSION:
             raise FrameError(f"frame payload version {version} is not supported (expected 1)")
         pos = 2
-        coder = payload[pos:pos + clen].decode("ascii")
+        if pos + clen > len(payload):
+            raise FrameError(f"frame payload: coder id of {clen} bytes runs past the end")
+        coder = bytes(payload[pos:pos + clen]).decode("ascii")
         pos += clen
         (dcode,) = struct.unpack_from("<B", payload, pos)
         pos += 1
