@@ -150,7 +150,7 @@ def describe(cfg: Any) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for f in dataclasses.fields(cfg):
         val = getattr(cfg, f.name)
-        if "token" in f.name and val and not f.name.endswith("_file"):
+        if f.name == "token" and val:
             val = "***"
         out.setdefault(f.metadata["section"], {})[f.name] = val
     return out
@@ -236,16 +236,32 @@ class ReceiveConfig:
 
     listen: str = field("127.0.0.1:7700", "receiver")
     store: str = field("./store", "receiver")
+    allow_anonymous: bool = field(False, "receiver", "bool",
+                                  help="allow a non-loopback listen without token or client certificates")
     token: str = field("", "auth")
     token_file: str = field("", "auth")
+    token_streams: str = field("*", "auth", help="comma-separated stream-id patterns token/token_file may write")
+    tokens_file: str = field("", "auth", help="one 'TOKEN STREAM-PATTERN...' line per sender (# comments)")
     tls_cert: str = field("", "tls", help="server certificate (enables TLS)")
     tls_key: str = field("", "tls")
     tls_client_ca: str = field("", "tls", help="require client certificates signed by this CA")
+    client_streams: str = field("cert", "tls", "choice", ("cert", "any"),
+                                help="'cert': a client certificate may write only the streams its CN/DNS "
+                                     "names match; 'any': no binding")
     max_record_bytes: int = field(16 * 1024**2, "receiver", "size")
     max_segment_bytes: int = field(64 * 1024**2, "receiver", "size")
-    max_connections: int = field(64, "receiver", "int")
-    handshake_timeout: float = field(5.0, "receiver", "duration")
+    max_buffer_bytes: int = field(256 * 1024**2, "receiver", "size",
+                                  help="memory all connections together may buffer")
+    max_connections: int = field(64, "receiver", "int", help="authenticated connections")
+    max_connections_per_peer: int = field(16, "receiver", "int", help="connections from one IP address")
+    max_handshakes: int = field(32, "receiver", "int", help="connections not yet authenticated")
+    max_handshakes_per_peer: int = field(4, "receiver", "int")
+    handshake_timeout: float = field(5.0, "receiver", "duration", help="accept → verified hello (TLS included)")
     idle_timeout: float = field(120.0, "receiver", "duration")
+    segment_timeout: float = field(120.0, "receiver", "duration", help="first byte → END of one segment")
+    max_gap_frames: int = field(1 << 24, "receiver", "int", help="seqs one GAP record may span")
+    max_seq_jump: int = field(1 << 24, "receiver", "int",
+                              help="how far past the stream's highest seq a record may reach")
     file_max_bytes: int = field(64 * 1024**2, "receiver", "size")
     decode: str = field("", "receiver", help="write reconstructions (.npy) under this folder")
     metrics: str = field("", "daemon")
@@ -261,18 +277,63 @@ class ReceiveConfig:
             raise ConfigError("tls_cert and tls_key must be given together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca needs tls_cert/tls_key (client certificates need TLS)")
-        for name in ("tls_cert", "tls_key", "tls_client_ca", "token_file"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "token_file", "tokens_file"):
             val = getattr(self, name)
             if val and not Path(val).is_file():
                 raise ConfigError(f"{name}: {val} does not exist")
         if self.max_record_bytes < 1024:
             raise ConfigError(f"max_record_bytes: must be >= 1KiB, got {self.max_record_bytes}")
+        for name in ("max_connections", "max_connections_per_peer", "max_handshakes",
+                     "max_handshakes_per_peer", "max_gap_frames", "max_seq_jump"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.tokens_file:
+            self.load_tokens()
+        host = parse_hostport(self.listen, "listen")[0]
+        if (host not in LOOPBACK_HOSTS and not self.allow_anonymous and not self.token
+                and not self.token_file and not self.tokens_file and not self.tls_client_ca):
+            raise ConfigError(f"listen: {self.listen} is not a loopback address, so senders must "
+                              "authenticate: give token/token_file/tokens_file or tls_client_ca, or set "
+                              "allow_anonymous = true to accept anyone")
 
     def auth_token(self) -> str:
         """The token clients must present (empty = no token auth)."""
         if self.token_file:
             return Path(self.token_file).read_text(encoding="utf-8").strip()
         return self.token
+
+    def stream_patterns(self) -> tuple[str, ...]:
+        """The stream-id patterns ``token``/``token_file`` may write."""
+        pats = tuple(p.strip() for p in self.token_streams.split(",") if p.strip())
+        if not pats:
+            raise ConfigError("token_streams: expected comma-separated stream-id patterns, got none")
+        return pats
+
+    def load_tokens(self) -> dict[str, tuple[str, ...]]:
+        """``tokens_file`` as {token: stream-id patterns}; raises ConfigError naming the line."""
+        if not self.tokens_file:
+            return {}
+        path = Path(self.tokens_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"tokens_file: cannot read {path}: {exc}") from None
+        out: dict[str, tuple[str, ...]] = {}
+        for n, line in enumerate(lines, 1):
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            if len(words) < 2:
+                raise ConfigError(f"{path}:{n}: expected 'TOKEN STREAM-PATTERN...', got {len(words)} word")
+            if words[0] in out:
+                raise ConfigError(f"{path}:{n}: token listed twice")
+            out[words[0]] = tuple(words[1:])
+        if not out:
+            raise ConfigError(f"tokens_file: {path} lists no tokens")
+        return out
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 STREAM_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -1,6 +1,7 @@
 """``sensor-receive``: accept streams from ``sensor-encode`` and store them durably.
 
-    sensor-receive --listen 127.0.0.1:7700 --store ./store [--token-file F] [--tls-cert C --tls-key K]
+    sensor-receive --listen 127.0.0.1:7700 --store ./store [--token-file F | --tokens-file F]
+                   [--tls-cert C --tls-key K [--tls-client-ca CA]] [--allow-anonymous]
     sensor-receive ls ./store [--json]
     sensor-receive check-config -c receiver.toml
 
@@ -17,7 +18,7 @@ import sys
 import threading
 
 from . import sdnotify
-from .config import ConfigError, ReceiveConfig, add_flags, describe, load_config, overrides_from_args, parse_hostport
+from .config import LOOPBACK_HOSTS, ConfigError, ReceiveConfig, add_flags, describe, load_config, overrides_from_args, parse_hostport
 from .logs import setup_logging
 from .metrics import ReceiveMetrics, serve
 from .receiver import Receiver, server_ssl_context
@@ -64,15 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_format, cfg.log_level, "sensor-receive")
     host, port = parse_hostport(cfg.listen, "listen")
     ctx = server_ssl_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
-    token = cfg.auth_token()
-    if not token and not cfg.tls_client_ca and host not in ("127.0.0.1", "::1", "localhost"):
-        log.warning("listening on %s without a token or client certificates: anyone can send data", host)
+    token, tokens = cfg.auth_token(), cfg.load_tokens()
+    if not token and not tokens and not cfg.tls_client_ca and host not in LOOPBACK_HOSTS:
+        log.warning("listening on %s without a token or client certificates (allow_anonymous): "
+                    "anyone can send data", host)
     metrics = ReceiveMetrics()
     try:
-        rx = Receiver(host, port, cfg.store, token=token, ssl_context=ctx,
+        rx = Receiver(host, port, cfg.store, token=token, tokens=tokens, token_streams=cfg.stream_patterns(),
+                      ssl_context=ctx, cert_streams=cfg.client_streams,
                       max_record_bytes=cfg.max_record_bytes, max_segment_bytes=cfg.max_segment_bytes,
-                      max_connections=cfg.max_connections, handshake_timeout=cfg.handshake_timeout,
-                      idle_timeout=cfg.idle_timeout, file_max_bytes=cfg.file_max_bytes,
+                      max_buffer_bytes=cfg.max_buffer_bytes, max_connections=cfg.max_connections,
+                      max_connections_per_peer=cfg.max_connections_per_peer,
+                      max_handshakes=cfg.max_handshakes, max_handshakes_per_peer=cfg.max_handshakes_per_peer,
+                      handshake_timeout=cfg.handshake_timeout, idle_timeout=cfg.idle_timeout,
+                      segment_timeout=cfg.segment_timeout, max_gap_frames=cfg.max_gap_frames,
+                      max_seq_jump=cfg.max_seq_jump, file_max_bytes=cfg.file_max_bytes,
                       decode_dir=cfg.decode, metrics=metrics)
     except OSError as exc:
         print(f"sensor-receive: cannot listen on {cfg.listen}: {exc}", file=sys.stderr)

@@ -1,15 +1,31 @@
 """``sensor-receive``'s server: authenticate, verify, de-duplicate, store durably, acknowledge.
 
-Each connection is one thread (at most ``max_connections``). Before authentication the
-receiver accepts only a small control record within ``handshake_timeout``; afterwards records
-may be up to ``max_record_bytes`` and one segment up to ``max_segment_bytes``. Any malformed
-input (bad CRC, oversize length, unknown record type, bad stream id, protocol violation) ends
-that connection with an ``error`` message; nothing already acknowledged is affected, and
-nothing is ever unpickled (``allow_pickle=False`` everywhere, JSON only).
+Each connection is one thread. Admission is in two stages so that unauthenticated peers
+cannot starve authenticated ones: at most ``max_handshakes`` connections (and
+``max_handshakes_per_peer`` from one IP address) may be between accept and a verified hello,
+and all of that — TLS handshake included — must finish within ``handshake_timeout``; at most
+``max_connections`` authenticated ones, and ``max_connections_per_peer`` of both kinds from one
+address. After authentication each segment must arrive whole within ``segment_timeout`` of its
+first byte, an idle connection is closed after ``idle_timeout``, and all connections together
+may buffer at most ``max_buffer_bytes`` (past that the sender is told ``busy`` and retries).
+
+Credentials are bound to streams: a token (``tokens`` maps each token to fnmatch patterns of
+the stream ids it may write) and a client certificate (its subject CN and DNS names are the
+patterns, unless ``cert_streams="any"``) both have to allow a stream before its data is read.
+GAP records may span at most ``max_gap_frames`` seqs and no record may name a seq more than
+``max_seq_jump`` beyond what the stream has reached — a sender cannot claim as lost (and so
+block) seqs it cannot have produced.
+
+Any malformed input (bad CRC, oversize length, unknown record type, bad stream id, protocol
+violation) ends that connection with an ``error`` message (preceded by the preamble if the
+server had not sent it yet); nothing already acknowledged is affected, and nothing is ever
+unpickled (``allow_pickle=False`` everywhere, JSON only).
 """
 
 from __future__ import annotations
 
+import collections
+import fnmatch
 import hmac
 import logging
 import queue
@@ -21,12 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..container import ContainerError, RecordType, StreamReader, preamble
+from ..container import RECORD_HEADER, ContainerError, RecordType, StreamReader, preamble
 from . import wire
-from .config import STREAM_ID_RE
 from .store import Store
+from .wire import ProtocolError
 
 log = logging.getLogger("sensorcodec.receiver")
+
+# A hello on the wire: record header + at most MAX_CONTROL_BYTES of JSON + CRC.
+MAX_HELLO_WIRE_BYTES = RECORD_HEADER.size + wire.MAX_CONTROL_BYTES + 4
 
 
 def server_ssl_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
@@ -40,12 +59,34 @@ def server_ssl_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLConte
     return ctx
 
 
-class ProtocolError(Exception):
-    """The peer broke the session protocol."""
+def cert_stream_patterns(cert: dict | None) -> tuple[str, ...]:
+    """Stream-id patterns a client certificate names: its subject CN and DNS subjectAltNames."""
+    if not cert:
+        return ()
+    names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    names += [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+    return tuple(dict.fromkeys(names))
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
+
+def stream_allowed(stream_id: str, constraints: list[tuple[str, ...]]) -> bool:
+    """True if every credential's pattern list has a pattern matching ``stream_id``."""
+    return all(any(fnmatch.fnmatchcase(stream_id, pat) for pat in pats) for pats in constraints)
+
+
+class ByteBudget:
+    """Bytes all connections together may hold in memory; thread-safe."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self.used = capacity, 0
+        self._lock = threading.Lock()
+
+    def resize(self, held: int, want: int) -> bool:
+        """Change one holder's share from ``held`` to ``want`` bytes; False (unchanged) if over budget."""
+        with self._lock:
+            if want > held and self.used + want - held > self.capacity:
+                return False
+            self.used += want - held
+            return True
 
 
 def write_reconstruction(out_dir: Path, seq: int, header: dict, arr: np.ndarray) -> Path:
@@ -125,29 +166,108 @@ class Decoder(threading.Thread):
                 log.error("decode failed for stream %s: %s", stream_id, exc)
 
 
+class _Conn:
+    """Per-connection state."""
+
+    def __init__(self, sock, ip: str, peer: str, deadline: float) -> None:
+        self.sock, self.ip, self.peer, self.deadline = sock, ip, peer, deadline
+        self.watch = sock.dup()           # lets the reaper cut the connection, TLS or not
+        self.authed = False
+        self.cut = False
+        self.preamble_sent = False
+        self.held = 0                     # bytes reserved in the receiver's ByteBudget
+        self.constraints: list[tuple[str, ...]] = []
+        self.who = "anonymous"
+
+
 class Receiver:
     """The TCP/TLS server; ``serve_forever`` in a thread or the main thread."""
 
     def __init__(self, host: str, port: int, store_dir: str, *, token: str = "",
-                 ssl_context: ssl.SSLContext | None = None, max_record_bytes: int = 16 * 1024**2,
-                 max_segment_bytes: int = 64 * 1024**2, max_connections: int = 64,
+                 tokens: dict[str, tuple[str, ...]] | None = None, token_streams: tuple[str, ...] = ("*",),
+                 ssl_context: ssl.SSLContext | None = None, cert_streams: str = "cert",
+                 max_record_bytes: int = 16 * 1024**2, max_segment_bytes: int = 64 * 1024**2,
+                 max_connections: int = 64, max_connections_per_peer: int = 16,
+                 max_handshakes: int = 32, max_handshakes_per_peer: int = 4,
                  handshake_timeout: float = 5.0, idle_timeout: float = 120.0,
+                 segment_timeout: float = 120.0, max_buffer_bytes: int = 256 * 1024**2,
+                 max_gap_frames: int = 1 << 24, max_seq_jump: int = 1 << 24,
                  file_max_bytes: int = 64 * 1024**2, decode_dir: str = "", metrics=None) -> None:
         self.store = Store(store_dir, file_max_bytes)
-        self.token, self.ssl_context = token, ssl_context
+        self.tokens = dict(tokens or {})
+        if token:
+            self.tokens[token] = tuple(token_streams)
+        self.ssl_context, self.cert_streams = ssl_context, cert_streams
         self.max_record_bytes, self.max_segment_bytes = max_record_bytes, max_segment_bytes
+        self.max_connections, self.max_connections_per_peer = max_connections, max_connections_per_peer
+        self.max_handshakes, self.max_handshakes_per_peer = max_handshakes, max_handshakes_per_peer
         self.handshake_timeout, self.idle_timeout = handshake_timeout, idle_timeout
+        self.segment_timeout = segment_timeout
+        self.max_gap_frames, self.max_seq_jump = max_gap_frames, max_seq_jump
+        self.budget = ByteBudget(max_buffer_bytes)
         self.metrics = metrics
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._pending_by_ip: collections.Counter = collections.Counter()
+        self._total_by_ip: collections.Counter = collections.Counter()
+        self._pending = self._authed = 0
+        self._conns: set[_Conn] = set()
         self._stop = threading.Event()
-        self.sock = socket.create_server((host, port), reuse_port=False, backlog=64)
+        self.sock = socket.create_server((host, port), reuse_port=False, backlog=128)
         self.address = self.sock.getsockname()[:2]
         self.decoder = Decoder(decode_dir) if decode_dir else None
         if self.decoder:
             self.decoder.start()
 
+    # -- admission ------------------------------------------------------------------------
+    def _admit(self, ip: str) -> str:
+        """Reserve a handshake slot for ``ip``; returns '' or the reason it is refused."""
+        with self._lock:
+            if self._pending >= self.max_handshakes:
+                return "too_many_handshakes"
+            if self._pending_by_ip[ip] >= self.max_handshakes_per_peer:
+                return "too_many_handshakes_per_peer"
+            if self._total_by_ip[ip] >= self.max_connections_per_peer:
+                return "too_many_connections_per_peer"
+            self._pending += 1
+            self._pending_by_ip[ip] += 1
+            self._total_by_ip[ip] += 1
+            return ""
+
+    def _promote(self, c: _Conn) -> None:
+        """Handshake slot → authenticated slot (raises ProtocolError 'busy' when full)."""
+        with self._lock:
+            if self._authed >= self.max_connections:
+                raise ProtocolError("busy", f"{self.max_connections} senders connected; retry later")
+            self._pending -= 1
+            self._pending_by_ip[c.ip] -= 1
+            self._authed += 1
+            c.authed = True
+
+    def _leave(self, c: _Conn) -> None:
+        with self._lock:
+            self._conns.discard(c)
+            if c.authed:
+                self._authed -= 1
+            else:
+                self._pending -= 1
+                self._pending_by_ip[c.ip] -= 1
+                if not self._pending_by_ip[c.ip]:
+                    del self._pending_by_ip[c.ip]
+            self._total_by_ip[c.ip] -= 1
+            if not self._total_by_ip[c.ip]:
+                del self._total_by_ip[c.ip]
+        self.budget.resize(c.held, 0)
+        c.held = 0
+
+    def connection_counts(self) -> dict:
+        """Handshaking and authenticated connections now (for tests and metrics)."""
+        with self._lock:
+            return {"handshaking": self._pending, "authenticated": self._authed,
+                    "buffered_bytes": self.budget.used}
+
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown`."""
+        threading.Thread(target=self._reap, daemon=True, name="reaper").start()
         self.sock.settimeout(0.5)
         while not self._stop.is_set():
             try:
@@ -158,12 +278,27 @@ class Receiver:
                 if self._stop.is_set():
                     break
                 raise
-            if not self._slots.acquire(blocking=False):
-                self._count_reject("too_many_connections")
+            why = self._admit(addr[0])
+            if why:
+                self._count_reject(why)
                 conn.close()
                 continue
-            threading.Thread(target=self._handle, args=(conn, addr), daemon=True,
-                             name=f"conn-{addr[0]}:{addr[1]}").start()
+            c = _Conn(conn, addr[0], f"{addr[0]}:{addr[1]}", time.monotonic() + self.handshake_timeout)
+            with self._lock:
+                self._conns.add(c)
+            threading.Thread(target=self._handle, args=(c,), daemon=True, name=f"conn-{c.peer}").start()
+
+    def _reap(self, grace: float = 1.0) -> None:
+        """Cut connections more than ``grace`` past their deadline (e.g. a TLS read trickled byte by byte)."""
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c in self._conns if now > c.deadline + grace and not c.cut]
+            for c in late:
+                c.cut = True
+                log.warning("connection %s (%s) past its deadline: cut", c.peer, c.who)
+                self._count_reject("deadline")
+                _cut(c.watch)
 
     def shutdown(self) -> None:
         """Stop accepting; open connections finish their current segment or time out."""
@@ -178,38 +313,53 @@ class Receiver:
         if self.metrics:
             self.metrics.rejected.inc(1, reason)
 
-    def _handle(self, conn: socket.socket, addr) -> None:
-        peer = f"{addr[0]}:{addr[1]}"
+    # -- one connection -------------------------------------------------------------------
+    def _handle(self, c: _Conn) -> None:
         try:
-            conn.settimeout(self.handshake_timeout)
             if self.ssl_context is not None:
-                conn = self.ssl_context.wrap_socket(conn, server_side=True)
-            self._session(conn, peer)
+                self._tls_handshake(c)
+            self._session(c)
         except ProtocolError as exc:
-            log.warning("connection %s rejected: %s", peer, exc)
+            log.warning("connection %s (%s) rejected: %s", c.peer, c.who, exc)
             self._count_reject(exc.code)
+            msg = wire.control({"type": "error", "code": exc.code, "message": exc.message})
             try:
-                conn.sendall(wire.control({"type": "error", "code": exc.code, "message": exc.message}))
-            except OSError:
+                c.sock.settimeout(1.0)
+                c.sock.sendall(msg if c.preamble_sent else preamble() + msg)
+            except (OSError, ValueError):
                 pass
         except (OSError, ssl.SSLError) as exc:
-            log.info("connection %s closed: %s", peer, exc)
+            log.info("connection %s closed: %s", c.peer, exc)
             if isinstance(exc, ssl.SSLError):
                 self._count_reject("tls")
         except Exception:
-            log.exception("connection %s: unexpected error", peer)
+            log.exception("connection %s: unexpected error", c.peer)
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-            self._slots.release()
+            for sock in (c.sock, c.watch):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            self._leave(c)
 
-    def _recv(self, conn, reader: StreamReader, what: str) -> list:
+    def _tls_handshake(self, c: _Conn) -> None:
+        """TLS handshake; the reaper cuts a peer that trickles it past the handshake deadline."""
+        c.sock.settimeout(max(0.01, c.deadline - time.monotonic()))
+        c.sock = self.ssl_context.wrap_socket(c.sock, server_side=True)
+        if self.ssl_context.verify_mode == ssl.CERT_REQUIRED and self.cert_streams == "cert":
+            pats = cert_stream_patterns(c.sock.getpeercert())
+            c.constraints.append(pats)
+            c.who = f"certificate {pats[0] if pats else '?'}"
+
+    def _recv(self, c: _Conn, reader: StreamReader, what: str) -> list:
+        left = c.deadline - time.monotonic()
+        if left <= 0:
+            raise ProtocolError("timeout", f"{what} not complete in time")
+        c.sock.settimeout(left)
         try:
-            data = conn.recv(1 << 16)
+            data = c.sock.recv(1 << 16)
         except socket.timeout:
-            raise ProtocolError("timeout", f"nothing received while waiting for {what}") from None
+            raise ProtocolError("timeout", f"{what} not complete in time") from None
         if not data:
             raise ConnectionResetError("peer closed the connection")
         try:
@@ -217,82 +367,84 @@ class Receiver:
         except ContainerError as exc:
             raise ProtocolError("malformed", str(exc)) from None
 
-    def _session(self, conn, peer: str) -> None:
-        reader = StreamReader(max_payload=wire.MAX_CONTROL_BYTES)
-        deadline = time.monotonic() + self.handshake_timeout
+    def _authenticate(self, c: _Conn, hello: dict) -> None:
+        if self.tokens:
+            given = hello.get("token", "").encode()
+            match = None
+            for tok, pats in self.tokens.items():  # compare with every token: no early exit
+                if hmac.compare_digest(given, tok.encode()):
+                    match = pats
+            if match is None:
+                raise ProtocolError("unauthorized", "missing or wrong token")
+            c.constraints.append(match)
+            if c.who == "anonymous":
+                c.who = "token"
+
+    def _check_stream(self, c: _Conn, stream_id: str) -> None:
+        if not stream_allowed(stream_id, c.constraints):
+            raise ProtocolError("forbidden", f"{c.who} may not write stream {stream_id!r}")
+
+    def _session(self, c: _Conn) -> None:
+        reader = StreamReader(max_payload=self.max_record_bytes)
         recs: list = []
         while not recs:
-            if time.monotonic() > deadline:
-                raise ProtocolError("timeout", "no hello within the handshake timeout")
-            recs = self._recv(conn, reader, "hello")
-        try:
-            hello = wire.parse_control(recs.pop(0))
-        except ContainerError as exc:
-            raise ProtocolError("malformed", str(exc)) from None
-        if hello["type"] != "hello" or hello.get("proto") != wire.PROTO:
-            raise ProtocolError("bad_hello", f"expected hello proto {wire.PROTO}")
-        given = hello.get("token", "")
-        if self.token and not (isinstance(given, str) and
-                               hmac.compare_digest(given.encode(), self.token.encode())):
-            raise ProtocolError("unauthorized", "missing or wrong token")
-        conn.sendall(preamble() + wire.control({"type": "welcome", "proto": wire.PROTO}))
+            recs = self._recv(c, reader, "hello")
+            if not recs and reader.pending > MAX_HELLO_WIRE_BYTES:
+                raise ProtocolError("too_large", f"hello larger than {wire.MAX_CONTROL_BYTES} bytes")
+        hello = wire.parse_hello(recs.pop(0))
+        self._authenticate(c, hello)
+        welcome = {"type": "welcome", "proto": wire.PROTO}
+        if hello.get("stream_id"):
+            self._check_stream(c, hello["stream_id"])
+            welcome["next_seq"] = self.store.stream(hello["stream_id"]).next_seq
+        self._promote(c)
+        c.sock.sendall(preamble() + wire.control(welcome))
+        c.preamble_sent = True
         if self.metrics:
             self.metrics.connections.inc(1, "ok")
-        log.info("connection %s authenticated (%s)", peer, hello.get("agent", "?"))
-        reader.max_payload = self.max_record_bytes
-        conn.settimeout(self.idle_timeout)
-        seg_header: dict | None = None
-        seg_records: list = []
-        seg_bytes = 0
+        log.info("connection %s authenticated (%s, %s)", c.peer, c.who, hello.get("agent", "?"))
+        asm = wire.SegmentAssembler(self.max_segment_bytes, self.max_gap_frames,
+                                    on_header=lambda h: self._check_stream(c, h["stream_id"]))
+        idle_deadline = time.monotonic() + self.idle_timeout
+        in_segment = False
         while True:
-            if not recs:
-                recs = self._recv(conn, reader, "records")
-                continue
-            rec = recs.pop(0)
-            if rec.type == RecordType.HEADER:
-                if seg_header is not None:
-                    raise ProtocolError("protocol", "HEADER inside a segment")
-                try:
-                    seg_header = rec.header_json()
-                except ContainerError as exc:
-                    raise ProtocolError("malformed", str(exc)) from None
-                sid = seg_header.get("stream_id") if isinstance(seg_header, dict) else None
-                if not isinstance(sid, str) or not STREAM_ID_RE.fullmatch(sid):
-                    raise ProtocolError("bad_stream_id", f"stream id {sid!r} must match {STREAM_ID_RE.pattern}")
-                seg_records, seg_bytes = [], 0
-            elif rec.type in (RecordType.FRAME, RecordType.GAP):
-                if seg_header is None:
-                    raise ProtocolError("protocol", "record outside a segment")
-                if rec.type == RecordType.GAP:
-                    try:
-                        a, b, _ = rec.gap()
-                    except ContainerError as exc:
-                        raise ProtocolError("malformed", str(exc)) from None
-                    if b < a:
-                        raise ProtocolError("malformed", f"GAP {a}..{b} is reversed")
-                seg_bytes += rec.size
-                if seg_bytes > self.max_segment_bytes:
-                    raise ProtocolError("too_large", f"segment exceeds {self.max_segment_bytes} bytes")
-                seg_records.append(rec)
-            elif rec.type == RecordType.END:
-                if seg_header is None:
-                    raise ProtocolError("protocol", "END outside a segment")
-                try:
-                    info = wire.end_info(rec)
-                except ContainerError as exc:
-                    raise ProtocolError("malformed", str(exc)) from None
-                self._commit(conn, seg_header, seg_records, info["segno"])
-                seg_header, seg_records = None, []
-            elif rec.type == RecordType.ANNOTATION:
-                continue  # control messages from the client (none defined yet) are ignored
-            else:
-                raise ProtocolError("protocol", f"unknown record type {rec.type}")
+            for rec in recs:
+                seg = asm.feed(rec)
+                if seg is not None:
+                    self._commit(c, seg)
+                    idle_deadline = time.monotonic() + self.idle_timeout
+                    in_segment = False
+            self._hold(c, reader.pending + asm.buffered)
+            if not in_segment and (reader.pending or asm.buffered):
+                in_segment = True  # the segment clock starts at its first byte
+                c.deadline = time.monotonic() + self.segment_timeout
+            elif not in_segment:
+                c.deadline = idle_deadline
+            recs = self._recv(c, reader, "segment" if in_segment else "next segment (idle)")
 
-    def _commit(self, conn, header: dict, records: list, segno: int) -> None:
-        stream_id = header["stream_id"]
+    def _hold(self, c: _Conn, want: int) -> None:
+        if not self.budget.resize(c.held, want):
+            raise ProtocolError("busy", f"receiver buffers full ({self.budget.capacity} bytes); retry later")
+        c.held = want
+
+    def _check_seqs(self, st, seg: wire.Segment) -> None:
+        """No record may name a seq more than ``max_seq_jump`` beyond what the stream reached."""
+        reach = st.next_seq
+        for rec in seg.records:
+            a, b = wire.record_span(rec)
+            if reach == 0 and not st.covered.ends:
+                reach = a  # a stream new to this store starts where its sender is
+            if b > reach + self.max_seq_jump:
+                raise ProtocolError("implausible_seq", f"stream {seg.stream_id}: seq {b} is more than "
+                                    f"{self.max_seq_jump} beyond {reach}, the highest it has reached")
+            reach = max(reach, b + 1)
+
+    def _commit(self, c: _Conn, seg: wire.Segment) -> None:
+        stream_id, records = seg.stream_id, seg.records
         t0 = time.perf_counter()
         st = self.store.stream(stream_id)
-        stored, dups, gaps = st.commit(header, records)
+        self._check_seqs(st, seg)
+        stored, dups, gaps = st.commit(seg.header, records)
         m = self.metrics
         if m:
             now = time.time_ns()
@@ -306,8 +458,16 @@ class Receiver:
             m.gaps_stored.inc(gaps)
             m.bytes_stored.inc(sum(r.size for r in records))
         if dups:
-            log.info("stream %s segment %d: %d duplicate frames ignored", stream_id, segno, dups)
-        conn.sendall(wire.control({"type": "ack", "segno": segno, "stream_id": stream_id,
-                                   "stored": stored, "duplicates": dups}))
+            log.info("stream %s segment %d: %d duplicate frames ignored", stream_id, seg.segno, dups)
+        c.sock.sendall(wire.control({"type": "ack", "segno": seg.segno, "stream_id": stream_id,
+                                     "stored": stored, "duplicates": dups}))
         if self.decoder and stored:
-            self.decoder.submit(stream_id, header, [r for r in records if r.type == RecordType.FRAME])
+            self.decoder.submit(stream_id, seg.header, [r for r in records if r.type == RecordType.FRAME])
+
+
+def _cut(sock: socket.socket) -> None:
+    """Unblock a thread stuck reading ``sock`` (deadline passed)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

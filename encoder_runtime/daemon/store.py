@@ -4,8 +4,15 @@
 records); a new file starts when the HEADER changes (another model) or the current file passes
 ``file_max_bytes``. Every sequence number is covered at most once: a FRAME whose seq is known is
 a duplicate; a GAP is trimmed to the parts nobody covered yet. Records are appended and fsynced
-before the caller acknowledges. On open, the newest file is truncated at its first bad record
-(a crash mid-append; those records were never acknowledged, so the sender still has them).
+before the caller acknowledges.
+
+Recovery on open never deletes data. Only the newest file may have an unacknowledged tail (a
+crash mid-append: those records were never acknowledged, so the sender still has them): when
+nothing valid follows its first bad record, the file is truncated there and the cut bytes are
+kept in ``STORE/<stream_id>/quarantine/``. Damage anywhere else (a flipped bit in acknowledged
+data, a bad older file) is quarantined: the original file moves to ``quarantine/`` and is
+replaced by the records that still verify (CRC), so the lost seqs show up as ``missing`` in
+``sensor-receive ls`` and in the log instead of silently shortening the stream.
 """
 
 from __future__ import annotations
@@ -21,6 +28,14 @@ from ..container import (PREAMBLE, ContainerError, Record, RecordType, gap_recor
 from .config import STREAM_ID_RE
 
 log = logging.getLogger("sensorcodec.store")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class RangeSet:
@@ -92,6 +107,7 @@ class StreamStore:
         self._file_header: dict | None = None
         self._file_size = 0
         self._next_fileno = 0
+        self.damage: list[dict] = []
         self.dir.mkdir(parents=True, exist_ok=True)
         self._load()
 
@@ -102,35 +118,84 @@ class StreamStore:
     def _load(self) -> None:
         files = self.files()
         for i, p in enumerate(files):
-            data = p.read_bytes()
-            try:
-                res = scan_records(data, offset=PREAMBLE.size) if data[:len(preamble())] == preamble() \
-                    else None
-            except ContainerError:
-                res = None
-            if res is None:
-                log.error("store: %s has no valid preamble; moved aside", p)
-                p.rename(p.with_suffix(".bad"))
-                continue
-            if res.errors:
-                log.warning("store: %s: %s; truncating %d bytes (unacknowledged tail)", p,
-                            res.errors[0], len(data) - res.good_bytes)
-                with open(p, "r+b") as f:
-                    f.truncate(res.good_bytes)
-                    os.fsync(f.fileno())
-            for rec in res.records:
+            for rec in self._recover(p, newest=(i == len(files) - 1)):
                 self._index(rec)
         if files:
             self._next_fileno = int(files[-1].stem) + 1
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where damaged files and cut tails are kept (never deleted by the receiver)."""
+        return self.dir / "quarantine"
+
+    def _quarantine(self, name: str, data: bytes) -> Path:
+        self.quarantine_dir.mkdir(exist_ok=True)
+        n = 0
+        while (dest := self.quarantine_dir / f"{name}.{n}.bad").exists():
+            n += 1
+        with open(dest, "wb") as f:
+            f.write(data)
+            os.fsync(f.fileno())
+        _fsync_dir(self.quarantine_dir)
+        return dest
+
+    def _recover(self, p: Path, newest: bool) -> list[Record]:
+        """Check one file; returns its valid records (after quarantining anything damaged)."""
+        data = p.read_bytes()
+        if data[:PREAMBLE.size] != preamble():
+            dest = self._quarantine(p.name, data)
+            p.unlink()
+            _fsync_dir(self.dir)
+            log.error("store: %s has no valid preamble; moved to %s", p, dest)
+            self.damage.append({"file": p.name, "quarantined": dest.name, "bytes": len(data)})
+            return []
+        res = scan_records(data, offset=PREAMBLE.size, resync=True)
+        if not res.errors:
+            return res.records
+        strict = scan_records(data, offset=PREAMBLE.size)
+        if newest and len(res.records) == len(strict.records):
+            dest = self._quarantine(p.name + ".tail", data[strict.good_bytes:])
+            with open(p, "r+b") as f:
+                f.truncate(strict.good_bytes)
+                os.fsync(f.fileno())
+            log.warning("store: %s: %s; cut %d bytes of unacknowledged tail (kept in %s)", p,
+                        res.errors[0], len(data) - strict.good_bytes, dest)
+            return res.records
+        records = res.records
+        if not records or records[0].type != RecordType.HEADER:
+            records = [header_record({"stream_id": self.stream_id, "damaged": True})] + records
+        dest = self._quarantine(p.name, data)
+        tmp = p.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(preamble() + b"".join(r.encode() for r in records))
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+        _fsync_dir(self.dir)
+        lost = len(data) - PREAMBLE.size - sum(r.size for r in res.records)
+        log.error("store: %s is damaged (%s; %d errors): kept %d valid records, %d bytes unreadable; "
+                  "original moved to %s", p, res.errors[0], len(res.errors), len(res.records), lost, dest)
+        self.damage.append({"file": p.name, "quarantined": dest.name, "bytes": lost})
+        return records
+
+    @property
+    def next_seq(self) -> int:
+        """The lowest seq above everything stored (frames and GAPs); 0 for an empty stream."""
+        with self.lock:
+            return self.covered.ends[-1] + 1 if self.covered.ends else 0
 
     def _index(self, rec: Record) -> None:
         if rec.type == RecordType.FRAME:
             self.covered.add(rec.seq, rec.seq)
             self.frames.add(rec.seq, rec.seq)
         elif rec.type == RecordType.GAP:
-            a, b, reason = rec.gap()
-            self.covered.add(a, b)
-            self.gaps.append((a, b, int(reason)))
+            try:
+                a, b, reason = rec.gap()
+            except ContainerError as exc:
+                log.error("store: stream %s: ignoring a stored GAP that does not parse: %s", self.stream_id, exc)
+                return
+            if b >= a:
+                self.covered.add(a, b)
+                self.gaps.append((a, b, int(reason)))
 
     def commit(self, header: dict, records: list[Record]) -> tuple[int, int, int]:
         """Store the not-yet-covered part of ``records`` durably; returns (frames, duplicates, gaps)."""
@@ -180,11 +245,7 @@ class StreamStore:
         if self.fsync:
             os.fsync(self._file.fileno())
             if new_file:
-                fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _fsync_dir(self.dir)
 
     def close(self) -> None:
         """Close the open file."""
@@ -219,21 +280,55 @@ class Store:
                 st.close()
 
 
-def iter_stream(root: str | Path, stream_id: str):
-    """Yield ``(header, record)`` for every FRAME/GAP record stored for a stream (file order)."""
+def scan_file(path: Path) -> tuple[list[Record], int, list[str]]:
+    """Every record of one store file that verifies (resyncing past damage), unreadable bytes, errors."""
+    data = path.read_bytes()
+    if data[:PREAMBLE.size] != preamble():
+        return [], len(data), [f"{path}: no valid preamble"]
+    res = scan_records(data, offset=PREAMBLE.size, resync=True)
+    lost = len(data) - PREAMBLE.size - sum(r.size for r in res.records)
+    return res.records, lost, [f"{path}: {e}" for e in res.errors]
+
+
+def _stream_items(root: str | Path, stream_id: str, damage: list | None = None):
     for p in sorted((Path(root) / stream_id).glob("*.scd")):
-        data = p.read_bytes()
-        res = scan_records(data, offset=PREAMBLE.size)
-        header = None
-        for rec in res.records:
+        records, lost, errors = scan_file(p)
+        if damage is not None and errors:
+            damage.append({"file": p.name, "unreadable_bytes": lost, "errors": errors[:3]})
+        header: dict = {}
+        for rec in records:
             if rec.type == RecordType.HEADER:
-                header = rec.header_json()
-            elif rec.type in (RecordType.FRAME, RecordType.GAP):
+                try:
+                    header = rec.header_json()
+                except ContainerError as exc:
+                    header = {}
+                    if damage is not None:
+                        damage.append({"file": p.name, "unreadable_bytes": 0, "errors": [str(exc)]})
+            elif rec.type == RecordType.FRAME:
                 yield header, rec
+            elif rec.type == RecordType.GAP:
+                try:
+                    a, b, _ = rec.gap()
+                except ContainerError:
+                    a, b = 1, 0
+                if b >= a:
+                    yield header, rec
+                elif damage is not None:
+                    damage.append({"file": p.name, "unreadable_bytes": 0,
+                                   "errors": [f"invalid GAP record at seq {rec.seq}"]})
+
+
+def iter_stream(root: str | Path, stream_id: str):
+    """Yield ``(header, record)`` for every valid FRAME/GAP record stored for a stream (file order).
+
+    Records past damage in a file are still found (resync on the sync word, CRC-checked);
+    :func:`summarize` reports the damage itself.
+    """
+    yield from _stream_items(root, stream_id)
 
 
 def summarize(root: str | Path) -> dict:
-    """What ``sensor-receive ls`` prints: per stream frame count, seq ranges, gaps, bytes."""
+    """What ``sensor-receive ls`` prints: per stream frame count, seq ranges, gaps, damage, bytes."""
     root = Path(root)
     out = {"store": str(root), "streams": []}
     if not root.is_dir():
@@ -241,7 +336,8 @@ def summarize(root: str | Path) -> dict:
     for d in sorted(p for p in root.iterdir() if p.is_dir() and STREAM_ID_RE.fullmatch(p.name)):
         frames, covered = RangeSet(), RangeSet()
         gaps, codecs, models, nbytes, dup = [], set(), set(), 0, 0
-        for header, rec in iter_stream(root, d.name):
+        damage: list[dict] = []
+        for header, rec in _stream_items(root, d.name, damage):
             if header:
                 codecs.add(header.get("codec") or (header.get("bundle") or {}).get("name") or "?")
                 models.add((header.get("bundle") or {}).get("name") or header.get("codec") or "?")
@@ -256,13 +352,15 @@ def summarize(root: str | Path) -> dict:
                 gaps.append({"first": a, "last": b, "reason": reason.name.lower()})
                 covered.add(a, b)
         hi = covered.ends[-1] if covered.ends else -1
+        quarantine = d / "quarantine"
         out["streams"].append({
             "stream_id": d.name, "frames": frames.count(), "payload_bytes": nbytes,
             "seq_ranges": [list(r) for r in frames.ranges()],
             "gaps": sorted(gaps, key=lambda g: g["first"]),
             "missing": [list(r) for r in covered.uncovered(0, hi)] if hi >= 0 else [],
             "duplicates": dup, "codecs": sorted(map(str, codecs)), "models": sorted(map(str, models)),
-            "files": len(list(d.glob("*.scd"))),
+            "files": len(list(d.glob("*.scd"))), "damaged": damage,
+            "quarantined": sorted(p.name for p in quarantine.iterdir()) if quarantine.is_dir() else [],
         })
     return out
 
@@ -279,7 +377,14 @@ def format_summary(summary: dict) -> str:
                      f"model {', '.join(s.get('models') or []) or '-'}; codecs {', '.join(s['codecs']) or '-'}")
         for g in s["gaps"][:20]:
             lines.append(f"  gap {g['first']}..{g['last']} ({g['reason']})")
+        for m in s["missing"][:20]:
+            lines.append(f"  missing {m[0]}..{m[1]} (neither stored nor in a GAP)")
+        for dmg in s.get("damaged") or []:
+            lines.append(f"  DAMAGED {dmg['file']}: {dmg['unreadable_bytes']} unreadable bytes "
+                         f"({'; '.join(dmg['errors'])})")
+        if s.get("quarantined"):
+            lines.append(f"  quarantined: {', '.join(s['quarantined'])}")
     return "\n".join(lines) if lines else f"{summary['store']}: no streams"
 
 
-__all__ = ["RangeSet", "StreamStore", "Store", "iter_stream", "summarize", "format_summary"]
+__all__ = ["RangeSet", "StreamStore", "Store", "iter_stream", "scan_file", "summarize", "format_summary"]
