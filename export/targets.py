@@ -228,11 +228,31 @@ def _run(cmd: Sequence[str], what: str, *, cwd: Path | None = None, env: dict | 
     return proc
 
 
-def build_sensorcodec_wheel(out_dir: Path, project_root: Path = PROJECT_ROOT) -> Path:
+HOST_ONLY_SCRIPTS = ("sensor-train", "sensor-data", "sensor-export")
+"""Entry points of the host toolchain (they need torch/onnx): left out of device wheels."""
+
+
+def device_pyproject(text: str) -> str:
+    """The project's pyproject.toml for a device wheel: runtime packages and entry points only."""
+    lines = [ln for ln in text.splitlines()
+             if not any(ln.startswith(f"{name} =") for name in HOST_ONLY_SCRIPTS)
+             and ln.strip() != 'export = ["templates/*"]']
+    out = "\n".join(lines).replace('include = ["encoder_runtime*", "export*", "firmware_bridge*"]',
+                                    'include = ["encoder_runtime*", "firmware_bridge*"]') + "\n"
+    if '"export*"' in out:
+        raise PackagingError("pyproject.toml: could not drop the export package for a device wheel "
+                             "([tool.setuptools.packages.find] include changed?)")
+    return out
+
+
+def build_sensorcodec_wheel(out_dir: Path, project_root: Path = PROJECT_ROOT, *, device: bool = False) -> Path:
     """Build the pure-Python sensorcodec wheel from a source tree, offline.
 
-    The tree is copied to a scratch folder first so concurrent builds never share setuptools'
-    ``build/`` folder and the source tree stays clean.
+    ``device=True`` builds what a board needs: the runtime (``encoder_runtime`` without the bundled
+    models and samples — the target bundle carries its one model) and ``firmware_bridge``, without
+    the host toolchain (``export``) and its entry points. The tree is copied to a scratch folder
+    first so concurrent builds never share setuptools' ``build/`` folder and the source tree stays
+    clean.
     """
     project_root = Path(project_root)
     if not (project_root / "pyproject.toml").is_file():
@@ -247,9 +267,14 @@ def build_sensorcodec_wheel(out_dir: Path, project_root: Path = PROJECT_ROOT) ->
             if entry.is_file() and (entry.suffix in {".toml", ".cfg", ".py", ".in", ".md", ".txt"}
                                     or entry.name.startswith("LICENSE")):
                 shutil.copy2(entry, src / entry.name)
-        for pkg in ("encoder_runtime", "export", "firmware_bridge"):
+        for pkg in ("encoder_runtime", "firmware_bridge") if device else ("encoder_runtime", "export",
+                                                                          "firmware_bridge"):
             if (project_root / pkg).is_dir():
                 shutil.copytree(project_root / pkg, src / pkg, ignore=ignore)
+        if device:
+            for data in ("models", "samples"):
+                shutil.rmtree(src / "encoder_runtime" / data, ignore_errors=True)
+            (src / "pyproject.toml").write_text(device_pyproject((src / "pyproject.toml").read_text()))
         wdir = Path(tmp) / "wheel"
         # Fixed zip timestamps: the same sources give the same wheel (and the same sha256).
         env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
@@ -271,8 +296,16 @@ def _pip_target_args(target: Target) -> list[str]:
                    "--abi", target.abi]
 
 
+def source_extras(modality: str | None) -> tuple[str, ...]:
+    """sensorcodec extras a device needs for its model's sources: the serial bridge always, and the
+    file readers (Pillow, soundfile) for image and audio models, whose ``dir:``/``file:`` sources
+    read PNG/JPEG and WAV/FLAC."""
+    return ("bridge", "media") if modality in ("image", "audio") else ("bridge",)
+
+
 def download_wheelhouse(target: Target, sensorcodec_wheel: Path, dest: Path,
-                        cache_dir: Path = DEFAULT_CACHE_DIR, extra: Iterable[str] = ()) -> list[Path]:
+                        cache_dir: Path = DEFAULT_CACHE_DIR, extra: Iterable[str] = (),
+                        extras: Sequence[str] = ("bridge",)) -> list[Path]:
     """Fill ``dest`` with every wheel the target needs (binary, for its platform and Python).
 
     Resolves offline from ``cache_dir/wheels`` first; only if that fails asks PyPI (through
@@ -281,7 +314,7 @@ def download_wheelhouse(target: Target, sensorcodec_wheel: Path, dest: Path,
     cache = Path(cache_dir) / "wheels"
     cache.mkdir(parents=True, exist_ok=True)
     dest.mkdir(parents=True, exist_ok=True)
-    reqs = [f"{sensorcodec_wheel}[bridge]", target.onnxruntime, *RUNTIME_REQUIREMENTS, "pip", *extra]
+    reqs = [f"{sensorcodec_wheel}[{','.join(extras)}]", target.onnxruntime, *RUNTIME_REQUIREMENTS, "pip", *extra]
     base = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
             *_pip_target_args(target)]
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
@@ -446,20 +479,33 @@ def build_target_bundle(src_bundle_dir: str | os.PathLike, target: str | Target,
             new_files[f"ort/{p.name}"] = {}
 
         wheel_info: dict | None = None
-        if wheelhouse:
+        extras = source_extras(manifest.get("modality"))
+        if not wheelhouse:  # only sensorcodec itself; install.sh takes the dependencies from PyPI
+            wh = stage / "wheelhouse"
+            wh.mkdir()
+            sc = (Path(sensorcodec_wheel) if sensorcodec_wheel
+                  else build_sensorcodec_wheel(wh, Path(project_root), device=True))
+            if not sc.is_file():
+                raise PackagingError(f"sensorcodec wheel {sc} does not exist")
+            if sc.parent != wh:
+                shutil.copy2(sc, wh / sc.name)
+            new_files[f"wheelhouse/{sc.name}"] = {}
+        else:
             wh = stage / "wheelhouse"
             with tempfile.TemporaryDirectory(prefix="sensorcodec-wheel-") as wtmp:
                 sc = (Path(sensorcodec_wheel) if sensorcodec_wheel
-                      else build_sensorcodec_wheel(Path(wtmp), Path(project_root)))
+                      else build_sensorcodec_wheel(Path(wtmp), Path(project_root), device=True))
                 if not sc.is_file():
                     raise PackagingError(f"sensorcodec wheel {sc} does not exist")
-                wheels = download_wheelhouse(tgt, sc, wh, Path(cache_dir))
+                wheels = download_wheelhouse(tgt, sc, wh, Path(cache_dir), extras=extras)
             req = write_requirements(wh)
             wheel_info = {
                 "dir": "wheelhouse", "requirements": "wheelhouse/requirements.txt",
                 "onnxruntime": _installed_version(wheels, "onnxruntime"),
                 "numpy": _installed_version(wheels, "numpy"),
                 "wheels": {w.name: sha256_file(w) for w in wheels},
+                "bytes": sum(w.stat().st_size for w in wheels),
+                "extras": list(extras),
             }
             new_files[f"wheelhouse/{req.name}"] = {}
 
@@ -467,6 +513,7 @@ def build_target_bundle(src_bundle_dir: str | os.PathLike, target: str | Target,
             "TARGET": tgt.name, "ARCH": tgt.arch, "PYTHON_VERSION": tgt.python_version,
             "MODEL": str(manifest.get("name", src.name)), "VARIANT": chosen,
             "ENCODE_ARGS": encode_args or "--config /etc/sensor-encode/config.toml",
+            "EXTRAS": ",".join(extras), "ONNXRUNTIME": tgt.onnxruntime,
         }
         (stage / "install.sh").write_text(render_template("install.sh.in", values), encoding="utf-8")
         (stage / "install.sh").chmod(0o755)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,9 @@ def test_target_bundle_without_wheelhouse(toy, tmp_path, target):
     assert t["name"] == target and t["arch"] == tgt.arch and t["python"] == tgt.python_version
     assert t["default_variant"] == tgt.default_variant == "fp32"
     assert t["default_encoder"] == "encoder.onnx" and t["default_variant_reason"] == tgt.variant_reason
-    assert t["wheelhouse"] is None and not (out / "wheelhouse").exists()
+    # No dependency wheels: only the (device) sensorcodec wheel, whose dependencies come from PyPI.
+    assert t["wheelhouse"] is None
+    assert [p.name.split("-")[0] for p in (out / "wheelhouse").iterdir()] == ["sensorcodec"]
     assert t["ort_format"]["target_platform"] == tgt.ort_target_platform
     assert t["source_bundle"]["manifest_sha256"]
     for f in ("encoder.onnx", "encoder_int8.onnx", "encoder_int.npz", "install.sh",
@@ -226,3 +229,33 @@ def test_wheel_declares_tomli_for_python_310(tmp_path):
         requires = [line for line in zf.read(meta).decode().splitlines() if line.startswith("Requires-Dist:")]
     tomli = [r for r in requires if r.split(":", 1)[1].strip().startswith("tomli")]
     assert tomli and "python_version" in tomli[0] and "3.11" in tomli[0], requires
+
+
+def test_no_wheelhouse_install_fails_loudly_offline(toy, tmp_path):
+    """An install of a --no-wheelhouse bundle says it needs PyPI and fails with a clear message offline."""
+    out = build_target_bundle(toy, "x86_64", tmp_path / "b", wheelhouse=False)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null"}
+    proc = subprocess.run(["bash", str(out / "install.sh"), "--prefix", str(tmp_path / "opt"), "--no-systemd",
+                           "--python", sys.executable, "--force"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "installing the" in proc.stdout and "from PyPI" in proc.stdout
+    assert "pip could not install the dependencies from PyPI" in proc.stderr
+
+
+def test_device_wheel_has_runtime_only(tmp_path):
+    """A device wheel carries the runtime and the bridge, not the toolchain, its entry points or the models."""
+    import zipfile
+
+    from export.targets import build_sensorcodec_wheel
+
+    whl = build_sensorcodec_wheel(tmp_path, device=True)
+    with zipfile.ZipFile(whl) as zf:
+        names = zf.namelist()
+        eps = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert any(n.startswith("encoder_runtime/daemon/") for n in names)
+    assert any(n.startswith("firmware_bridge/") for n in names)
+    assert not any(n.startswith(("export/", "encoder_runtime/models/", "encoder_runtime/samples/")) for n in names)
+    assert "sensor-encode" in eps and "sensor-codec" in eps
+    assert not any(tool in eps for tool in ("sensor-train", "sensor-export", "sensor-data"))
+    assert whl.stat().st_size < 1_000_000, whl.stat().st_size

@@ -40,6 +40,8 @@ def test_x86_64_bundle_installs_offline_and_encodes(tmp_path):
     wheels = set(t["wheelhouse"]["wheels"])
     for project in ("onnxruntime-", "numpy-", "zstandard-", "pyserial-", "sensorcodec-", "pip-"):
         assert any(w.startswith(project) for w in wheels), project
+    # An image model's device reads PNG/JPEG from dir:/file: sources: Pillow comes along; torch never.
+    assert any(w.lower().startswith("pillow-") for w in wheels) and not any(w.startswith("torch") for w in wheels)
     assert t["onnxruntime"] and t["wheelhouse"]["onnxruntime"] == t["onnxruntime"]
 
     prefix = tmp_path / "opt"
@@ -52,6 +54,9 @@ def test_x86_64_bundle_installs_offline_and_encodes(tmp_path):
     assert "ok: sensor-encode check-config" in proc.stdout
     assert (prefix / "bundle" / "manifest.json").is_file()
     assert not list((prefix / "bundle").rglob("*.whl"))
+    # The device gets the runtime tools, not the host toolchain's.
+    assert (prefix / "venv" / "bin" / "sensor-encode").exists()
+    assert not (prefix / "venv" / "bin" / "sensor-train").exists()
     # The installed runtime encodes a real image with the installed bundle.
     check = ("import json, sys, numpy as np, onnxruntime as ort, encoder_runtime\n"
              "b = sys.argv[1]; m = json.load(open(b + '/manifest.json'))\n"
