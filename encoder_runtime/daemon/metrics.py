@@ -15,6 +15,8 @@ import math
 import threading
 from typing import Callable
 
+from .config import ConfigError
+
 
 def _fmt(v: float) -> str:
     if v == math.inf:
@@ -175,7 +177,11 @@ def serve(registry: Registry, host: str, port: int) -> http.server.ThreadingHTTP
         def log_message(self, *args):  # keep stderr for structured logs
             pass
 
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        raise ConfigError(f"metrics: cannot serve on {host}:{port}: {exc.strerror or exc} (is another process "
+                          f"using the port? pick another --metrics HOST:PORT, or '' to turn metrics off)") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
