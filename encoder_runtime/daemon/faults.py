@@ -6,6 +6,10 @@
   number from 0 to the highest is covered exactly once by a stored frame or a GAP, and every
   stored frame decodes.
 - :func:`free_port`, :func:`spawn`: process helpers for loopback tests.
+- :class:`ReceiverProcess`, :func:`encoder_process`: a killable ``sensor-receive`` and a
+  ``sensor-encode`` with test-friendly timings (fault tests, the soak benchmark).
+- :class:`SmallDisk`: a small tmpfs (disk-full and tiny-spool faults), where mounting is allowed.
+- :func:`flip_byte`: corrupt one byte of a file in place.
 """
 
 from __future__ import annotations
@@ -202,3 +206,87 @@ def wait_listening(port: int, timeout: float = 20.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+class ReceiverProcess:
+    """A ``sensor-receive`` process on a fixed loopback port that can be killed and restarted."""
+
+    def __init__(self, store: str | Path, log_path: str | Path, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.store, self.log, self.extra = Path(store), Path(log_path), list(extra)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ReceiverProcess":
+        """Start it and wait until it listens."""
+        self.proc = spawn("receive_cli", ["--listen", f"127.0.0.1:{self.port}", "--store", str(self.store),
+                                          *self.extra], self.log)
+        line = self.proc.stdout.readline()
+        if b"listening" not in line:
+            raise RuntimeError(f"sensor-receive did not start: {self.log.read_text()[-2000:]}")
+        return self
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """``kill -9`` (no cleanup at all)."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def encoder_process(spool: str | Path, port: int, stream: str, log_path: str | Path, *args: str,
+                    model: str = "raw", env: dict | None = None) -> subprocess.Popen:
+    """A ``sensor-encode`` shipping to ``tcp://127.0.0.1:port`` with short timings for tests."""
+    base = ["--model", model, "--sink", f"tcp://127.0.0.1:{port}", "--spool", str(spool), "--stream-id", stream,
+            "--segment-max-age", "100ms", "--backoff-base", "0.05s", "--backoff-cap", "0.5s",
+            "--connect-timeout", "2s"]
+    return spawn("encode_cli", base + list(args), log_path, extra_env=env)
+
+
+class SmallDisk:
+    """A tmpfs of ``size`` bytes mounted on ``path`` (needs root); :attr:`error` says why not."""
+
+    def __init__(self, path: str | Path, size: int) -> None:
+        self.path, self.size = Path(path), size
+        self.mounted = False
+        self.error = ""
+
+    def __enter__(self) -> "SmallDisk":
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size}", "tmpfs", str(self.path)],
+                                 capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.error = f"mount failed: {exc}"
+            return self
+        self.mounted = res.returncode == 0
+        self.error = "" if self.mounted else f"mount -t tmpfs failed: {res.stderr.strip() or res.returncode}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], capture_output=True, timeout=20)
+            self.mounted = False
+
+
+def flip_byte(path: str | Path, offset: int, mask: int = 0x5A) -> None:
+    """XOR one byte of a file in place (``offset`` from the start; negative from the end)."""
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        pos = offset if offset >= 0 else size + offset
+        f.seek(pos)
+        b = f.read(1)
+        f.seek(pos)
+        f.write(bytes([b[0] ^ mask]))

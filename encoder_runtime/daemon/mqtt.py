@@ -88,6 +88,8 @@ class MqttUploader(Uploader):
         try:
             if not up.wait(self.connect_timeout) or lost.is_set():
                 raise ConnectionError(f"MQTT broker {p['host']}:{p['port']} did not accept the connection")
+            # A broker cannot say what subscribers stored: provisional numbering becomes final.
+            self.spool.settle_numbering(None)
             self.connected.set()
             if self.metrics:
                 self.metrics.reconnects.inc()

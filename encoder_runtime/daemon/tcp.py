@@ -121,7 +121,8 @@ class Uploader(threading.Thread):
             self.on_ack(seg, info)
 
     def load(self, seg: Segment):
-        """Read and verify a segment before sending; corrupt ones go to ``rejected/``."""
+        """Read and verify a segment before sending; a damaged one is salvaged first (intact records
+        kept, a GAP for the rest, the original bytes in ``rejected/``)."""
         try:
             data = seg.read()
             info = inspect_segment(data, strict=True)
@@ -129,8 +130,15 @@ class Uploader(threading.Thread):
             self.spool.release(seg)
             return None, None
         except (OSError, ValueError) as exc:
-            self.spool.reject(seg, str(exc))
-            return None, None
+            fixed = self.spool.salvage(seg, str(exc))   # keep the intact records, GAP the rest
+            if fixed is None:
+                return None, None
+            try:
+                data = fixed.read()
+                info = inspect_segment(data, strict=True)
+            except (OSError, ValueError) as exc2:
+                self.spool.reject(fixed, f"{exc}; salvage failed: {exc2}")
+                return None, None
         return data, info
 
     def next_segment(self):
@@ -182,8 +190,8 @@ class TcpUploader(Uploader):
         sock = self._connect()
         inflight: collections.OrderedDict[int, tuple[Segment, object, float]] = collections.OrderedDict()
         try:
-            sock.sendall(preamble() + wire.control({"type": "hello", "proto": wire.PROTO,
-                                                    "token": self.token, "agent": AGENT}))
+            sock.sendall(preamble() + wire.control({"type": "hello", "proto": wire.PROTO, "token": self.token,
+                                                    "agent": AGENT, "stream_id": self.spool.stream_id}))
             reader = StreamReader(max_payload=wire.MAX_CONTROL_BYTES)
             deadline = time.monotonic() + self.ack_timeout
             recs: list = []
@@ -194,10 +202,12 @@ class TcpUploader(Uploader):
             msg = wire.parse_control(recs.pop(0))
             if msg["type"] != "welcome":
                 raise ConnectionError(f"receiver refused: {msg.get('code')}: {msg.get('message')}")
+            # Never number below what the receiver already stores (a wiped spool restarts at 0).
+            self.spool.settle_numbering(msg.get("next_seq"))
             self.connected.set()
             if self.metrics:
                 self.metrics.reconnects.inc()
-            log.info("connected to %s:%d", self.host, self.port)
+            log.info("connected to %s:%d (receiver next_seq=%s)", self.host, self.port, msg.get("next_seq"))
             while not self.stop_event.is_set():
                 while len(inflight) < self.window and (nxt := self.next_segment()):
                     seg, data, info = nxt
