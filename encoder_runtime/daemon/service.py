@@ -104,7 +104,11 @@ class EncodeService:
         cfg = self.cfg
         header = self.encoder.stream_header(self.stream_id)
         header.setdefault("stream_id", self.stream_id)
-        report = self.spool.open(header)
+        try:
+            report = self.spool.open(header)
+        except OSError as exc:   # e.g. permissions; a full disk is handled inside the spool
+            log.error("spool %s: cannot open: %s", self.spool.dir, exc)
+            return 1
         if report["truncated_bytes"] or report["sealed_active"]:
             log.warning("spool recovered after an unclean stop: %s", report)
         if cfg.metrics:
