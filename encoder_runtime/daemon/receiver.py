@@ -326,6 +326,7 @@ class Receiver:
             try:
                 c.sock.settimeout(1.0)
                 c.sock.sendall(msg if c.preamble_sent else preamble() + msg)
+                _linger(c.sock)
             except (OSError, ValueError):
                 pass
         except (OSError, ssl.SSLError) as exc:
@@ -471,3 +472,19 @@ def _cut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _linger(sock, seconds: float = 0.5, limit: int = 64 << 20) -> None:
+    """After an error reply: stop sending and discard input briefly, so that closing with unread
+    data does not reset the connection before the peer has read the reply."""
+    sock.shutdown(socket.SHUT_WR)
+    end, seen = time.monotonic() + seconds, 0
+    while seen < limit and (left := end - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(1 << 16)
+        except (socket.timeout, OSError):
+            return
+        if not data:
+            return
+        seen += len(data)

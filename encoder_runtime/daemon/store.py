@@ -264,6 +264,9 @@ class Store:
         self.file_max_bytes = file_max_bytes
         self._streams: dict[str, StreamStore] = {}
         self._lock = threading.Lock()
+        for d in sorted(self.root.iterdir()):  # recover (and report damage) at start, not on first use
+            if d.is_dir() and STREAM_ID_RE.fullmatch(d.name):
+                self.stream(d.name)
 
     def stream(self, stream_id: str) -> StreamStore:
         """The store for one stream (opened and recovered on first use)."""
