@@ -160,33 +160,35 @@ def environment(extra: dict | None = None) -> dict:
     return env
 
 
-def plot_curves(curves: dict[str, list[dict]], key: str, ylabel: str, title: str, out: Path,
+def plot_curves(curves: dict[str, list[dict]], panels: Sequence[tuple[str, str]], title: str, out: Path,
                 log_y: bool = False) -> None:
-    """Accuracy vs bpp (log x), ours bold with model names; writes ``out`` (PNG)."""
+    """Accuracy vs bpp (log x), one panel per ``(metric key, y label)``; ours bold with model names;
+    writes ``out`` (PNG)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 5.2))
-    for fam, pts in curves.items():
-        if fam == "clean":
-            continue
-        ours = fam == "ours"
-        ax.plot([p["bpp"] for p in pts], [p[key] for p in pts], "o-" if ours else ".--",
-                lw=2.2 if ours else 1, label=fam)
-        if ours:
-            for p in pts:
-                ax.annotate(p["setting"], (p["bpp"], p[key]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-    if "clean" in curves:
-        ax.axhline(curves["clean"][0][key], color="k", lw=0.8, ls=":", label="uncompressed")
-    ax.set_xscale("log")
-    if log_y:
-        ax.set_yscale("symlog", linthresh=0.01)
-    ax.set_xlabel("bits per pixel (whole file)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 5.2), squeeze=False)
+    for ax, (key, ylabel) in zip(axes[0], panels):
+        for fam, pts in curves.items():
+            if fam == "clean":
+                continue
+            ours = fam == "ours"
+            ax.plot([p["bpp"] for p in pts], [p[key] for p in pts], "o-" if ours else ".--",
+                    lw=2.2 if ours else 1, label=fam)
+            if ours:
+                for p in pts:
+                    ax.annotate(p["setting"], (p["bpp"], p[key]), fontsize=7, xytext=(3, 3),
+                                textcoords="offset points")
+        if "clean" in curves:
+            ax.axhline(curves["clean"][0][key], color="k", lw=0.8, ls=":", label="uncompressed")
+        ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_xlabel("bits per pixel (whole file)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -24,7 +24,9 @@ def test_classifier_from_package_agrees_with_itself(classify):
     a, b = classify([cat, cup]), classify([cat, cup])
     assert a.shape == (2, 1000) and np.isfinite(a).all()
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
-    assert ph.agreement(a, b) == {"top1_agreement": 1.0, "clean_top1_in_top5": 1.0}
+    assert ph.confident(a).all()   # chelsea p≈0.38, coffee p≈0.96
+    assert ph.agreement(a, b) == {"top1_agreement": 1.0, "top1_agreement_confident": 1.0,
+                                  "clean_top1_in_top5": 1.0}
     # pretrained, not random: ImageNet 281-285 are domestic cats, 967/968 espresso/cup
     assert 281 <= a[0].argmax() <= 285
     assert a[1].argmax() in (967, 968)
@@ -52,6 +54,7 @@ def test_bundled_model_point_is_finite(classify):
         (p,) = curves[fam]
         assert math.isfinite(p["bpp"]) and 0 < p["bpp"] < 24
         assert 0.0 <= p["top1_agreement"] <= p["clean_top1_in_top5"] <= 1.0
+        assert 0.0 <= p["top1_agreement_confident"] <= 1.0
     assert 0 < curves["ours"][0]["bpp_in_stream"] < curves["ours"][0]["bpp"]
 
 
