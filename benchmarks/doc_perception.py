@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", help="bundled RGB models (default: all)")
     ap.add_argument("--out", type=Path, default=pp.RESULTS, help="output folder (default benchmarks/results)")
     args = ap.parse_args(argv)
+    models = pp.check_models(args.models)
     if not tesseract_available():
         print("doc_perception: 'tesseract' not found; install Debian tesseract-ocr tesseract-ocr-eng "
               "(scripts/apt/perception.txt)", file=sys.stderr)
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     clean = pooled_cer(pages, images)
     print(f"doc: {len(pages)} pages, clean CER {100 * clean['cer']:.2f} %", file=sys.stderr)
     curves = {"clean": [{"setting": "uncompressed", "bpp": 24.0, **clean}]}
-    curves.update(pp.run_points(images, pp.codec_settings(args.models),
+    curves.update(pp.run_points(images, pp.codec_settings(models),
                                 lambda dec: pooled_cer(pages, dec), "doc"))
     verdicts = pp.compare_with_webp(curves, "cer", *CER_RANGE, higher_is_better=False)
     tver = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "doc_perception.json").write_text(json.dumps(res, indent=1))
-    pp.plot_curves(curves, "cer", "character error rate (Tesseract 5, pooled)",
+    pp.plot_curves(curves, [("cer", "character error rate (Tesseract 5, pooled)")],
                    f"OCR on {len(pages)} held-out 768×512 text pages", args.out / "doc_perception.png",
                    log_y=True)
     print(summary_table(curves))

@@ -77,6 +77,16 @@ def rgb_models() -> list[str]:
     return [m["name"] for m in list_models() if m["modality"] == "image"]
 
 
+def check_models(names: Sequence[str] | None) -> list[str]:
+    """``names`` (default: every bundled RGB model), or exit naming the unknown ones."""
+    known = rgb_models()
+    bad = [n for n in names or [] if n not in known]
+    if bad:
+        raise SystemExit(f"--models: {', '.join(bad)} not a bundled RGB model (expected some of "
+                         f"{', '.join(known)})")
+    return list(names) if names else known
+
+
 def codec_settings(models: Sequence[str] | None = None) -> list[tuple[str, str, Codec]]:
     """(family, setting label, codec) for every point of the benchmark; codecs Pillow lacks are left
     out with a note on stderr."""

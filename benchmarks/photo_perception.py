@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", help="bundled RGB models (default: all)")
     ap.add_argument("--out", type=Path, default=pp.RESULTS, help="output folder (default benchmarks/results)")
     args = ap.parse_args(argv)
+    models = pp.check_models(args.models)
     import torch
     t0 = time.perf_counter()
     classify = load_classifier()
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     clean = classify(images)
     print(f"photo: {len(images)} images, classifier loaded", file=sys.stderr)
     curves = {"clean": [{"setting": "uncompressed", "bpp": 24.0, **agreement(clean, clean)}]}
-    curves.update(pp.run_points(images, pp.codec_settings(args.models),
+    curves.update(pp.run_points(images, pp.codec_settings(models),
                                 lambda dec: agreement(clean, classify(dec)), "photo"))
     verdicts = pp.compare_with_webp(curves, "top1_agreement", *AGREE_RANGE, higher_is_better=True)
     verdicts_conf = pp.compare_with_webp(curves, "top1_agreement_confident", *AGREE_RANGE,
