@@ -21,7 +21,7 @@ import time
 
 from ..container import PREAMBLE, ContainerError, StreamReader, preamble
 from . import wire
-from .spool import Segment, Spool, inspect_segment
+from .spool import Segment, Spool, inspect_segment, runs
 
 log = logging.getLogger("sensorcodec.tcp")
 AGENT = "sensor-encode/0.1"
@@ -108,6 +108,9 @@ class Uploader(threading.Thread):
     def acked(self, seg: Segment, info, sent_at: float) -> None:
         """Bookkeeping for one acknowledged segment."""
         self.spool.ack(seg)
+        if log.isEnabledFor(logging.DEBUG):   # the soak benchmark checks these against the store
+            log.debug("acked segment %d stream %s frames %s", seg.segno, self.spool.stream_id,
+                      ",".join(f"{a}-{b}" for a, b in runs(info.frame_seqs)) or "-")
         self.backoff.reset()
         self.acked_frames += info.frames
         m = self.metrics
