@@ -397,7 +397,7 @@ class Receiver:
         welcome = {"type": "welcome", "proto": wire.PROTO}
         if hello.get("stream_id"):
             self._check_stream(c, hello["stream_id"])
-            welcome["next_seq"] = self.store.stream(hello["stream_id"]).next_seq
+            welcome["next_seq"] = self.store.next_seq(hello["stream_id"])
         self._promote(c)
         c.sock.sendall(preamble() + wire.control(welcome))
         c.preamble_sent = True
@@ -412,6 +412,7 @@ class Receiver:
             for rec in recs:
                 seg = asm.feed(rec)
                 if seg is not None:
+                    c.deadline = float("inf")  # a slow fsync is not the sender's fault
                     self._commit(c, seg)
                     idle_deadline = time.monotonic() + self.idle_timeout
                     in_segment = False
@@ -429,42 +430,60 @@ class Receiver:
         c.held = want
 
     def _check_seqs(self, st, seg: wire.Segment) -> None:
-        """No record may name a seq more than ``max_seq_jump`` beyond what the stream reached."""
-        reach = st.next_seq
-        for rec in seg.records:
-            a, b = wire.record_span(rec)
-            if reach == 0 and not st.covered.ends:
-                reach = a  # a stream new to this store starts where its sender is
-            if b > reach + self.max_seq_jump:
-                raise ProtocolError("implausible_seq", f"stream {seg.stream_id}: seq {b} is more than "
-                                    f"{self.max_seq_jump} beyond {reach}, the highest it has reached")
-            reach = max(reach, b + 1)
+        check_seqs(st, seg, self.max_seq_jump)
 
     def _commit(self, c: _Conn, seg: wire.Segment) -> None:
-        stream_id, records = seg.stream_id, seg.records
-        t0 = time.perf_counter()
-        st = self.store.stream(stream_id)
-        self._check_seqs(st, seg)
-        stored, dups, gaps = st.commit(seg.header, records)
-        m = self.metrics
-        if m:
-            now = time.time_ns()
-            for r in records:  # on one host (or NTP-synced ones) this is capture → durably stored
-                if r.type == RecordType.FRAME and r.t_wall_ns:
-                    m.capture_to_stored.observe(max(0.0, (now - r.t_wall_ns) / 1e9))
-            m.commit_seconds.observe(time.perf_counter() - t0)
-            m.segments.inc(1, "ok")
-            m.frames_stored.inc(stored)
-            m.frames_duplicate.inc(dups)
-            m.gaps_stored.inc(gaps)
-            m.bytes_stored.inc(sum(r.size for r in records))
+        stream_id = seg.stream_id
+        stored, dups, _gaps = store_segment(self.store, seg, self.max_seq_jump, self.metrics, self.decoder)
         if dups:
             log.info("stream %s segment %d: %d duplicate frames ignored", stream_id, seg.segno, dups)
         c.sock.sendall(wire.control({"type": "ack", "segno": seg.segno, "stream_id": stream_id,
                                      "stored": stored, "duplicates": dups}))
-        if self.decoder and stored:
-            self.decoder.submit(stream_id, seg.header, [r for r in records if r.type == RecordType.FRAME])
 
+
+def check_seqs(st, seg: wire.Segment, max_seq_jump: int) -> None:
+    """No record may name a seq more than ``max_seq_jump`` beyond what the stream reached.
+
+    Raises ProtocolError ``implausible_seq``."""
+    reach = st.next_seq
+    for rec in seg.records:
+        a, b = wire.record_span(rec)
+        if reach == 0 and not st.covered.ends:
+            reach = a  # a stream new to this store starts where its sender is
+        if b > reach + max_seq_jump:
+            raise ProtocolError("implausible_seq", f"stream {seg.stream_id}: seq {b} is more than "
+                                f"{max_seq_jump} beyond {reach}, the highest it has reached")
+        reach = max(reach, b + 1)
+
+
+def store_segment(store: Store, seg: wire.Segment, max_seq_jump: int, metrics=None,
+                  decoder: "Decoder | None" = None) -> tuple[int, int, int]:
+    """Check a verified segment's seqs, store it durably (fsync), count it and queue it for decoding.
+
+    Every transport's commit step (TCP sessions, MQTT subscriptions); returns
+    (frames stored, duplicate frames, GAP records stored). Raises ProtocolError for implausible
+    seqs; OSError when the store cannot write (nothing may be acknowledged then).
+    """
+    records = seg.records
+    t0 = time.perf_counter()
+    st = store.stream(seg.stream_id)
+    check_seqs(st, seg, max_seq_jump)
+    stored, dups, gaps = st.commit(seg.header, records)
+    m = metrics
+    if m:
+        now = time.time_ns()
+        for r in records:  # on one host (or NTP-synced ones) this is capture → durably stored
+            if r.type == RecordType.FRAME and r.t_wall_ns:
+                m.capture_to_stored.observe(max(0.0, (now - r.t_wall_ns) / 1e9))
+        m.commit_seconds.observe(time.perf_counter() - t0)
+        m.segments.inc(1, "ok")
+        m.frames_stored.inc(stored)
+        m.frames_duplicate.inc(dups)
+        m.gaps_stored.inc(gaps)
+        m.bytes_stored.inc(sum(r.size for r in records))
+    if decoder and stored:
+        decoder.submit(seg.stream_id, seg.header, [r for r in records if r.type == RecordType.FRAME])
+    return stored, dups, gaps
 
 def _cut(sock: socket.socket) -> None:
     """Unblock a thread stuck reading ``sock`` (deadline passed)."""

@@ -13,11 +13,19 @@ kept in ``STORE/<stream_id>/quarantine/``. Damage anywhere else (a flipped bit i
 data, a bad older file) is quarantined: the original file moves to ``quarantine/`` and is
 replaced by the records that still verify (CRC), so the lost seqs show up as ``missing`` in
 ``sensor-receive ls`` and in the log instead of silently shortening the stream.
+
+Several processes may share one store folder (receiver replicas on a shared filesystem, e.g.
+``sensor-receive --mqtt`` with a shared subscription): recovery and every commit hold an
+exclusive ``flock`` on ``STORE/<stream_id>/.lock`` and first index what other processes appended
+since (:meth:`StreamStore._catch_up`), so de-duplication sees every stored seq and appends go to
+the newest file (or a new one) without interleaving.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import fcntl
 import logging
 import os
 import threading
@@ -104,12 +112,17 @@ class StreamStore:
         self.gaps: list[tuple[int, int, int]] = []
         self.lock = threading.Lock()
         self._file = None
+        self._file_name: str | None = None
         self._file_header: dict | None = None
         self._file_size = 0
         self._next_fileno = 0
+        self._seen: dict[str, int] = {}  # file name -> bytes of it already indexed (all processes)
+        self._headers: dict[str, dict | None] = {}  # file name -> its HEADER
+        self._lock_fd = -1
         self.damage: list[dict] = []
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._load()
+        with self._exclusive():
+            self._load()
 
     def files(self) -> list[Path]:
         """Data files, oldest first."""
@@ -118,10 +131,76 @@ class StreamStore:
     def _load(self) -> None:
         files = self.files()
         for i, p in enumerate(files):
-            for rec in self._recover(p, newest=(i == len(files) - 1)):
+            records = self._recover(p, newest=(i == len(files) - 1))
+            for rec in records:
                 self._index(rec)
+            if p.exists():
+                self._seen[p.name] = p.stat().st_size
+                self._headers[p.name] = _first_header(records)
         if files:
             self._next_fileno = int(files[-1].stem) + 1
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """Hold the stream's inter-process lock (``flock`` on ``.lock``; released if we die)."""
+        if self._lock_fd < 0:
+            self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _catch_up(self) -> None:
+        """Index records other processes appended since we last looked (call under both locks).
+
+        Writers append whole records and fsync under the lock, so new bytes parse completely
+        unless a writer died mid-``write``: such a tail was never acknowledged and is cut from
+        the newest file (kept in ``quarantine/``), as on start-up.
+        """
+        files = self.files()
+        for p in files:
+            try:
+                size = p.stat().st_size
+            except FileNotFoundError:
+                continue
+            done = self._seen.get(p.name, 0)
+            if size <= done:  # (smaller: another process's recovery cut a torn tail)
+                self._seen[p.name] = size
+                continue
+            with open(p, "rb") as f:
+                f.seek(done)
+                data = f.read(size - done)
+            start = 0
+            if done == 0:
+                if data[:PREAMBLE.size] != preamble():
+                    records = self._recover(p, newest=(p == files[-1]))  # quarantines the file
+                    for rec in records:
+                        self._index(rec)
+                    self._seen[p.name] = p.stat().st_size if p.exists() else 0
+                    self._headers[p.name] = _first_header(records)
+                    continue
+                start = PREAMBLE.size
+            res = scan_records(data, offset=start)
+            for rec in res.records:
+                self._index(rec)
+            if done == 0:
+                self._headers[p.name] = _first_header(res.records)
+            good = done + res.good_bytes
+            if res.errors and p == files[-1]:
+                dest = self._quarantine(p.name + ".tail", data[res.good_bytes:])
+                with open(p, "r+b") as f:
+                    f.truncate(good)
+                    os.fsync(f.fileno())
+                log.warning("store: %s: %s; cut %d bytes another writer left unfinished (kept in %s)",
+                            p, res.errors[0], size - good, dest)
+                size = good
+            elif res.errors:
+                log.error("store: %s: %s after byte %d (left for recovery at the next start)",
+                          p, res.errors[0], good)
+            self._seen[p.name] = size
+        if files:
+            self._next_fileno = max(self._next_fileno, int(files[-1].stem) + 1)
 
     @property
     def quarantine_dir(self) -> Path:
@@ -180,7 +259,8 @@ class StreamStore:
     @property
     def next_seq(self) -> int:
         """The lowest seq above everything stored (frames and GAPs); 0 for an empty stream."""
-        with self.lock:
+        with self.lock, self._exclusive():
+            self._catch_up()
             return self.covered.ends[-1] + 1 if self.covered.ends else 0
 
     def _index(self, rec: Record) -> None:
@@ -199,7 +279,8 @@ class StreamStore:
 
     def commit(self, header: dict, records: list[Record]) -> tuple[int, int, int]:
         """Store the not-yet-covered part of ``records`` durably; returns (frames, duplicates, gaps)."""
-        with self.lock:
+        with self.lock, self._exclusive():
+            self._catch_up()
             new: list[Record] = []
             pending = RangeSet()
             dups = frames = gaps = 0
@@ -227,21 +308,33 @@ class StreamStore:
             return frames, dups, gaps
 
     def _append(self, header: dict, records: list[Record]) -> None:
+        """Append to the newest file (whoever wrote it) when its HEADER matches, else start one.
+
+        A process's first append after opening the store starts a new file, as before.
+        """
         body = b"".join(r.encode() for r in records)
-        new_file = False
-        if self._file is None or header != self._file_header or self._file_size >= self.file_max_bytes:
+        files = self.files()
+        newest = files[-1].name if files else None
+        new_file = (self._file is None or newest is None or self._headers.get(newest) != header
+                    or self._seen.get(newest, 0) >= self.file_max_bytes)
+        if not new_file and self._file_name == newest and not _same_file(self._file, self.dir / newest):
+            self._file_name = None  # our file was replaced (another process's recovery): reopen
+        if new_file or self._file_name != newest:
             if self._file is not None:
                 self._file.close()
-            path = self.dir / f"{self._next_fileno:08d}.scd"
-            self._next_fileno += 1
-            self._file = open(path, "ab", buffering=0)
+            if new_file:
+                newest = f"{self._next_fileno:08d}.scd"
+                self._next_fileno += 1
+            flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT | os.O_EXCL if new_file else 0)
+            self._file = open(os.open(self.dir / newest, flags, 0o644), "ab", buffering=0)
+            self._file_name = newest
+        if new_file:
             head = preamble() + header_record(header).encode()
             self._file.write(head)
-            self._file_size = len(head)
-            self._file_header = header
-            new_file = True
+            self._seen[newest], self._headers[newest] = len(head), header
+        self._file_header = header
         self._file.write(body)
-        self._file_size += len(body)
+        self._seen[newest] = self._file_size = os.fstat(self._file.fileno()).st_size
         if self.fsync:
             os.fsync(self._file.fileno())
             if new_file:
@@ -253,6 +346,28 @@ class StreamStore:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+
+
+def _same_file(f, path: Path) -> bool:
+    """True if the open file ``f`` is still what ``path`` names."""
+    try:
+        a, b = os.fstat(f.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _first_header(records: list[Record]) -> dict | None:
+    """The JSON of a file's leading HEADER record (None if absent or unreadable)."""
+    if records and records[0].type == RecordType.HEADER:
+        try:
+            return records[0].header_json()
+        except ContainerError:
+            return None
+    return None
 
 
 class Store:
@@ -275,6 +390,12 @@ class Store:
             if st is None:
                 st = self._streams[stream_id] = StreamStore(self.root, stream_id, self.file_max_bytes)
             return st
+
+    def next_seq(self, stream_id: str) -> int:
+        """The stream's next seq (0 for a stream not in the store; creates nothing)."""
+        with self._lock:
+            st = self._streams.get(stream_id)
+        return st.next_seq if st is not None else 0
 
     def close(self) -> None:
         """Close every stream."""
