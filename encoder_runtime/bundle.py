@@ -204,7 +204,10 @@ def _check_manifest(m: dict, mpath: Path) -> None:
     if not isinstance(m["coder"].get("default"), str):
         raise bad("coder.default", "a coder id", m["coder"].get("default"))
     for fname, info in m["files"].items():
-        check_model_name(fname, f"{mpath}: file name in 'files'")
+        if not isinstance(fname, str) or fname.startswith("/") or not all(
+                NAME_PATTERN.fullmatch(part) and ".." not in part for part in fname.split("/")):
+            raise bad("files", "file names relative to the bundle folder (parts of letters, "
+                      "digits, '.', '_', '-'; no '..')", fname)
         want = info.get("sha256") if isinstance(info, dict) else None
         if not isinstance(want, str) or not SHA256_PATTERN.fullmatch(want):
             raise bad(f"files.{fname}.sha256", "64 lowercase hex digits", want)

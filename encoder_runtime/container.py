@@ -181,13 +181,17 @@ def parse_json_object(text: bytes, what: str, max_depth: int,
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        obj = json.loads(text.decode("utf-8"), parse_constant=no_constants)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise error(f"{what} is not valid UTF-8 JSON: {exc}") from None
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what}: not valid UTF-8 ({exc})") from None
+    try:
+        obj = json.loads(decoded, parse_constant=no_constants)
+    except ValueError as exc:
+        raise error(f"{what}: not valid JSON ({exc})") from None
     except RecursionError:
         raise error(f"{what}: JSON nests deeper than {max_depth} levels") from None
     if not isinstance(obj, dict):
-        raise error(f"{what} is not a JSON object (got {type(obj).__name__})")
+        raise error(f"{what}: not a JSON object (got {type(obj).__name__})")
     if json_depth(obj) > max_depth:
         raise error(f"{what}: JSON nests deeper than {max_depth} levels")
     return obj

@@ -234,7 +234,7 @@ def test_deeply_nested_or_odd_manifest(tmp_path):
         load_bundle(b)
     for edit, words in ((lambda m: m.update(transform={"dims": 2, "block": [8]}), "transform.block"),
                         (lambda m: m.update(files={"../../etc/passwd": {"sha256": "0" * 64}}),
-                         "file name"),
+                         "file names relative to the bundle folder"),
                         (lambda m: m.update(sample=[]), "'sample'"),
                         (lambda m: m.update(latent={"channels": "16"}), "latent.channels")):
         shutil.rmtree(b)
