@@ -22,3 +22,38 @@ def small_codec() -> Callable:
         return c.eval()
 
     return make
+
+
+@pytest.fixture
+def mosquitto(tmp_path) -> Callable:
+    """Factory: start a real ``mosquitto`` on a free loopback port (``extra`` = more config lines);
+    returns the port. Skips when mosquitto is not installed (scripts/apt/daemon.txt). Every broker
+    started is terminated after the test."""
+    import os
+    import shutil
+    import subprocess
+
+    from encoder_runtime.daemon.faults import free_port, wait_listening
+
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(exe):
+        pytest.skip("mosquitto not installed (scripts/apt/daemon.txt)")
+    brokers: list[subprocess.Popen] = []
+
+    def start(extra: str = "") -> int:
+        port = free_port()
+        conf = tmp_path / f"mosquitto-{port}.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}")
+        log = open(tmp_path / f"mosquitto-{port}.log", "wb")
+        brokers.append(subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT))
+        wait_listening(port)
+        return port
+
+    yield start
+    for b in brokers:
+        b.terminate()
+        try:
+            b.wait(10)
+        except subprocess.TimeoutExpired:
+            b.kill()
+            b.wait()

@@ -29,7 +29,7 @@ from encoder_runtime.daemon import wire
 from encoder_runtime.daemon.store import iter_stream
 from encoder_runtime.bundle import default_model
 from encoder_runtime.daemon import faults
-from encoder_runtime.daemon.faults import FaultProxy, free_port, spawn, wait_listening
+from encoder_runtime.daemon.faults import FaultProxy, free_port, spawn
 
 pytestmark = pytest.mark.timeout(120)
 STALL_S = float(os.environ.get("SENSORCODEC_TEST_STALL_S", "5"))
@@ -334,39 +334,28 @@ def test_sigterm_seals_and_notifies_systemd(tmp_path):
         r.stop()
 
 
-def test_mqtt_sink_with_mosquitto(tmp_path):
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(mosquitto):
-        pytest.skip("mosquitto not installed (scripts/apt/daemon.txt)")
+def test_mqtt_sink_with_mosquitto(tmp_path, mosquitto):
     paho = pytest.importorskip("paho.mqtt.client")
-    port = free_port()
-    conf = tmp_path / "m.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    try:
-        wait_listening(port)
-        got: list[bytes] = []
-        sub = paho.Client(paho.CallbackAPIVersion.VERSION2)
-        sub.on_message = lambda _c, _u, msg: got.append(msg.payload)
-        sub.connect("127.0.0.1", port)
-        sub.subscribe("sensors/s1", qos=1)
-        sub.loop_start()
-        time.sleep(0.5)
-        p = encoder(tmp_path, f"mqtt://127.0.0.1:{port}/sensors/s1", "--source", f"synthetic:{SHAPE}",
-                    "--max-frames", "60")
-        assert wait_exit(p, 60, tmp_path / "enc.log") == 0
-        time.sleep(0.5)
-        sub.loop_stop()
-        seqs = set()
-        for payload in got:
-            assert payload[:len(preamble())] == preamble()
-            res = scan_records(payload, offset=PREAMBLE.size)
-            assert not res.errors and res.records[0].type == RecordType.HEADER
-            seqs |= {r.seq for r in res.records if r.type == RecordType.FRAME}
-        assert seqs == set(range(60))
-    finally:
-        broker.terminate()
-        broker.wait(10)
+    port = mosquitto()
+    got: list[bytes] = []
+    sub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda _c, _u, msg: got.append(msg.payload)
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("sensors/s1", qos=1)
+    sub.loop_start()
+    time.sleep(0.5)
+    p = encoder(tmp_path, f"mqtt://127.0.0.1:{port}/sensors/s1", "--source", f"synthetic:{SHAPE}",
+                "--max-frames", "60")
+    assert wait_exit(p, 60, tmp_path / "enc.log") == 0
+    time.sleep(0.5)
+    sub.loop_stop()
+    seqs = set()
+    for payload in got:
+        assert payload[:len(preamble())] == preamble()
+        res = scan_records(payload, offset=PREAMBLE.size)
+        assert not res.errors and res.records[0].type == RecordType.HEADER
+        seqs |= {r.seq for r in res.records if r.type == RecordType.FRAME}
+    assert seqs == set(range(60))
 
 
 # -- security --------------------------------------------------------------------------------

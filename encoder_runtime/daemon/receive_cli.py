@@ -2,6 +2,7 @@
 
     sensor-receive --listen 127.0.0.1:7700 --store ./store [--token-file F | --tokens-file F]
                    [--tls-cert C --tls-key K [--tls-client-ca CA]] [--allow-anonymous]
+                   [--mqtt mqtt://HOST:PORT/PREFIX?group=NAME&client_id=ID]
     sensor-receive ls ./store [--json]
     sensor-receive check-config -c receiver.toml
 
@@ -21,6 +22,7 @@ from . import sdnotify
 from .config import LOOPBACK_HOSTS, ConfigError, ReceiveConfig, add_flags, describe, load_config, overrides_from_args, parse_hostport
 from .logs import setup_logging
 from .metrics import ReceiveMetrics, serve
+from .mqtt_receiver import MqttReceiver
 from .receiver import Receiver, server_ssl_context
 from .store import format_summary, summarize
 
@@ -32,6 +34,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", help="TOML config file (flags win)")
     add_flags(p, ReceiveConfig)
+    p.add_argument("--mqtt", metavar="URL", help="also take segments from an MQTT 5 shared subscription: "
+                   "mqtt[s]://[user:pass@]HOST:PORT/PREFIX?group=NAME&client_id=ID (see docs/daemon.md)")
     return p
 
 
@@ -84,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"sensor-receive: cannot listen on {cfg.listen}: {exc}", file=sys.stderr)
         return 1
+    sub = None
+    if args.mqtt:
+        try:
+            sub = MqttReceiver(args.mqtt, rx.store, max_record_bytes=cfg.max_record_bytes,
+                               max_segment_bytes=cfg.max_segment_bytes, max_gap_frames=cfg.max_gap_frames,
+                               max_seq_jump=cfg.max_seq_jump, max_buffer_bytes=cfg.max_buffer_bytes,
+                               metrics=metrics, decoder=rx.decoder)
+        except ConfigError as exc:
+            print(f"sensor-receive: configuration error: {exc}", file=sys.stderr)
+            return 2
+        sub.start()
+        sub.subscribed.wait(15.0)  # report it on the status line; it keeps retrying either way
     if cfg.metrics:
         serve(metrics.registry, *parse_hostport(cfg.metrics, "metrics"))
     stop = threading.Event()
@@ -91,12 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum, _frame):
         log.info("signal %d: shutting down", signum)
         stop.set()
+        if sub is not None:
+            sub.stop()
         rx.shutdown()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # The first line on stdout tells scripts where we listen (port 0 = pick a free one).
-    print(json.dumps({"listening": f"{rx.address[0]}:{rx.address[1]}", "store": cfg.store}), flush=True)
+    status = {"listening": f"{rx.address[0]}:{rx.address[1]}", "store": cfg.store}
+    if sub is not None:
+        status["mqtt"] = {"topic": sub.topic, "client_id": sub.params["client_id"],
+                          "subscribed": sub.subscribed.is_set()}
+    print(json.dumps(status), flush=True)
     log.info("listening on %s:%d, store %s, tls=%s, token=%s", rx.address[0], rx.address[1], cfg.store,
              ctx is not None, bool(token))
     sdnotify.notify("READY=1")
