@@ -65,6 +65,21 @@ def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray
     return out
 
 
+def with_speech16k(arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
+    """``arrays`` plus the real 16 kHz speech train split (export/data.py ``speech_clips``),
+    repeated so that about ``weight`` of the training crops come from it (crops are drawn in
+    proportion to signal length)."""
+    import soundfile as sf
+    if not 0 < weight < 1:
+        raise SystemExit(f"--speech-train-weight {weight}: expected a fraction in (0, 1)")
+    speech = [sf.read(p, dtype="int16")[0].reshape(1, -1) for p, _ in datasets.speech_clips("train")]
+    if not speech:
+        raise SystemExit("--speech-train-weight: the 16 kHz speech train split is empty")
+    base = sum(a.shape[-1] for a in arrays)
+    reps = max(1, round(weight / (1 - weight) * base / sum(a.shape[-1] for a in speech)))
+    return arrays + speech * reps
+
+
 class CropSampler:
     """Random crops (and flips, for images) drawn on the training device."""
 
@@ -267,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --loss mel|stft: weight of the 10·log10(MSE) term")
     ap.add_argument("--perceptual-weight", type=float, default=1.0,
                     help="with --loss mel|stft: weight of the dB spectral distance")
+    ap.add_argument("--speech-train-weight", type=float, default=0.0, metavar="F",
+                    help="audio: draw about F of the crops from the real 16 kHz speech train split")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--time-budget", type=float, default=0,
                     help="train for this many seconds instead (schedule follows wall time)")
@@ -320,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     arrays = load_training_arrays(args.modality)
     if args.max_train_files:
         arrays = arrays[: args.max_train_files]
+    if args.speech_train_weight:
+        arrays = with_speech16k(arrays, args.speech_train_weight)
     sampler = CropSampler(arrays, args.crop, preset["dims"], device, args.seed, args.scale_aug)
 
     start_step, meta = 0, {}
@@ -408,9 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.time() - t0
     steps_done = max(step, start_step)
     if steps_done > start_step or not (args.resume or args.init_bundle):
-        if args.init_bundle:  # provenance of the warm start
-            command += f"  (warm start: bundle {args.init_bundle}, trained by: " \
-                       f"{resumed_meta.get('command')}; {start_step} steps)"
+        if args.init_bundle or args.resume:  # provenance of the warm start
+            src = f"bundle {args.init_bundle}" if args.init_bundle else str(args.resume)
+            command += f"  (warm start: {src}, trained by: {resumed_meta.get('command')}; " \
+                       f"{start_step} steps, {resumed_meta.get('wall_time_s') or 0:.0f} s)"
             meta["command"] = command
         save_checkpoint(ckpt_path, codec, opt, steps_done,
                         {**meta, "wall_time_s": wall, "train_log_tail": log[-5:]})

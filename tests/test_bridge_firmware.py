@@ -1,7 +1,7 @@
 """The C firmware: host unit tests + cross-language vectors, codes equal to the reference on real
 data on the host, on Cortex-M4 under qemu-system-arm (mps2-an386, semihosting), and on aarch64 /
 armhf Linux under qemu-user; codes equal to ONNX Runtime for every bundle that exists (host C), and
-for the real bundles audio16k-c6 / rgb-c16 on real speech / a real photo tile under the Cortex-M4
+for the real bundles (every audio model, rgb-c16) on real speech / a real photo tile under the Cortex-M4
 emulator (m4/sc_bundle.c), with code size, RAM and instructions per block printed."""
 
 from __future__ import annotations
@@ -170,9 +170,16 @@ def _input_header(x: np.ndarray) -> str:
             f"#include <stdint.h>\n{dims}" + gen_header._array(ctype, "input_data", x))
 
 
+def _m4_real_bundles() -> list[tuple[str, str]]:
+    """Every bundled audio model (the whole 16 kHz ladder) and the default RGB model."""
+    audio = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")
+                   if json.loads(p.read_text()).get("modality") == "audio")
+    return [(n, "audio") for n in audio] + [("rgb-c16", "image")]
+
+
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="needs gcc-arm-none-eabi + qemu-system-arm (scripts/apt/bridge.txt)")
-@pytest.mark.parametrize("name,kind", [("audio16k-c6", "audio"), ("rgb-c16", "image")])
+@pytest.mark.parametrize("name,kind", _m4_real_bundles())
 def test_cortex_m4_under_qemu_equals_onnxruntime_on_real_bundle(name, kind, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     bundle = MODELS / name
