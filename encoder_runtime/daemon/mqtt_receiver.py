@@ -60,6 +60,8 @@ def parse_subscribe_url(url: str) -> dict:
     except ConfigError as exc:
         raise ConfigError(f"mqtt: expected mqtt://HOST:PORT/TOPIC-PREFIX?group=NAME, got {url!r} "
                           f"({str(exc).removeprefix('sink: ')})") from None
+    if "#" in url or "+" in urllib.parse.urlsplit(url).path:
+        raise ConfigError(f"mqtt: {url!r}: give the topic prefix without wildcards (it subscribes PREFIX/#)")
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query, keep_blank_values=True)
     unknown = sorted(set(query) - set(_QUERY_KEYS))
     if unknown:
@@ -257,6 +259,8 @@ class MqttReceiver:
         self.subscribed.set()
 
     def _on_message(self, _c, _u, msg) -> None:
+        if msg.dup:
+            log.debug("redelivered message on %s (not acknowledged before a disconnect)", msg.topic)
         self._q.put((self._gen, msg))
 
     def _work(self) -> None:
