@@ -14,6 +14,7 @@ import json
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -175,7 +176,7 @@ def test_bit_flips_in_acknowledged_data_are_quarantined_not_truncated(tmp_path):
 class Flood(threading.Thread):
     """Keep opening silent connections from 127.0.0.2 (as fast as the receiver takes them)."""
 
-    def __init__(self, port: int, hold: int = 200) -> None:
+    def __init__(self, port: int, hold: int = 800) -> None:
         super().__init__(daemon=True)
         self.port, self.hold, self.opened = port, hold, 0
         self.stop = threading.Event()
@@ -189,7 +190,7 @@ class Flood(threading.Thread):
                 self.opened += 1
             except OSError:
                 time.sleep(0.01)
-            time.sleep(0.002)
+            time.sleep(0.005)  # ~150 connections/s, each held ~5 s: more than a handshake timeout's worth
             while len(socks) > self.hold:
                 socks.pop(0).close()
         for s in socks:
@@ -206,6 +207,13 @@ def test_unauthenticated_flood_does_not_starve_a_mutual_tls_sender(tmp_path):
     flood.start()
     try:
         time.sleep(1.0)
+        ctx = ssl.create_default_context(cafile=c["ca.pem"])
+        ctx.load_cert_chain(c["client.pem"], c["client.key"])
+        for _ in range(5):  # every authenticated hello is welcomed while the flood goes on
+            with socket.create_connection(("127.0.0.1", r.port), timeout=10) as raw, \
+                    ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(_hello("", stream_id="s1"))
+                assert wire.parse_control(StreamReader(wire.MAX_CONTROL_BYTES).feed(s.recv(4096))[0])["type"] == "welcome"
         t0 = time.monotonic()
         p = encoder(tmp_path, f"tls://127.0.0.1:{r.port}", "--source", f"synthetic:{SHAPE}", "--max-frames", "20",
                     "--tls-ca", c["ca.pem"], "--tls-cert", c["client.pem"], "--tls-key", c["client.key"])
