@@ -238,24 +238,30 @@ class Receiver:
         with self._lock:
             if self._authed >= self.max_connections:
                 raise ProtocolError("busy", f"{self.max_connections} senders connected; retry later")
-            self._pending -= 1
-            self._pending_by_ip[c.ip] -= 1
+            self._release_handshake(c.ip)
             self._authed += 1
             c.authed = True
+
+    def _release_handshake(self, ip: str) -> None:  # with self._lock held
+        self._pending -= 1
+        self._pending_by_ip[ip] -= 1
+        if not self._pending_by_ip[ip]:
+            del self._pending_by_ip[ip]
+
+    def _release(self, ip: str, authed: bool) -> None:
+        with self._lock:
+            if authed:
+                self._authed -= 1
+            else:
+                self._release_handshake(ip)
+            self._total_by_ip[ip] -= 1
+            if not self._total_by_ip[ip]:
+                del self._total_by_ip[ip]
 
     def _leave(self, c: _Conn) -> None:
         with self._lock:
             self._conns.discard(c)
-            if c.authed:
-                self._authed -= 1
-            else:
-                self._pending -= 1
-                self._pending_by_ip[c.ip] -= 1
-                if not self._pending_by_ip[c.ip]:
-                    del self._pending_by_ip[c.ip]
-            self._total_by_ip[c.ip] -= 1
-            if not self._total_by_ip[c.ip]:
-                del self._total_by_ip[c.ip]
+        self._release(c.ip, c.authed)
         self.budget.resize(c.held, 0)
         c.held = 0
 
@@ -274,19 +280,34 @@ class Receiver:
                 conn, addr = self.sock.accept()
             except socket.timeout:
                 continue
-            except OSError:
+            except OSError as exc:
                 if self._stop.is_set():
                     break
-                raise
+                log.error("accept failed: %s", exc)  # e.g. out of file descriptors: back off, keep serving
+                self._count_reject("resources")
+                time.sleep(0.1)
+                continue
             why = self._admit(addr[0])
             if why:
                 self._count_reject(why)
                 conn.close()
                 continue
-            c = _Conn(conn, addr[0], f"{addr[0]}:{addr[1]}", time.monotonic() + self.handshake_timeout)
-            with self._lock:
-                self._conns.add(c)
-            threading.Thread(target=self._handle, args=(c,), daemon=True, name=f"conn-{c.peer}").start()
+            c = None
+            try:
+                c = _Conn(conn, addr[0], f"{addr[0]}:{addr[1]}", time.monotonic() + self.handshake_timeout)
+                with self._lock:
+                    self._conns.add(c)
+                threading.Thread(target=self._handle, args=(c,), daemon=True, name=f"conn-{c.peer}").start()
+            except (OSError, RuntimeError) as exc:  # out of file descriptors or threads: refuse, keep serving
+                log.error("cannot serve a connection from %s: %s", addr[0], exc)
+                self._count_reject("resources")
+                for sock in (conn, getattr(c, "watch", None)):
+                    if sock is not None:
+                        sock.close()
+                if c is not None:
+                    with self._lock:
+                        self._conns.discard(c)
+                self._release(addr[0], False)
 
     def _reap(self, grace: float = 1.0) -> None:
         """Cut connections more than ``grace`` past their deadline (e.g. a TLS read trickled byte by byte)."""
