@@ -59,6 +59,7 @@ def test_store_shared_by_processes_stores_each_seq_once(tmp_path):
             st.commit({{"codec": "raw-zstd", "stream_id": "s"}},
                       [Record(RecordType.FRAME, s, b"x%d" % s) for s in range(a, min(a + 6, 300))])
     """)
+    early = Store(store)  # opened before the stream exists (a replica started before the others wrote)
     procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], env=python_env(), stderr=subprocess.PIPE)
              for i in range(4)]
     for p in procs:
@@ -67,6 +68,7 @@ def test_store_shared_by_processes_stores_each_seq_once(tmp_path):
     s = summarize(store)["streams"][0]
     assert (s["frames"], s["duplicates"], s["missing"], s["damaged"]) == (300, 0, [], [])
     assert s["seq_ranges"] == [[0, 299]]
+    assert early.next_seq("s") == 300  # what a TCP hello's welcome reports
     # A fresh process sees the same index (and would store nothing more).
     assert Store(store).stream("s").commit({"codec": "raw-zstd", "stream_id": "s"},
                                            [Record(RecordType.FRAME, 7, b"x7")]) == (0, 1, 0)

@@ -395,6 +395,8 @@ class Store:
         """The stream's next seq (0 for a stream not in the store; creates nothing)."""
         with self._lock:
             st = self._streams.get(stream_id)
+        if st is None and STREAM_ID_RE.fullmatch(stream_id) and (self.root / stream_id).is_dir():
+            st = self.stream(stream_id)  # written by another process sharing the store since we started
         return st.next_seq if st is not None else 0
 
     def close(self) -> None:
