@@ -87,14 +87,15 @@ def check_models(names: Sequence[str] | None) -> list[str]:
     return list(names) if names else known
 
 
-def codec_settings(models: Sequence[str] | None = None) -> list[tuple[str, str, Codec]]:
+def codec_settings(models: Sequence[str] | None = None, jpeg_q: Sequence[int] = JPEG_Q,
+                   webp_q: Sequence[int] = WEBP_Q, avif_q: Sequence[int] = AVIF_Q) -> list[tuple[str, str, Codec]]:
     """(family, setting label, codec) for every point of the benchmark; codecs Pillow lacks are left
     out with a note on stderr."""
     from PIL import features
     out: list[tuple[str, str, Codec]] = [("ours", n, OursCodec(n)) for n in (models or rgb_models())]
-    out += [("JPEG (libjpeg-turbo)", f"q{q}", pillow_codec("JPEG", quality=q)) for q in JPEG_Q]
-    for fam, feat, make, qs in ((WEBP_FAMILY, "webp", lambda q: pillow_codec("WEBP", quality=q, method=4), WEBP_Q),
-                                ("AVIF", "avif", lambda q: pillow_codec("AVIF", quality=q, speed=6), AVIF_Q)):
+    out += [("JPEG (libjpeg-turbo)", f"q{q}", pillow_codec("JPEG", quality=q)) for q in jpeg_q]
+    for fam, feat, make, qs in ((WEBP_FAMILY, "webp", lambda q: pillow_codec("WEBP", quality=q, method=4), webp_q),
+                                ("AVIF", "avif", lambda q: pillow_codec("AVIF", quality=q, speed=6), avif_q)):
         if features.check(feat):
             out += [(fam, f"q{q}", make(q)) for q in qs]
         else:
@@ -143,16 +144,21 @@ def compare_with_webp(curves: dict[str, list[dict]], key: str, lo: float, hi: fl
                       higher_is_better: bool) -> list[dict]:
     """Per bundled model: WebP's ``key`` interpolated at our bpp, and whether ours is at least as
     good (``pass``), judged for our points with ``lo <= bpp <= hi`` (None outside that range or
-    where WebP's curve does not reach our rate)."""
+    where WebP's curve does not reach our rate; ``webp_nearest`` then gives WebP's nearest point)."""
     rows = []
+    webp = curves.get(WEBP_FAMILY, [])
     for p in curves.get("ours", []):
-        w = interp_log_bpp(curves[WEBP_FAMILY], key, p["bpp"]) if WEBP_FAMILY in curves else None
+        w = interp_log_bpp(webp, key, p["bpp"]) if webp else None
         judged = lo <= p["bpp"] <= hi and w is not None
         ok = None
         if judged:
             ok = bool(p[key] >= w) if higher_is_better else bool(p[key] <= w)
-        rows.append({"model": p["setting"], "bpp": p["bpp"], key: p[key], f"webp_{key}_at_our_bpp": w,
-                     "judged": judged, "pass": ok})
+        row = {"model": p["setting"], "bpp": p["bpp"], key: p[key], f"webp_{key}_at_our_bpp": w,
+               "judged": judged, "pass": ok}
+        if w is None and webp:
+            near = min(webp, key=lambda q: abs(math.log(q["bpp"] / p["bpp"])))
+            row["webp_nearest"] = {"setting": near["setting"], "bpp": near["bpp"], key: near[key]}
+        rows.append(row)
     return rows
 
 

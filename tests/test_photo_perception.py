@@ -59,7 +59,7 @@ def test_bundled_model_point_is_finite(classify):
 
 
 def test_interpolation_and_verdicts():
-    webp = [{"bpp": 0.1, "a": 0.2}, {"bpp": 0.4, "a": 0.8}]
+    webp = [{"setting": "q5", "bpp": 0.1, "a": 0.2}, {"setting": "q50", "bpp": 0.4, "a": 0.8}]
     assert pp.interp_log_bpp(webp, "a", 0.2) == pytest.approx(0.5)  # log-midpoint
     assert pp.interp_log_bpp(webp, "a", 0.05) is None and pp.interp_log_bpp(webp, "a", 1.0) is None
     curves = {"WebP": webp, "ours": [{"setting": "m1", "bpp": 0.2, "a": 0.6},
@@ -67,5 +67,7 @@ def test_interpolation_and_verdicts():
                                      {"setting": "m3", "bpp": 0.9, "a": 0.9}]}
     rows = pp.compare_with_webp(curves, "a", 0.1, 1.0, higher_is_better=True)
     assert [r["pass"] for r in rows] == [True, False, None]   # m3: WebP's curve does not reach 0.9
+    assert rows[2]["webp_nearest"] == {"setting": "q50", "bpp": 0.4, "a": 0.8}
+    assert "webp_nearest" not in rows[0]
     rows = pp.compare_with_webp(curves, "a", 0.1, 1.0, higher_is_better=False)
     assert [r["pass"] for r in rows] == [False, True, None]
