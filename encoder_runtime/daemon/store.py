@@ -118,7 +118,6 @@ class StreamStore:
         self._next_fileno = 0
         self._seen: dict[str, int] = {}  # file name -> bytes of it already indexed (all processes)
         self._headers: dict[str, dict | None] = {}  # file name -> its HEADER
-        self._lock_fd = -1
         self.damage: list[dict] = []
         self.dir.mkdir(parents=True, exist_ok=True)
         with self._exclusive():
@@ -142,14 +141,15 @@ class StreamStore:
 
     @contextlib.contextmanager
     def _exclusive(self):
-        """Hold the stream's inter-process lock (``flock`` on ``.lock``; released if we die)."""
-        if self._lock_fd < 0:
-            self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        """Hold the stream's inter-process lock (``flock`` on ``.lock``; released if we die).
+
+        Opened per use, so a store with many streams does not hold a descriptor for each."""
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(fd)  # releases the lock
 
     def _catch_up(self) -> None:
         """Index records other processes appended since we last looked (call under both locks).
@@ -346,9 +346,6 @@ class StreamStore:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-            if self._lock_fd >= 0:
-                os.close(self._lock_fd)
-                self._lock_fd = -1
 
 
 def _same_file(f, path: Path) -> bool:
