@@ -58,8 +58,8 @@ def parse_subscribe_url(url: str) -> dict:
     try:
         p = parse_mqtt_url(url)
     except ConfigError as exc:
-        raise ConfigError(f"mqtt: expected mqtt://HOST:PORT/TOPIC-PREFIX?group=NAME, got {url!r} "
-                          f"({str(exc).removeprefix('sink: ')})") from None
+        raise ConfigError(f"mqtt: {str(exc).removeprefix('sink: ')} "
+                          "(--mqtt mqtt://HOST:PORT/TOPIC-PREFIX?group=NAME&client_id=ID)") from None
     if "#" in url or "+" in urllib.parse.urlsplit(url).path:
         raise ConfigError(f"mqtt: {url!r}: give the topic prefix without wildcards (it subscribes PREFIX/#)")
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query, keep_blank_values=True)
