@@ -196,3 +196,53 @@ def test_fleet_of_20_sensors_3_replicas_one_killed(tmp_path, mosquitto):
     print(f"fleet: {SENSORS} sensors x {FRAMES} frames, {REPLICAS} replicas, rx1 killed at {before}/{total} "
           f"stored frames; segments stored per replica {shares} (rx1: {resumed} after its restart, "
           f"{after.count('redelivered message')} redelivered unacknowledged); {elapsed:.1f} s")
+
+
+def test_tls_passwords_and_topic_acls(tmp_path, mosquitto):
+    """mqtts:// with a private CA and passwords on both sides; the broker's topic ACLs plus the
+    receiver's topic/stream binding decide who writes which stream."""
+    import shutil
+
+    from test_daemon_e2e import _certs
+
+    pytest.importorskip("paho.mqtt.client")
+    if not (shutil.which("openssl") and shutil.which("mosquitto_passwd")):
+        pytest.skip("openssl / mosquitto_passwd not available")
+    c = _certs(tmp_path)
+    pw = tmp_path / "passwd"
+    pw.touch()
+    for user, secret in (("rx", "rx-pw"), ("cam0", "cam0-pw")):
+        subprocess.run(["mosquitto_passwd", "-b", str(pw), user, secret], check=True)
+    (tmp_path / "acl").write_text("user rx\ntopic read fleet/#\nuser cam0\ntopic write fleet/cam0\n")
+    # (mosquitto started as root would switch to its own user, which cannot read tmp_path)
+    port = mosquitto(f"user root\npassword_file {pw}\nacl_file {tmp_path / 'acl'}\n"
+                     f"certfile {c['server.pem']}\nkeyfile {c['server.key']}\n")
+    store = tmp_path / "store"
+    rx = spawn("receive_cli", ["--listen", "127.0.0.1:0", "--store", str(store), "--mqtt",
+                               f"mqtts://rx:rx-pw@127.0.0.1:{port}/fleet?group=g&client_id=tls0&ca={c['ca.pem']}"],
+               tmp_path / "rx.log")
+    try:
+        status = json.loads(rx.stdout.readline() or b"{}")
+        assert status.get("mqtt", {}).get("subscribed"), (tmp_path / "rx.log").read_text()[-2000:]
+
+        def send(stream: str, topic: str, n: int) -> None:
+            p = spawn("encode_cli", ["--model", "raw", "--source", "synthetic:8x8x1", "--max-frames", str(n),
+                                     "--sink", f"mqtts://cam0:cam0-pw@127.0.0.1:{port}/{topic}", "--tls-ca",
+                                     c["ca.pem"], "--stream-id", stream, "--spool", str(tmp_path / "spool" / stream),
+                                     "--segment-max-age", "100ms"], tmp_path / f"{stream}.log")
+            assert p.wait(60) == 0, (tmp_path / f"{stream}.log").read_text()[-2000:]
+
+        send("cam0", "fleet/cam0", 20)  # allowed
+        send("cam1", "fleet/cam1", 5)   # the broker's ACL drops it (cam0 may only write fleet/cam0)
+        send("cam9", "fleet/cam0", 5)   # the ACL lets it through; the receiver's topic binding rejects it
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (_frames_stored(store) >= 20 and "cam9" in
+                                                    (tmp_path / "rx.log").read_text()):
+            time.sleep(0.2)
+    finally:
+        rx.terminate()
+        rx.wait(10)
+    s = summarize(store)["streams"]
+    assert [(x["stream_id"], x["frames"], x["duplicates"]) for x in s] == [("cam0", 20, 0)]
+    assert "forbidden: topic 'fleet/cam0' may not carry stream 'cam9'" in (tmp_path / "rx.log").read_text()
+    assert any("-forbidden-" in f.name for f in (store / "_rejected").iterdir())

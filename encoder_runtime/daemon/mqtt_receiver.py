@@ -27,6 +27,7 @@ import queue
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -216,6 +217,7 @@ class MqttReceiver:
         props.MaximumPacketSize = self.max_segment_bytes + PREAMBLE.size + 65536
         c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
         c.on_subscribe, c.on_message = self._on_subscribe, self._on_message
+        c.on_connect_fail = self._on_connect_fail
         self._client = c
         self._worker.start()
         c.connect_async(p["host"], p["port"], keepalive=self.keepalive, clean_start=False, properties=props)
@@ -242,6 +244,12 @@ class MqttReceiver:
         log.info("connected to mqtt://%s:%d as %s (session present: %s); subscribing %s", p["host"], p["port"],
                  p["client_id"], flags.session_present, self.topic)
         client.subscribe(self.topic, options=self._paho.SubscribeOptions(qos=1))
+
+    def _on_connect_fail(self, _c, _u) -> None:
+        p = self.params
+        why = sys.exc_info()[1]  # paho calls this inside its ``except OSError`` (refused, DNS, TLS)
+        log.warning("cannot connect to mqtt%s://%s:%d: %s; retrying", "s" if p["tls"] else "", p["host"],
+                    p["port"], why or "connection failed")
 
     def _on_disconnect(self, _c, _u, _flags, reason, _props) -> None:
         self.subscribed.clear()
