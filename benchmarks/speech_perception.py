@@ -172,9 +172,13 @@ def plot(result: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {"opus": "o-", "resolution": "s--", "bit depth": "^:"}
     for fam, style in styles.items():
-        pts = sorted((p["kbps"], p["wer"]) for p in result["points"] if p["family"] == fam)
+        pts = sorted((p["kbps"], p["wer"]) for p in result["points"]
+                     if p["family"] == fam and "mu-law" not in p["label"])
         if pts:
             ax.plot(*zip(*pts), style, label=fam)
+    for p in result["points"]:
+        if "mu-law" in p["label"]:
+            ax.plot(p["kbps"], p["wer"], "D", label=p["label"])
     for p in result["points"]:
         if p["family"] == "ours":
             ax.plot(p["kbps"], p["wer"], "*", ms=14, label=f"ours: {p['label']} (in a stream)")
