@@ -74,6 +74,23 @@ def test_store_shared_by_processes_stores_each_seq_once(tmp_path):
                                            [Record(RecordType.FRAME, 7, b"x7")]) == (0, 1, 0)
 
 
+def test_torn_tail_left_by_a_killed_writer_is_cut_by_the_next(tmp_path):
+    """A writer killed mid-append (half a record, never acknowledged) does not poison the shared
+    file: the next writer cuts the tail into quarantine/ before it appends; nothing is lost."""
+    hdr = {"codec": "raw-zstd", "stream_id": "s"}
+    frames = lambda a, b: [Record(RecordType.FRAME, s, b"f%d" % s) for s in range(a, b)]  # noqa: E731
+    a, b = Store(tmp_path).stream("s"), Store(tmp_path).stream("s")  # two writers (flock per open file)
+    assert a.commit(hdr, frames(0, 5)) == (5, 0, 0)
+    newest = a.files()[-1]
+    with open(newest, "ab") as f:
+        f.write(frames(5, 6)[0].encode()[:9])  # the killed writer's half record
+    assert b.commit(hdr, frames(3, 10)) == (5, 2, 0)  # b saw a's 0..4 (catch-up), stores 5..9
+    assert a.commit(hdr, frames(8, 13)) == (3, 2, 0)  # and a sees b's
+    s = summarize(tmp_path)["streams"][0]
+    assert (s["frames"], s["duplicates"], s["seq_ranges"], s["damaged"]) == (13, 0, [[0, 12]], [])
+    assert s["quarantined"] == [f"{newest.name}.tail.0.bad"]
+
+
 def test_mqtt_payload_checks_match_the_tcp_path(tmp_path):
     from encoder_runtime.daemon.mqtt_receiver import MqttReceiver, parse_subscribe_url
     from encoder_runtime.daemon.config import ConfigError
