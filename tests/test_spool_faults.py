@@ -143,19 +143,23 @@ def test_flipped_byte_in_sealed_segment_keeps_intact_frames(tmp_path):
     assert any(p.name.startswith(seg.path.name) for p in sp.rejected_dir.iterdir())
 
 
-def test_corrupt_active_segment_salvages_the_tail(tmp_path):
+@pytest.mark.parametrize("bad", [3, 0])      # a middle frame, and the first one (found by the soak)
+def test_corrupt_active_segment_salvages_the_tail(tmp_path, bad):
     sp = _open(tmp_path)
-    for i in range(10):
+    for i in range(4):
+        sp.append_frame(_frame(i), i, i)
+    sp.seal()                                 # segment 0..3; the active segment starts at 4
+    for i in range(4, 14):
         sp.append_frame(_frame(i), i, i)
     active = sp.dir / "active.scd.open"
     offs = [o for o in _record_offsets(active.read_bytes()) if o[1] == RecordType.FRAME]
-    flip_byte(active, offs[3][0] + 30)        # frame 3 damaged; 4..9 intact after it
+    flip_byte(active, offs[bad][0] + 30)      # frame 4 + bad damaged; the rest intact
     sp2 = _open(tmp_path)
-    assert sp2.recovery["salvaged_lost"] == 1 and sp2.next_seq >= 10
+    assert sp2.recovery["salvaged_lost"] == 1 and sp2.next_seq >= 14
     sp2.close()
     covered, frames, gaps = _coverage(sp2)
-    assert sorted(frames) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
-    assert (3, 3, SPOOL_CORRUPT) in gaps
+    assert sorted(frames) == [i for i in range(14) if i != 4 + bad]
+    assert (4 + bad, 4 + bad, SPOOL_CORRUPT) in gaps
     assert covered.ranges() == [(0, sp2.next_seq - 1)]
 
 

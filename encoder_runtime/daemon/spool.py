@@ -418,7 +418,13 @@ class Spool:
             report["truncated_bytes"] = len(data)
             active.unlink()
             return 0
-        hdr, records, lost = salvage_records(data, info.first, info.last, exclude=self._exclude_ranges())
+        # The HEADER's seq is the first seq this segment was opened with: damaged records before the
+        # first intact one are GAPed from there (else from the end of the sealed data, at most a block back).
+        heads = [r.seq for r in scan_records(data, offset=PREAMBLE.size, resync=True).records
+                 if r.type == RecordType.HEADER]
+        floor = max([0, info.first - 64 * RESERVE_BLOCK] + [s.last + 1 for s in self._ready.values()])
+        first = min(info.first, heads[0] if heads and heads[0] <= info.first else floor)
+        hdr, records, lost = salvage_records(data, first, info.last, exclude=self._exclude_ranges())
         report["truncated_bytes"] = len(data) - clean.good_bytes
         report["salvaged_lost"] = lost
         report["recovered_records"] = len(records)
@@ -428,14 +434,14 @@ class Spool:
         try:
             if clean.good_bytes < len(data):
                 self._keep_copy(active, "active")
-                body = preamble() + header_record(hdr or self._header, seq=info.first).encode() + \
+                body = preamble() + header_record(hdr or self._header, seq=first).encode() + \
                     b"".join(r.encode() for r in records)
                 self._replace_file(active, body)
             f = open(active, "r+b", buffering=0)
             f.seek(0, os.SEEK_END)
             self._active = f
             self._active_size = f.tell()
-            self._active_first, self._active_last = info.first, info.last
+            self._active_first, self._active_last = first, info.last
             self._active_records = len(records)
             self._active_frames = sum(1 for r in records if r.type == RecordType.FRAME)
             self._active_opened = time.monotonic()
