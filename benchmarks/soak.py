@@ -14,7 +14,8 @@ while a chaos loop injects, at random, for ``--minutes``:
 - disk filling: a filler file takes every free byte of the spool disk for 3-10 s, then drains;
 - a byte flip in a sealed spool segment.
 
-Then the encoders get SIGTERM (they seal and upload for up to 20 s) and every stream is checked:
+Then the backlogs drain (up to 60 s), the encoders get SIGTERM (they seal and upload for up to
+20 s) and every stream is checked:
 
 - every acknowledged frame (the encoders log each acknowledged segment's frame seqs at debug
   level) is stored exactly once, unless the soak itself damaged that stored frame;
@@ -256,6 +257,10 @@ def main(argv=None) -> int:
         if not soak.rx.alive():
             soak.rx.start()
         (disk.path / "filler").unlink(missing_ok=True)
+        deadline = time.monotonic() + 60   # let the backlogs drain (the sources keep running)
+        while time.monotonic() < deadline and any(
+                len(list((disk.path / sid / "ready").glob("*.scd"))) > 2 for sid in soak.streams):
+            time.sleep(1.0)
         time.sleep(5.0)   # every encoder restarted by the chaos has installed its SIGTERM handler
         for p in soak.enc.values():
             if p.poll() is None:
