@@ -70,7 +70,10 @@ class Soak:
     def __init__(self, work: Path, spool_root: Path, args) -> None:
         self.work, self.spool_root, self.args = work, spool_root, args
         self.rng = random.Random(args.seed)
-        self.rx = ReceiverProcess(work / "store", work / "rx.log")
+        # All senders share 127.0.0.1: lift the per-address limits (defaults 16 and 4) above the fleet.
+        self.rx = ReceiverProcess(work / "store", work / "rx.log", "--max-connections-per-peer",
+                                  str(4 * args.streams), "--max-handshakes-per-peer", str(2 * args.streams),
+                                  "--max-handshakes", str(2 * args.streams + 8))
         self.streams = [f"soak{i:02d}" for i in range(args.streams)]
         self.enc: dict[str, object] = {}
         self.events = {"encoder_kill9": 0, "active_flip": 0, "receiver_kill9": 0, "store_flip": 0,
