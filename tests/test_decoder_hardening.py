@@ -277,3 +277,30 @@ def test_all_decoder_errors_share_one_base():
         assert issubclass(cls, MalformedInputError) and issubclass(cls, ValueError)
     from encoder_runtime.entropy import CorruptPayloadError
     assert issubclass(CorruptPayloadError, MalformedInputError)
+
+
+def test_raw_zstd_daemon_codec_is_bounded_and_strict():
+    """The daemon's raw pass-through decoder: a tiny payload declaring a huge shape, a shape that
+    disagrees with the data, or junk meta is one FrameError, before any large allocation."""
+    import json as _json
+
+    import numpy as _np
+    import zstandard as _zstd
+
+    from encoder_runtime.daemon.codecs import RawDecoder, RawEncoder
+    from encoder_runtime.errors import DecodeLimitError, FrameError
+
+    x = _np.arange(24, dtype=_np.int16).reshape(2, 3, 4)
+    assert _np.array_equal(RawDecoder().decode_frame({}, RawEncoder().encode_frame(x)), x)
+
+    def payload(meta: object, data: bytes) -> bytes:
+        m = _json.dumps(meta).encode()
+        return bytes([len(m)]) + m + _zstd.ZstdCompressor().compress(data)
+
+    with pytest.raises(DecodeLimitError):
+        RawDecoder().decode_frame({}, payload({"s": [1 << 20, 1 << 20], "d": "<u1"}, b"\0" * 16))
+    with pytest.raises(FrameError, match="claims"):
+        RawDecoder().decode_frame({}, payload({"s": [2], "d": "<u1"}, b"\0" * 64))
+    for meta in ({"s": [-1], "d": "<u1"}, {"s": "ab", "d": "<u1"}, {"s": [1], "d": "O"}, [1, 2], {"d": "<u1"}):
+        with pytest.raises(FrameError):
+            RawDecoder().decode_frame({}, payload(meta, b"\0"))

@@ -46,22 +46,43 @@ class RawEncoder:
 
 
 class RawDecoder:
-    """Decoder for :class:`RawEncoder` payloads."""
+    """Decoder for :class:`RawEncoder` payloads, bounded like the learned decoder.
 
-    def __init__(self) -> None:
-        self._dctx = zstandard.ZstdDecompressor()
+    A frame may hold at most ``max_samples`` values (the learned decoder's cap, see
+    :func:`encoder_runtime.codec.default_max_samples`); the declared shape and dtype are checked
+    and the zstd frame's declared size must match them before anything is decompressed.
+    """
+
+    def __init__(self, max_samples: int | None = None) -> None:
+        from encoder_runtime.codec import default_max_samples
+
+        self.max_samples = default_max_samples() if max_samples is None else int(max_samples)
 
     def decode_frame(self, header: dict, payload: bytes) -> np.ndarray:
-        """Inverse of :meth:`RawEncoder.encode_frame`; validates sizes before allocating."""
+        """Inverse of :meth:`RawEncoder.encode_frame`; FrameError on anything malformed."""
+        from encoder_runtime.entropy import zstd_decompress_bounded
+        from encoder_runtime.errors import DecodeLimitError, FrameError
+
+        if len(payload) < 1:
+            raise FrameError("raw frame: empty payload")
         (n,) = _RAW_HEAD.unpack_from(payload)
-        meta = json.loads(payload[1:1 + n])
-        shape, dtype = tuple(int(x) for x in meta["s"]), np.dtype(meta["d"])
-        if dtype.hasobject:
-            raise ValueError("object dtypes are not allowed")
-        expect = int(np.prod(shape)) * dtype.itemsize
-        data = self._dctx.decompress(payload[1 + n:], max_output_size=expect)
+        try:
+            meta = json.loads(payload[1:1 + n])
+            shape, dtype = tuple(meta["s"]), np.dtype(meta["d"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise FrameError(f"raw frame: meta must be JSON {{'s': shape, 'd': dtype}} ({e})") from None
+        if not (1 <= len(shape) <= 8 and all(type(d) is int and d >= 0 for d in shape)):
+            raise FrameError(f"raw frame: shape must be 1 to 8 non-negative ints, got {meta['s']!r}")
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise FrameError(f"raw frame: dtype must be numeric, got {dtype.str!r}")
+        values = int(np.prod(shape, dtype=np.float64))
+        if values > self.max_samples:
+            raise DecodeLimitError(f"raw frame: shape {list(shape)} holds {values} values, "
+                                   f"at most {self.max_samples} allowed")
+        expect = values * dtype.itemsize
+        data = zstd_decompress_bounded(payload[1 + n:], expect, "raw frame", error=FrameError)
         if len(data) != expect:
-            raise ValueError(f"raw frame: expected {expect} bytes, got {len(data)}")
+            raise FrameError(f"raw frame: expected {expect} bytes for shape {list(shape)}, got {len(data)}")
         return np.frombuffer(data, dtype).reshape(shape)
 
 
