@@ -199,7 +199,7 @@ def plot_curves(curves: dict[str, list[dict]], panels: Sequence[tuple[str, str]]
             ax.axhline(curves["clean"][0][key], color="k", lw=0.8, ls=":", label="uncompressed")
         ax.set_xscale("log")
         if log_y:
-            ax.set_yscale("symlog", linthresh=0.01)
+            ax.set_yscale("log")
         ax.set_xlabel("bits per pixel (whole file)")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
