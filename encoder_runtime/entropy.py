@@ -718,6 +718,33 @@ class JpeglsMosaicCoder(_Coder):
 
 
 # --------------------------------------------------------------------------------------------
+# context-modelled binary arithmetic coder (native, optional)
+
+
+class CtxAcCoder(_Coder):
+    """Adaptive binary arithmetic coding with contexts from the already-coded neighbours and
+    the previous channel: the firmware's portable C coder
+    (``firmware_bridge/firmware/src/sc_lossless.c``) through the extension module
+    ``encoder_runtime._sclossless``, so the Python runtime, the Cortex-M4 firmware and the
+    aarch64 builds write the same bytes. Payload: a format byte (1 = coded, 0 = stored raw
+    codes), see docs/container-format.md. Unavailable when the extension was not built.
+    """
+
+    def __init__(self) -> None:
+        from . import _sclossless  # ImportError -> CoderUnavailableError
+
+        self.name = "ctx-ac"
+        self._native = _sclossless
+
+    def _encode(self, codes: np.ndarray) -> bytes:
+        return self._native.encode(codes, *_grid(codes.shape))
+
+    def _decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        raw = self._native.decode(data, *_grid(shape))  # ValueError on a bad payload
+        return np.frombuffer(raw, np.int8).reshape(shape).copy()
+
+
+# --------------------------------------------------------------------------------------------
 # registry
 
 _FACTORIES: dict[str, Callable[[], LosslessCoder]] = {
@@ -726,8 +753,10 @@ _FACTORIES: dict[str, Callable[[], LosslessCoder]] = {
     "zstd3": lambda: ZstdCoder(3),
     "zstd19": lambda: ZstdCoder(19),
     "jpegls": JpeglsMosaicCoder,
+    "ctx-ac": CtxAcCoder,
 }
-_OPTIONAL_PACKAGE = {"jpegls": "pyjpegls (or imagecodecs)"}
+_OPTIONAL_PACKAGE = {"jpegls": "pyjpegls (or imagecodecs)",
+                     "ctx-ac": "native extension encoder_runtime._sclossless (pip install with a C compiler)"}
 _CACHE: dict[str, LosslessCoder] = {}
 _CACHE_LOCK = threading.Lock()
 

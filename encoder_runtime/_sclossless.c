@@ -1,0 +1,102 @@
+/* encoder_runtime._sclossless: CPython binding of the firmware's context-modelled lossless
+ * coder (firmware_bridge/firmware/src/sc_lossless.c, compiled into this module unchanged).
+ *
+ *   encode(codes: buffer of int8, channels, rows, cols) -> bytes
+ *   decode(data: buffer, channels, rows, cols) -> bytes  (channels*rows*cols int8 codes)
+ *
+ * Errors: ValueError("<status text>") for bad payloads or arguments; the GIL is released
+ * while coding. Sizes are checked by the C core before anything is written.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "sc_lossless.h"
+
+static int dims_ok(unsigned long long c, unsigned long long r, unsigned long long w,
+                   Py_ssize_t *n)
+{
+    if (c == 0 || r == 0 || w == 0 || c > 0xFFFFFFFFull || r > 0xFFFFFFFFull || w > 0xFFFFFFFFull
+        || r * w > (1ull << 31) || c * r * w > (1ull << 31)) {
+        PyErr_Format(PyExc_ValueError, "ctx-ac: bad dimensions (%llu, %llu, %llu)", c, r, w);
+        return 0;
+    }
+    *n = (Py_ssize_t)(c * r * w);
+    return 1;
+}
+
+static PyObject *py_encode(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    unsigned long long c, r, w;
+    Py_ssize_t n;
+    PyObject *out;
+    size_t out_len = 0;
+    int st;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*KKK", &buf, &c, &r, &w)) return NULL;
+    if (!dims_ok(c, r, w, &n)) { PyBuffer_Release(&buf); return NULL; }
+    if (buf.len != n) {
+        PyErr_Format(PyExc_ValueError, "ctx-ac: %zd code bytes for %zd codes", buf.len, n);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    out = PyBytes_FromStringAndSize(NULL, n + 1);
+    if (!out) { PyBuffer_Release(&buf); return NULL; }
+    Py_BEGIN_ALLOW_THREADS
+    st = sc_ll_encode((const int8_t *)buf.buf, (uint32_t)c, (uint32_t)r, (uint32_t)w,
+                      (uint8_t *)PyBytes_AS_STRING(out), (size_t)n + 1, &out_len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    if (st != SC_LL_OK) {
+        Py_DECREF(out);
+        PyErr_Format(PyExc_ValueError, "ctx-ac: encode failed: %s", sc_ll_strerror(st));
+        return NULL;
+    }
+    if (_PyBytes_Resize(&out, (Py_ssize_t)out_len) < 0) return NULL;
+    return out;
+}
+
+static PyObject *py_decode(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    unsigned long long c, r, w;
+    Py_ssize_t n;
+    PyObject *out;
+    int st;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*KKK", &buf, &c, &r, &w)) return NULL;
+    if (!dims_ok(c, r, w, &n)) { PyBuffer_Release(&buf); return NULL; }
+    if (buf.len > n + 1) { /* checked before allocating: never larger than stored codes */
+        PyErr_Format(PyExc_ValueError, "ctx-ac: %zd payload bytes, at most %zd for %zd codes",
+                     buf.len, n + 1, n);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    out = PyBytes_FromStringAndSize(NULL, n);
+    if (!out) { PyBuffer_Release(&buf); return NULL; }
+    Py_BEGIN_ALLOW_THREADS
+    st = sc_ll_decode((const uint8_t *)buf.buf, (size_t)buf.len, (uint32_t)c, (uint32_t)r,
+                      (uint32_t)w, (int8_t *)PyBytes_AS_STRING(out));
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    if (st != SC_LL_OK) {
+        Py_DECREF(out);
+        PyErr_Format(PyExc_ValueError, "ctx-ac: %s", sc_ll_strerror(st));
+        return NULL;
+    }
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"encode", py_encode, METH_VARARGS, "encode(codes, channels, rows, cols) -> bytes"},
+    {"decode", py_decode, METH_VARARGS, "decode(data, channels, rows, cols) -> bytes"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_sclossless",
+    "Context-modelled lossless coder for int8 latent codes (firmware sc_lossless.c).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__sclossless(void) { return PyModule_Create(&module); }
