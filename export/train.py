@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--checkpoint-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-train-files", type=int, default=0, help="(smoke tests) limit the data")
+    ap.add_argument("--data", type=Path, metavar="DIR",
+                    help="train on your own image/audio files in DIR (split by file name into "
+                         "train/val, never modified; see export/data.py user_split)")
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     ap.add_argument("--default", action="store_true",
                     help="mark the bundle as its modality's default model")
@@ -334,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"{args.modality}-c{args.latent}-l{args.lam:g}"
     out_dir = args.out / name
     ckpt_path = out_dir / "checkpoint.safetensors"
-    arrays = load_training_arrays(args.modality)
+    arrays = (datasets.user_arrays(args.data, args.modality, "train") if args.data
+              else load_training_arrays(args.modality))
     if args.max_train_files:
         arrays = arrays[: args.max_train_files]
     if args.speech_train_weight:
@@ -440,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         command = resumed_meta.get("command", command) + f"  (then: {command})"
         meta["torch"] = resumed_meta.get("torch", torch.__version__)
     codec.eval()
-    metrics = {} if args.no_eval else evaluate(codec, load_training_arrays(args.modality, "test"))
+    metrics = {} if args.no_eval else evaluate(codec, datasets.user_arrays(args.data, args.modality, "val")
+                                                if args.data else load_training_arrays(args.modality, "test"))
     codec.cpu()
     card = {
         "command": command,
