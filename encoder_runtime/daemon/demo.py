@@ -1,7 +1,7 @@
 """One-command demo: ``python -m encoder_runtime.daemon.demo [--frames 200] [--fps 20] [--audio]``.
 
 Starts ``sensor-receive`` and ``sensor-encode`` on loopback with the bundled default model
-(``rgb-c16`` for images, ``audio16k-c6`` with ``--audio``) and the bundled real samples
+(``rgb-c16`` for images, ``audio16k-8k`` with ``--audio``) and the bundled real samples
 (``encoder_runtime/samples/``: three 768×512 photos, looped; or the WAV files cut into 100 ms
 chunks), prints live frames/s, bitrate, compression ratio and capture→stored latency once a
 second, exits after ``--frames`` frames are acknowledged and prints a summary: every frame
