@@ -1,36 +1,63 @@
-/* sc_lossless: context-modelled binary arithmetic coder for int8 latent codes.
+/* sc_lossless: context-modelled binary arithmetic coder for int8 latent codes (format 1).
  *
- * Bitstream (format byte 1), per code v in channel-major, row-major order:
- *   zero flag  (v != 0)            context: neighbour class k (0..9) x previous-channel class (0..2)
- *   sign       (v < 0)             context: signs of the left and top neighbours (3 x 3)
- *   magnitude  m = |v| (1..128):   unary bins (m > j) for j = 1..14, context (k, j);
- *                                  if m >= 15, e = m - 15 as 7 bits MSB-first, context: bit index
- * Neighbours (already coded, same channel): L = left, T = top, TL/TR = top-left/top-right, with
- * rows == 1 (1-D signals) or row 0 using L2 = two to the left as T and TL = TR = 0; missing
- * neighbours at the left/right border repeat the top one (0 when there is no row above).
- * s = 2(|L| + |T|) + |TL| + |TR| (capped at 63) maps to class k through a fixed table; the
- * previous-channel class is min(|v'|, 2) of the co-located code of channel c - 1 (0 for c = 0).
- * Probabilities are 16-bit P(bit = 1), start at 1/2 and move 1/32 of the way to each coded
- * bit. The arithmetic coder is a carry-less binary coder on 32-bit bounds [x1, x2]: the split
- * is x1 + ((x2 - x1) * p >> 16); a 1 keeps the low part; equal top bytes are shifted out;
- * the encoder flushes x1 as 4 big-endian bytes.
+ * Codes (C, rows, cols) are coded channel by channel, row by row. Per code v:
+ *   zero flag  (v != 0)          context (k, p, a): neighbour class k (0..9), previous-channel
+ *                                class p (0..2), activity class a (0..2)
+ *   sign       (v < 0)           context: signs (0, +, -) of the neighbours L and T (3 x 3)
+ *   magnitude  m = |v| (1..128)  unary bins (m > j) for j = 1..14, context (k, a, j);
+ *                                if m >= 15, e = m - 15 as 7 bits MSB-first, context: bit index
+ * Neighbours (already coded): with a row above, L = left, T = top, D1 = top-left, D2 =
+ * top-right (missing left/right neighbours repeat T); on row 0 (and for 1-D signals, rows == 1)
+ * L = left, T = two to the left, D1/D2 = the co-located code of the previous channel and the one
+ * after it (0 for channel 0 and outside the row).
+ *   k = CLASS[min(2(|L| + |T|) + |D1| + |D2|, 63)]
+ *   p = min(|co-located code of channel c - 1|, 2)   (0 for channel 0)
+ *   a = 0 if act < 64, 1 if act < 256, else 2, where act += (|v| << 5) - (act >> 3) after every
+ *       code (a running mean of |v| x 256 over ~8 codes; starts at 0, never reset).
+ * Each context has two 16-bit probabilities of a 1 (start 32768) and a count n of the bits it
+ * has seen: with sh = min(1 + n / 2, 4) (n stops growing once sh = 4), the fast one moves by
+ * (target - p) >> sh and the slow one by (target - q) >> (sh + 2); bits are coded with
+ * (p + q + 1) >> 1. The coder is a carry-less binary arithmetic coder on 32-bit bounds
+ * [x1, x2] = [0, 2^32 - 1]: split = x1 + ((x2 - x1) * P >> 16) (64-bit product); a 1 sets
+ * x2 = split, a 0 sets x1 = split + 1; while the top bytes of x1 and x2 are equal, that byte is
+ * emitted and x1 <<= 8, x2 = x2 << 8 | 255. The encoder ends with x1 as 4 big-endian bytes; the
+ * decoder starts with x = the first 4 bytes and must end exactly at the end of the payload.
  */
 #include "sc_lossless.h"
 
 #include <string.h>
 
-#define NCLS 10
-#define NPREV 3
-#define NUNARY 14
-#define ESC_BITS 7
-#define RATE 5
+#define NCLS 10        /* neighbour classes */
+#define NPREV 3        /* previous-channel classes */
+#define NACT 3         /* activity classes */
+#define NUNARY 14      /* unary magnitude bins before the escape */
+#define ESC_BITS 7     /* escape: m - 15 in 0..113 */
+#define RATE 4         /* final adaptation shift of the fast probability */
+#define SLOW 2         /* the slow probability adapts SLOW shifts slower */
+#define ACT_SHIFT 3
+#define ACT1 64u
+#define ACT2 256u
 
 typedef struct {
-    uint16_t zero[NCLS * NPREV];
+    uint16_t zero[NCLS * NPREV * NACT];
     uint16_t sign[9];
-    uint16_t mag[NCLS * NUNARY];
+    uint16_t mag[NCLS * NACT * NUNARY];
     uint16_t esc[ESC_BITS];
+} probs_t;
+
+#define NSLOTS (sizeof(probs_t) / sizeof(uint16_t))
+
+typedef struct {
+    uint16_t fast[NSLOTS];
+    uint16_t slow[NSLOTS];
+    uint8_t n[NSLOTS];
 } model_t;
+
+/* slot offsets into the flat arrays */
+#define ZERO_AT 0u
+#define SIGN_AT (NCLS * NPREV * NACT)
+#define MAG_AT (SIGN_AT + 9u)
+#define ESC_AT (MAG_AT + NCLS * NACT * NUNARY)
 
 static const uint8_t k_class[64] = {
     0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6,
@@ -41,41 +68,69 @@ static const uint8_t k_class[64] = {
 static void model_init(model_t *m)
 {
     size_t i;
-    uint16_t *p = (uint16_t *)m;
-    for (i = 0; i < sizeof(*m) / sizeof(uint16_t); i++) p[i] = 32768u;
+    for (i = 0; i < NSLOTS; i++) m->fast[i] = m->slow[i] = 32768u;
+    memset(m->n, 0, sizeof(m->n));
+}
+
+static unsigned prob(const model_t *m, unsigned i)
+{
+    return ((unsigned)m->fast[i] + m->slow[i] + 1u) >> 1;
+}
+
+static void update(model_t *m, unsigned i, unsigned bit)
+{
+    unsigned n = m->n[i], sh = 1u + n / 2u, p = m->fast[i], q = m->slow[i];
+    if (sh >= RATE) sh = RATE;
+    else m->n[i] = (uint8_t)(n + 1u);
+    if (bit) {
+        m->fast[i] = (uint16_t)(p + ((65536u - p) >> sh));
+        m->slow[i] = (uint16_t)(q + ((65536u - q) >> (sh + SLOW)));
+    } else {
+        m->fast[i] = (uint16_t)(p - (p >> sh));
+        m->slow[i] = (uint16_t)(q - (q >> (sh + SLOW)));
+    }
 }
 
 static unsigned iabs8(int v) { return (unsigned)(v < 0 ? -v : v); }
 static unsigned sgn3(int v) { return v > 0 ? 1u : (v < 0 ? 2u : 0u); }
 
-/* Contexts of position x of a row. cur = the row being coded, up = the row above (NULL on
- * row 0), prev = co-located row of the previous channel (NULL for channel 0). */
 typedef struct { unsigned zc, sc, mc; } ctx_t;
 
+/* Contexts of position x: cur = the row being coded, up = the row above (NULL on row 0),
+ * prev = the co-located row of the previous channel (NULL for channel 0). */
 static ctx_t contexts(const int8_t *cur, const int8_t *up, const int8_t *prev, uint32_t x,
-                      uint32_t cols)
+                      uint32_t cols, unsigned act)
 {
-    int l, t, tl, tr;
-    unsigned s, k, pc;
+    int l, t, d1 = 0, d2 = 0;
+    unsigned s, k, p, a;
     ctx_t c;
     if (up) {
         t = up[x];
         l = x > 0 ? cur[x - 1] : t;
-        tl = x > 0 ? up[x - 1] : t;
-        tr = x + 1 < cols ? up[x + 1] : t;
+        d1 = x > 0 ? up[x - 1] : t;
+        d2 = x + 1 < cols ? up[x + 1] : t;
     } else {
         l = x > 0 ? cur[x - 1] : 0;
         t = x > 1 ? cur[x - 2] : 0;
-        tl = tr = 0;
+        if (prev) {
+            d1 = prev[x];
+            d2 = x + 1 < cols ? prev[x + 1] : 0;
+        }
     }
-    s = 2u * (iabs8(l) + iabs8(t)) + iabs8(tl) + iabs8(tr);
+    s = 2u * (iabs8(l) + iabs8(t)) + iabs8(d1) + iabs8(d2);
     k = k_class[s > 63 ? 63 : s];
-    pc = prev ? iabs8(prev[x]) : 0u;
-    pc = pc > 2 ? 2u : pc;
-    c.zc = k * NPREV + pc;
-    c.sc = sgn3(l) * 3u + sgn3(t);
-    c.mc = k * NUNARY;
+    p = prev ? iabs8(prev[x]) : 0u;
+    p = p > 2 ? 2u : p;
+    a = act < ACT1 ? 0u : act < ACT2 ? 1u : 2u;
+    c.zc = ZERO_AT + (k * NPREV + p) * NACT + a;
+    c.sc = SIGN_AT + sgn3(l) * 3u + sgn3(t);
+    c.mc = MAG_AT + (k * NACT + a) * NUNARY;
     return c;
+}
+
+static unsigned next_act(unsigned act, int v)
+{
+    return act + (iabs8(v) << (8 - ACT_SHIFT)) - (act >> ACT_SHIFT);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -88,16 +143,12 @@ typedef struct {
     int full;
 } enc_t;
 
-static void enc_bit(enc_t *e, uint16_t *p, unsigned bit)
+static void enc_bit(enc_t *e, model_t *m, unsigned i, unsigned bit)
 {
-    uint32_t xmid = e->x1 + (uint32_t)(((uint64_t)(e->x2 - e->x1) * *p) >> 16);
-    if (bit) {
-        e->x2 = xmid;
-        *p = (uint16_t)(*p + ((65536u - *p) >> RATE));
-    } else {
-        e->x1 = xmid + 1u;
-        *p = (uint16_t)(*p - (*p >> RATE));
-    }
+    uint32_t xmid = e->x1 + (uint32_t)(((uint64_t)(e->x2 - e->x1) * prob(m, i)) >> 16);
+    if (bit) e->x2 = xmid;
+    else e->x1 = xmid + 1u;
+    update(m, i, bit);
     while (((e->x1 ^ e->x2) & 0xFF000000u) == 0) {
         if (e->pos < e->cap) e->buf[e->pos++] = (uint8_t)(e->x2 >> 24);
         else e->full = 1;
@@ -109,16 +160,16 @@ static void enc_bit(enc_t *e, uint16_t *p, unsigned bit)
 static void enc_code(enc_t *e, model_t *m, ctx_t c, int v)
 {
     unsigned mag, j;
-    enc_bit(e, &m->zero[c.zc], v != 0);
+    enc_bit(e, m, c.zc, v != 0);
     if (v == 0) return;
-    enc_bit(e, &m->sign[c.sc], v < 0);
+    enc_bit(e, m, c.sc, v < 0);
     mag = iabs8(v);
     for (j = 1; j <= NUNARY; j++) {
-        enc_bit(e, &m->mag[c.mc + j - 1], mag > j);
+        enc_bit(e, m, c.mc + j - 1u, mag > j);
         if (mag <= j) return;
     }
     mag -= NUNARY + 1;
-    for (j = 0; j < ESC_BITS; j++) enc_bit(e, &m->esc[j], (mag >> (ESC_BITS - 1 - j)) & 1u);
+    for (j = 0; j < ESC_BITS; j++) enc_bit(e, m, ESC_AT + j, (mag >> (ESC_BITS - 1 - j)) & 1u);
 }
 
 static int dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
@@ -137,10 +188,11 @@ size_t sc_ll_bound(size_t n) { return n == (size_t)-1 ? 0 : n + 1; }
 int sc_ll_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                  uint8_t *out, size_t cap, size_t *out_len)
 {
-    model_t m;
+    model_t m; /* 2.6 KB on the stack: reentrant, no globals */
     enc_t e;
     size_t n, plane;
     uint32_t ch, r, x;
+    unsigned act = 0;
     int st;
     if (!codes || !out || !out_len) return SC_LL_E_ARG;
     if ((st = dims(channels, rows, cols, &n)) != SC_LL_OK) return st;
@@ -160,7 +212,10 @@ int sc_ll_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t
             const int8_t *cur = plane_p + (size_t)r * cols;
             const int8_t *up = r ? cur - cols : NULL;
             const int8_t *prev = prev_p ? prev_p + (size_t)r * cols : NULL;
-            for (x = 0; x < cols; x++) enc_code(&e, &m, contexts(cur, up, prev, x, cols), cur[x]);
+            for (x = 0; x < cols; x++) {
+                enc_code(&e, &m, contexts(cur, up, prev, x, cols, act), cur[x]);
+                act = next_act(act, cur[x]);
+            }
         }
     }
     if (e.full || e.pos + 4 >= n) { /* not smaller than the raw codes: store them */
@@ -188,17 +243,13 @@ typedef struct {
     int trunc;
 } dec_t;
 
-static unsigned dec_bit(dec_t *d, uint16_t *p)
+static unsigned dec_bit(dec_t *d, model_t *m, unsigned i)
 {
-    uint32_t xmid = d->x1 + (uint32_t)(((uint64_t)(d->x2 - d->x1) * *p) >> 16);
+    uint32_t xmid = d->x1 + (uint32_t)(((uint64_t)(d->x2 - d->x1) * prob(m, i)) >> 16);
     unsigned bit = d->x <= xmid;
-    if (bit) {
-        d->x2 = xmid;
-        *p = (uint16_t)(*p + ((65536u - *p) >> RATE));
-    } else {
-        d->x1 = xmid + 1u;
-        *p = (uint16_t)(*p - (*p >> RATE));
-    }
+    if (bit) d->x2 = xmid;
+    else d->x1 = xmid + 1u;
+    update(m, i, bit);
     while (((d->x1 ^ d->x2) & 0xFF000000u) == 0) {
         d->x1 <<= 8;
         d->x2 = (d->x2 << 8) | 255u;
@@ -212,11 +263,11 @@ static unsigned dec_bit(dec_t *d, uint16_t *p)
 static int dec_code(dec_t *d, model_t *m, ctx_t c)
 {
     unsigned neg, mag, j, e = 0;
-    if (!dec_bit(d, &m->zero[c.zc])) return 0;
-    neg = dec_bit(d, &m->sign[c.sc]);
+    if (!dec_bit(d, m, c.zc)) return 0;
+    neg = dec_bit(d, m, c.sc);
     for (mag = 1; mag <= NUNARY; mag++)
-        if (!dec_bit(d, &m->mag[c.mc + mag - 1])) return neg ? -(int)mag : (int)mag;
-    for (j = 0; j < ESC_BITS; j++) e = (e << 1) | dec_bit(d, &m->esc[j]);
+        if (!dec_bit(d, m, c.mc + mag - 1u)) return neg ? -(int)mag : (int)mag;
+    for (j = 0; j < ESC_BITS; j++) e = (e << 1) | dec_bit(d, m, ESC_AT + j);
     mag = NUNARY + 1 + e;
     if (mag > 128 || (mag == 128 && !neg)) return 256;
     return neg ? -(int)mag : (int)mag;
@@ -229,6 +280,7 @@ int sc_ll_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows
     dec_t d;
     size_t n, plane, i;
     uint32_t ch, r, x;
+    unsigned act = 0;
     int st;
     if (!in || !out) return SC_LL_E_ARG;
     if ((st = dims(channels, rows, cols, &n)) != SC_LL_OK) return st;
@@ -241,7 +293,7 @@ int sc_ll_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows
     }
     if (in[0] != SC_LL_FORMAT_AC) return SC_LL_E_FORMAT;
     if (len < 5) return SC_LL_E_TRUNC;
-    if (len > n + 1) return SC_LL_E_TRAILING; /* the encoder stores instead */
+    if (len > n) return SC_LL_E_TRAILING; /* a coded payload is always shorter than n + 1 */
     plane = (size_t)rows * cols;
     model_init(&m);
     d.x1 = 0;
@@ -260,9 +312,10 @@ int sc_ll_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows
             const int8_t *up = r ? cur - cols : NULL;
             const int8_t *prev = prev_p ? prev_p + (size_t)r * cols : NULL;
             for (x = 0; x < cols; x++) {
-                int v = dec_code(&d, &m, contexts(cur, up, prev, x, cols));
+                int v = dec_code(&d, &m, contexts(cur, up, prev, x, cols, act));
                 if (v == 256) return SC_LL_E_CORRUPT;
                 cur[x] = (int8_t)v;
+                act = next_act(act, v);
             }
             if (d.trunc) return SC_LL_E_TRUNC;
         }
