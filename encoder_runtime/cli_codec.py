@@ -4,30 +4,90 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import container
-from .bundle import default_model, list_models
+from . import __version__, container
+from .bundle import default_model, list_models, load_bundle
 from .codec import Decoder, Encoder
-from .errors import MalformedInputError
+from .errors import BundleError, MalformedInputError
 from .frame import FrameError, parse_frame
-from .media import modality_of, read_input, write_output
+from .ladder import ladder, measured_rate, resolve_knob
+from .media import MediaError, encode_media, modality_of, read_input, resample, write_output
 from .metrics import psnr_db, snr_db
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+STDIO = "-"
+#: Output format for ``-o -`` when --format is not given, by stream modality.
+STDOUT_FORMAT = {"image": "png", "audio": "wav"}
 
 
-def _model_for(path: Path, model: str | None, array: np.ndarray) -> str:
-    if model:
-        return model
+def _warn(msg: str) -> None:
+    """One warning line on stderr (never on stdout, which may carry data)."""
+    print(f"sensor-codec: warning: {msg}", file=sys.stderr)
+
+
+def _is_stdio(path: Path | str) -> bool:
+    return str(path) == STDIO
+
+
+def _stdio_path(fmt: str | None, what: str) -> Path:
+    """A name for stdin/stdout data whose extension gives its format (``-.png``)."""
+    if not fmt:
+        raise MediaError(f"{what}: '-' needs --format (e.g. png, wav, flac, npy)")
+    path = Path(f"-.{fmt.lower().lstrip('.')}")
+    modality_of(path)  # MediaError for an unknown format
+    return path
+
+
+def _modality_for(path: Path, array: np.ndarray, modality: str | None, warnings: list[str]) -> str:
+    """The input's modality: from the file type, else --modality, else guessed (with a warning)."""
     kind = modality_of(path)
-    if kind == "array":
-        kind = "image" if array.dtype == np.uint8 and array.ndim in (2, 3) else "audio"
-    return default_model(kind)
+    if kind != "array":
+        return kind
+    if modality:
+        return modality
+    kind = "image" if array.dtype == np.uint8 and array.ndim in (2, 3) else "audio"
+    warnings.append(f"{path}: modality guessed as {kind} from dtype {array.dtype} and shape "
+                    f"{list(array.shape)}; pass --modality image|audio|timeseries to choose")
+    return kind
+
+
+def _choose_model(path: Path, args, array: np.ndarray, warnings: list[str]) -> str:
+    """--model, else the ladder rung -q/--bpp asks for, else the modality's default model."""
+    quality, bpp = getattr(args, "quality", None), getattr(args, "bpp", None)
+    if args.model:
+        if quality is not None or bpp is not None:
+            raise BundleError("--model: give either --model or -q/--bpp, not both")
+        return args.model
+    kind = _modality_for(path, array, getattr(args, "modality", None), warnings)
+    return resolve_knob(kind, quality, bpp) or default_model(kind)
+
+
+def _fit_audio(path: Path, array: np.ndarray, meta: dict, enc: Encoder,
+               warnings: list[str]) -> tuple[np.ndarray, dict]:
+    """Audio at the model's sample rate (resampled, with a warning, when the file differs)."""
+    want, got = enc.bundle.manifest["sample"].get("rate_hz"), meta.get("rate_hz")
+    if enc.bundle.modality != "audio" or not want or not got or int(want) == int(got):
+        return array, meta
+    warnings.append(f"{path}: {got} Hz audio resampled to {want} Hz for model {enc.name}")
+    return resample(array, int(got), int(want)), {**meta, "rate_hz": int(want)}
+
+
+def _read(args) -> tuple[Path, np.ndarray, dict, list[str]]:
+    """(name, array, meta, warnings) of the encode input: a file or stdin (``-``, --format)."""
+    warnings: list[str] = []
+    if _is_stdio(args.input):
+        path = _stdio_path(args.format, "input")
+        array, meta = read_input(path, data=sys.stdin.buffer.read(), warnings=warnings)
+    else:
+        path = Path(args.input)
+        array, meta = read_input(path, warnings=warnings)
+    return path, array, meta, warnings
 
 
 def _rate_stats(array: np.ndarray, nbytes: int, modality: str) -> dict:
@@ -49,27 +109,84 @@ def _quality(ref: np.ndarray, out: np.ndarray, modality: str) -> dict:
 
 
 def cmd_encode(args) -> int:
-    array, meta = read_input(args.input)
-    enc = Encoder.load(_model_for(args.input, args.model, array), threads=args.threads)
-    meta = {**meta, "source": Path(args.input).name}
+    path, array, meta, warnings = _read(args)
+    enc = Encoder.load(_choose_model(path, args, array, warnings), threads=args.threads)
+    array, meta = _fit_audio(path, array, meta, enc, warnings)
+    for w in warnings:
+        _warn(w)
+    meta = {**meta, "source": path.name}
     blob = enc.encode(array, meta=meta)
-    Path(args.output).write_bytes(blob)
+    report = sys.stdout
+    if _is_stdio(args.output):
+        sys.stdout.buffer.write(blob)
+        report = sys.stderr  # stdout carries the stream
+    else:
+        Path(args.output).write_bytes(blob)
     stats = _rate_stats(array, len(blob), enc.bundle.modality)
-    print(json.dumps({"model": enc.name, "output": str(args.output), **stats}))
+    print(json.dumps({"model": enc.name, "output": str(args.output), **stats}), file=report)
     return 0
 
 
+def _frame_names(output: Path, n: int) -> list[Path]:
+    """Output files for ``n`` frames: ``output`` itself for one; for more, ``output`` as a
+    printf pattern when it holds ``%`` (``out_%04d.png``), else ``name-0001.png``, … (from 1)."""
+    if n == 1:
+        return [output]
+    if "%" in output.name:
+        try:
+            names = [output.with_name(output.name % i) for i in range(1, n + 1)]
+        except (TypeError, ValueError):
+            raise MediaError(f"{output}: expected one %d-style field in the name "
+                             "(e.g. out_%04d.png)") from None
+        return names
+    return [output.with_name(f"{output.stem}-{i:04d}{output.suffix}") for i in range(1, n + 1)]
+
+
+def _check_target(header: dict, out: Path) -> None:
+    """Refuse writing a stream's frames to a format of another modality (image → .wav, …)."""
+    stream, target = header.get("modality"), modality_of(out)
+    if target == "array" or stream == target:
+        return
+    fits = {"image": "an image format (.png, …) or .npy", "audio": ".wav, .flac or .npy"}
+    raise MediaError(f"{out}: cannot write {stream} frames as {target}; write "
+                     f"{fits.get(stream, '.npy')}")
+
+
 def cmd_decode(args) -> int:
-    blob = Path(args.input).read_bytes()
-    header, records = container.read_stream(blob, str(args.input))
-    dec = Decoder.for_header(header, threads=args.threads)
+    source = "<stdin>" if _is_stdio(args.input) else str(args.input)
+    blob = sys.stdin.buffer.read() if _is_stdio(args.input) else Path(args.input).read_bytes()
+    header, records = container.read_stream(blob, source)
+    to_stdout = _is_stdio(args.output)
+    out = (_stdio_path(args.format or STDOUT_FORMAT.get(header.get("modality"), "npy"), "output")
+           if to_stdout else Path(args.output))
+    _check_target(header, out)
     frames = [r for r in records if r.type == container.RecordType.FRAME]
     if not frames:
-        raise container.ContainerError(f"{args.input}: stream holds no FRAME record")
-    out = dec.decode_frame(header, frames[0].payload)
-    write_output(args.output, out, header.get("meta"))
-    print(json.dumps({"model": dec.name, "output": str(args.output), "shape": list(out.shape),
-                      "dtype": str(out.dtype)}))
+        raise container.ContainerError(f"{source}: stream holds no FRAME record")
+    if args.frame is not None:
+        if not 1 <= args.frame <= len(frames):
+            raise MediaError(f"--frame {args.frame}: expected 1..{len(frames)} "
+                             f"({source} holds {len(frames)} frames)")
+        frames = [frames[args.frame - 1]]
+    dec = Decoder.for_header(header, threads=args.threads)
+    arrays = [dec.decode_frame(header, f.payload) for f in frames]
+    meta = header.get("meta")
+    if len(arrays) > 1 and modality_of(out) == "audio":
+        arrays = [np.concatenate(arrays, axis=0)]  # audio chunks play back as one file
+    if to_stdout:
+        if len(arrays) > 1:
+            raise MediaError(f"{source}: {len(arrays)} frames; stdout takes one: pass --frame N "
+                             "or an output file name")
+        sys.stdout.buffer.write(encode_media(arrays[0], out, meta))
+        names = [Path(STDIO)]
+    else:
+        names = _frame_names(out, len(arrays))
+        for name, array in zip(names, arrays):
+            write_output(name, array, meta)
+    print(json.dumps({"model": dec.name, "frames": len(frames),
+                      "output": str(names[0]) if len(names) == 1 else [str(n) for n in names],
+                      "shape": list(arrays[0].shape), "dtype": str(arrays[0].dtype)}),
+          file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 
@@ -108,16 +225,30 @@ def cmd_info(args) -> int:
 
 def cmd_models(args) -> int:
     models = list_models()
+    defaults = {kind: default_model(kind) for kind in {m["modality"] for m in models}}
+    rungs = {kind: [n for n, _ in ladder(kind)] for kind in defaults}
+    for m in models:
+        m["default"] = defaults[m["modality"]] == m["name"]
+        m["quality"] = (rungs[m["modality"]].index(m["name"]) + 1
+                        if m["name"] in rungs[m["modality"]] else None)
+        m["measured_rate"] = measured_rate(load_bundle(m["name"], verify=False).manifest)
     if args.json:
         print(json.dumps(models, indent=1))
         return 0
-    print(f"{'name':<16}{'modality':<10}{'latent':>7}{'MACs/px':>9}{'bpp':>8}{'PSNR/SNR':>10}{'size':>10}")
+    print(f"  {'name':<16}{'modality':<11}{'-q':>3}{'latent':>7}{'MACs/px':>9}{'rate':>8}"
+          f"{'PSNR/SNR':>10}{'size':>10}")
     for m in models:
         op = m["operating_point"]
-        rate = op.get("bpp", op.get("bits_per_sample", float("nan")))
+        rate = m["measured_rate"] or op.get("bpp", op.get("bits_per_sample", float("nan")))
         q = op.get("psnr_db", op.get("snr_db_mean", float("nan")))
-        print(f"{m['name']:<16}{m['modality']:<10}{m['latent_channels']:>7}"
+        print(f"{'*' if m['default'] else ' '} {m['name']:<16}{m['modality']:<11}"
+              f"{m['quality'] or '':>3}{m['latent_channels']:>7}"
               f"{m['macs_per_sample'] or 0:>9.1f}{rate:>8.3f}{q:>10.2f}{m['bytes'] / 1e6:>9.2f}M")
+    print("\nlegend: * = default model of its modality (used without --model, -q or --bpp)\n"
+          "        rate = measured on held-out data: bits per pixel (image), per sample (audio,"
+          " timeseries)\n"
+          "        encode -q N picks rung N (-q column) of the input's modality, 1 = lowest rate;"
+          "\n        encode --bpp X picks the model whose measured rate is closest to X")
     return 0
 
 
@@ -128,8 +259,11 @@ def cmd_roundtrip(args) -> int:
     if not inputs:
         raise FileNotFoundError("no input files given and no bundled samples found")
     for path in inputs:
-        array, meta = read_input(path)
-        name = _model_for(Path(path), args.model, array)
+        warnings: list[str] = []
+        array, meta = read_input(path, warnings=warnings)
+        name = _choose_model(Path(path), args, array, warnings)
+        for w in warnings:
+            _warn(w)
         enc, dec = Encoder.load(name, threads=args.threads), Decoder.load(name, threads=args.threads)
         t0 = time.perf_counter()
         blob = enc.encode(array, meta=meta)
@@ -144,30 +278,50 @@ def cmd_roundtrip(args) -> int:
     return 0
 
 
+def _add_knob(p: argparse.ArgumentParser) -> None:
+    """--model / -q / --bpp / --modality: which bundled model encodes."""
+    p.add_argument("--model", help="bundled model name or bundle folder (default: by modality)")
+    p.add_argument("-q", "--quality", type=int, metavar="N",
+                   help="quality 1..N: rung N of the modality's bundled models ordered by "
+                        "measured rate (1 = smallest; see `sensor-codec models`)")
+    p.add_argument("--bpp", type=float, metavar="X", help="target rate in bits per pixel (image) "
+                   "or per sample (audio): the bundled model measured closest to X")
+    p.add_argument("--modality", choices=("image", "audio", "timeseries"),
+                   help="modality of a .npy input (otherwise guessed from its dtype, with a warning)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sensor-codec", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("encode", help="encode an image (PNG/JPEG/PPM/TIFF), WAV/FLAC or .npy")
-    e.add_argument("input", type=Path)
-    e.add_argument("-o", "--output", type=Path, required=True)
-    e.add_argument("--model", help="bundled model name or bundle folder (default: by modality)")
+    e.add_argument("input", type=Path, help="input file, or - for stdin (needs --format)")
+    e.add_argument("-o", "--output", type=Path, required=True, help="stream file, or - for stdout")
+    e.add_argument("--format", help="format of stdin data: png, jpg, wav, flac, npy, ...")
+    _add_knob(e)
     e.set_defaults(func=cmd_encode)
-    d = sub.add_parser("decode", help="decode a stream; output format from the extension")
-    d.add_argument("input", type=Path)
-    d.add_argument("-o", "--output", type=Path, required=True)
+    d = sub.add_parser("decode", help="decode a stream; output format from the extension; "
+                       "several frames go to name-0001.png, ... (or a %%04d pattern), audio "
+                       "frames are joined into one file")
+    d.add_argument("input", type=Path, help="stream file, or - for stdin")
+    d.add_argument("-o", "--output", type=Path, required=True,
+                   help="output file, out_%%04d.png pattern, or - for stdout")
+    d.add_argument("--frame", type=int, metavar="N", help="decode only frame N (1 = first)")
+    d.add_argument("--format", help="format for -o - (default png for images, wav for audio, "
+                   "else npy)")
     d.set_defaults(func=cmd_decode, errors_name_input=True)
     i = sub.add_parser("info", help="show a stream's header and records")
     i.add_argument("input", type=Path)
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info, errors_name_input=True)
-    m = sub.add_parser("models", help="list the bundled models")
+    m = sub.add_parser("models", help="list the bundled models (* = default; -q rungs)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
     r = sub.add_parser("roundtrip", help="encode+decode files (default: bundled samples) and "
                        "print size, rate and quality")
     r.add_argument("inputs", nargs="*", type=Path)
-    r.add_argument("--model")
+    _add_knob(r)
     r.set_defaults(func=cmd_roundtrip)
     return ap
 
@@ -175,11 +329,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe (| head) surfaces here, not at interpreter exit
+        return rc
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # like a tool killed by SIGPIPE
     except (ValueError, OSError) as exc:  # every user-facing error type derives from these
         source = args.input if getattr(args, "errors_name_input", False) else None
         print(f"sensor-codec: error: {_one_line(exc, source)}", file=sys.stderr)
         return 2
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _one_line(exc: BaseException, source: Path | None) -> str:

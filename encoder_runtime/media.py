@@ -6,6 +6,7 @@ and .npy need only the standard library and numpy.
 
 from __future__ import annotations
 
+import io
 import wave
 from pathlib import Path
 
@@ -41,24 +42,37 @@ def _pillow():
     return Image
 
 
-def read_input(path: Path) -> tuple[np.ndarray, dict]:
-    """Load a file → (array, meta). Images come back H×W×3 or H×W uint8."""
+def read_input(path: Path, data: bytes | None = None,
+               warnings: list[str] | None = None) -> tuple[np.ndarray, dict]:
+    """Load a file → (array, meta). Images come back H×W×3 or H×W uint8.
+
+    With ``data`` the bytes are read instead of the file and ``path`` only names them and their
+    format (e.g. ``Path("-.png")`` for stdin). Lossy conversions (a transparent alpha channel
+    dropped) append a one-line message to ``warnings``.
+    """
     path = Path(path)
     kind = modality_of(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise MediaError(f"{path}: no such file")
+    src = io.BytesIO(data) if data is not None else path
     try:
         if kind == "image":
             Image = _pillow()
-            with Image.open(path) as im:
+            with Image.open(src) as im:
                 if im.mode in ("L", "I;16", "I", "F"):
                     arr = np.asarray(im.convert("L"))
                 else:
+                    if warnings is not None and (im.mode in ("RGBA", "LA", "PA", "La", "RGBa")
+                                                 or "transparency" in im.info):
+                        alpha = np.asarray(im.convert("RGBA"))[..., 3]
+                        if alpha.min() < 255:
+                            warnings.append(f"{path}: alpha channel dropped ({int((alpha < 255).sum())}"
+                                            " transparent pixels keep only their colour)")
                     arr = np.asarray(im.convert("RGB"))
             return arr, {"kind": "image"}
         if kind == "audio":
-            return _read_audio(path)
-        arr = np.load(path, allow_pickle=False)
+            return _read_audio(path, src)
+        arr = np.load(src, allow_pickle=False)
         return arr, {"kind": "array"}
     except MediaError:
         raise
@@ -66,10 +80,10 @@ def read_input(path: Path) -> tuple[np.ndarray, dict]:
         raise MediaError(f"{path}: cannot read as {kind} ({exc.__class__.__name__}: {exc})") from None
 
 
-def _read_audio(path: Path) -> tuple[np.ndarray, dict]:
+def _read_audio(path: Path, src) -> tuple[np.ndarray, dict]:
     if path.suffix.lower() == ".wav":
         try:
-            with wave.open(str(path), "rb") as w:
+            with wave.open(str(src) if isinstance(src, Path) else src, "rb") as w:
                 if w.getsampwidth() != 2:
                     raise MediaError(f"{path}: {8 * w.getsampwidth()}-bit WAV; only 16-bit PCM "
                                      "is read without soundfile")
@@ -77,39 +91,63 @@ def _read_audio(path: Path) -> tuple[np.ndarray, dict]:
                 data = np.frombuffer(w.readframes(n), dtype="<i2").reshape(-1, ch)
             return data.astype(np.int16), {"kind": "audio", "rate_hz": rate}
         except wave.Error:
-            pass  # e.g. float WAV: fall through to soundfile
+            if not isinstance(src, Path):
+                src.seek(0)  # e.g. float WAV: fall through to soundfile
     try:
         import soundfile as sf
     except ImportError:
         raise MediaError(f"{path}: reading this audio needs soundfile: "
                          "pip install 'sensorcodec[media]'") from None
-    data, rate = sf.read(str(path), dtype="int16", always_2d=True)
+    data, rate = sf.read(str(src) if isinstance(src, Path) else src, dtype="int16",
+                         always_2d=True)
     return data, {"kind": "audio", "rate_hz": int(rate)}
 
 
-def write_output(path: Path, array: np.ndarray, meta: dict | None = None) -> None:
-    """Write a decoded array in the format named by the file extension."""
+def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Band-limited (FFT) resampling of int16 audio (N, C) from ``rate`` to ``target`` Hz."""
+    n = x.shape[0]
+    m = max(1, round(n * target / rate))
+    spec = np.fft.rfft(x.astype(np.float64), axis=0)
+    out = np.zeros((m // 2 + 1,) + spec.shape[1:], dtype=spec.dtype)
+    k = min(spec.shape[0], out.shape[0])
+    out[:k] = spec[:k]
+    y = np.fft.irfft(out, n=m, axis=0) * (m / n)
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def encode_media(array: np.ndarray, path: Path, meta: dict | None = None) -> bytes:
+    """The bytes of a decoded array in the format named by ``path``'s extension."""
     path = Path(path)
     kind = modality_of(path)
     meta = meta or {}
+    buf = io.BytesIO()
     if kind == "image":
         if array.dtype != np.uint8 or array.ndim not in (2, 3):
             raise MediaError(f"{path}: decoded data (shape {array.shape}, {array.dtype}) is not "
                              "an image; write it as .npy")
-        _pillow().fromarray(array).save(path)
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".pgm": "PPM", ".pnm": "PPM"}.get(
+            path.suffix.lower(), path.suffix[1:].upper())
+        _pillow().fromarray(array).save(buf, format=fmt)
     elif kind == "audio":
         rate = int(meta.get("rate_hz") or 16000)
         x = array if array.ndim == 2 else array[:, None]
         if x.dtype.kind == "f":
             x = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
         if path.suffix.lower() == ".wav":
-            with wave.open(str(path), "wb") as w:
+            with wave.open(buf, "wb") as w:
                 w.setnchannels(x.shape[1])
                 w.setsampwidth(2)
                 w.setframerate(rate)
                 w.writeframes(x.astype("<i2").tobytes())
         else:
             import soundfile as sf
-            sf.write(str(path), x, rate, subtype="PCM_16")
+            sf.write(buf, x, rate, subtype="PCM_16", format=path.suffix[1:].upper())
     else:
-        np.save(path, array, allow_pickle=False)
+        np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_output(path: Path, array: np.ndarray, meta: dict | None = None) -> None:
+    """Write a decoded array in the format named by the file extension."""
+    data = encode_media(array, path, meta)
+    Path(path).write_bytes(data)
