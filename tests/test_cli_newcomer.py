@@ -298,4 +298,4 @@ def test_no_broken_pipe_traceback(multi_frame):
                             stderr=subprocess.PIPE, cwd=REPO)
     proc.stdout.close()  # like `| head -1` having read its line and exited
     _, err = proc.communicate(timeout=60)
-    assert b"BrokenPipe" not in err and b"Traceback" not in err and b"Exception" not in err, err
+    assert err == b"", err  # was "sensor-codec: error: [Errno 32] Broken pipe" (or a traceback)
