@@ -299,3 +299,17 @@ def test_no_broken_pipe_traceback(multi_frame):
     proc.stdout.close()  # like `| head -1` having read its line and exited
     _, err = proc.communicate(timeout=60)
     assert err == b"", err  # was "sensor-codec: error: [Errno 32] Broken pipe" (or a traceback)
+
+
+def test_daemon_model_knob():
+    """sensor-encode's ``model`` setting takes the same knob: quality:N / bpp:X."""
+    from encoder_runtime.daemon.codecs import load_encoder, resolve_model
+    rungs = image_rungs()
+    assert load_encoder("quality:1", modality="image").name == rungs[0][1]
+    assert resolve_model("quality:1", "image") == rungs[0][1]
+    assert resolve_model(f"quality:{len(rungs)}", "image") == rungs[-1][1]
+    assert resolve_model("bpp:0.3", "image") == min(rungs, key=lambda r: abs(r[0] - 0.3))[1]
+    with pytest.raises(ValueError, match="quality:N"):
+        resolve_model("quality:x", "image")
+    with pytest.raises(ValueError, match=f"1..{len(rungs)}"):
+        resolve_model("quality:0", "image")

@@ -87,7 +87,21 @@ class RawDecoder:
 
 
 def resolve_model(model: str, modality: str | None) -> str:
-    """``""``/``"default"`` → the bundled default model for the source's modality."""
+    """``""``/``"default"`` → the bundled default model for the source's modality;
+    ``"quality:N"`` / ``"bpp:X"`` → that rung of the modality's quality ladder (the bundled models
+    ordered by measured rate, as ``sensor-codec encode -q N`` / ``--bpp X``)."""
+    knob, sep, value = model.partition(":")
+    if sep and knob in ("quality", "bpp"):
+        if modality is None:
+            raise ValueError(f"model {model!r}: this source has no modality to pick a rung from; "
+                             "name a model")
+        from encoder_runtime.ladder import model_for_quality, model_for_rate
+        try:
+            return (model_for_quality(modality, int(value)) if knob == "quality"
+                    else model_for_rate(modality, float(value)))
+        except ValueError as exc:  # BundleError is a ValueError too
+            raise ValueError(f"model {model!r}: expected quality:N (an integer) or bpp:X (a "
+                             f"number): {str(exc).splitlines()[0]}") from None
     if model not in ("", "default"):
         return model
     if modality is None:

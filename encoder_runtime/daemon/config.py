@@ -165,7 +165,9 @@ class EncodeConfig:
     queue_policy: str = field("auto", "source", "choice", ("auto", "block", "gap", "latest"))
     model: str = field("default", "encoder",
                        help="bundle name or directory ('default' = the bundled default model for the "
-                            "source's modality; 'raw' = lossless debug pass-through)")
+                            "source's modality; 'quality:N' / 'bpp:X' = that rung of the modality's "
+                            "bundled models by measured rate, as sensor-codec -q/--bpp; "
+                            "'raw' = lossless debug pass-through)")
     variant: str = field("", "encoder", "choice", ("", "fp32", "int8"),
                          help="encoder graph (default: the target bundle's default_variant, else fp32)")
     threads: int = field(1, "encoder", "int")
