@@ -12,6 +12,8 @@
 
 #include "sc_lossless.h"
 
+#define MAX_CODES_PER_BYTE 16384u
+
 static int dims_ok(unsigned long long c, unsigned long long r, unsigned long long w,
                    Py_ssize_t *n)
 {
@@ -69,6 +71,16 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
     if (buf.len > n + 1) { /* checked before allocating: never larger than stored codes */
         PyErr_Format(PyExc_ValueError, "ctx-ac: %zd payload bytes, at most %zd for %zd codes",
                      buf.len, n + 1, n);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    /* A coded code costs at least ~1/1100 byte (the most probable bit has probability
+     * < 65498/65536), so a short payload cannot declare a huge array: reject before
+     * allocating (the bound keeps a margin of 1.7x). */
+    if (buf.len >= 1 && ((const uint8_t *)buf.buf)[0] == SC_LL_FORMAT_AC
+        && (unsigned long long)n > ((unsigned long long)buf.len + 8u) * MAX_CODES_PER_BYTE) {
+        PyErr_Format(PyExc_ValueError, "ctx-ac: %zd payload bytes cannot hold %zd codes "
+                     "(at most %llu per byte)", buf.len, n, (unsigned long long)MAX_CODES_PER_BYTE);
         PyBuffer_Release(&buf);
         return NULL;
     }
