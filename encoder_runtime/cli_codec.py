@@ -128,10 +128,9 @@ def cmd_encode(args) -> int:
 
 
 def _frame_names(output: Path, n: int) -> list[Path]:
-    """Output files for ``n`` frames: ``output`` itself for one; for more, ``output`` as a
-    printf pattern when it holds ``%`` (``out_%04d.png``), else ``name-0001.png``, … (from 1)."""
-    if n == 1:
-        return [output]
+    """Output files for ``n`` frames, numbered from 1: ``output`` as a printf pattern when it
+    holds ``%`` (``out_%04d.png``); else ``output`` itself for one frame, ``name-0001.png``, …
+    for more."""
     if "%" in output.name:
         try:
             names = [output.with_name(output.name % i) for i in range(1, n + 1)]
@@ -139,6 +138,8 @@ def _frame_names(output: Path, n: int) -> list[Path]:
             raise MediaError(f"{output}: expected one %d-style field in the name "
                              "(e.g. out_%04d.png)") from None
         return names
+    if n == 1:
+        return [output]
     return [output.with_name(f"{output.stem}-{i:04d}{output.suffix}") for i in range(1, n + 1)]
 
 

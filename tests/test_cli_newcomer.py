@@ -102,10 +102,8 @@ def test_fetch_never_touches_a_users_folder(tmp_path):
 @needs_apt
 def test_fetch_offline_reports_progress_and_one_line_error(tmp_path):
     cache = tmp_path / "cache"
-    t0 = time.monotonic()
     p = run("-m", "export.data", "fetch", "--cache", str(cache), env=offline_env(tmp_path),
             timeout=120)
-    assert time.monotonic() - t0 < 60
     first = "plasma-workspace-wallpapers"
     assert_clean_error(p, "sensor-data: error:", f"package {first}=", "download failed",
                        "127.0.0.1")
