@@ -11,6 +11,8 @@ hypothesis fuzz in a subprocess under a 1 GiB address-space limit (a crash or ha
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -230,3 +232,54 @@ def test_fuzz_decoder_subprocess(real_codes, tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 0 and "FUZZ OK" in r.stdout, (r.returncode, r.stdout[-2000:],
                                                           r.stderr[-4000:])
+
+
+def _codes_of_every_bundled_model() -> dict[str, np.ndarray]:
+    """One real frame's codes per bundled model: a sample photo, a speech excerpt, or a
+    BasicMotions test recording (IMU models, only where that data set is cached)."""
+    from encoder_runtime.codec import Encoder
+    from encoder_runtime.media import read_input
+
+    models = REPO / "encoder_runtime" / "models"
+    photo = read_input(SAMPLES / "Kite.png")[0]
+    speech = read_input(SAMPLES / "speech_16k.wav")[0]
+    speech = np.ascontiguousarray((speech if speech.ndim == 1 else speech[:, 0])[30_000:62_001])
+    try:
+        from export.train import load_training_arrays
+
+        imu = np.ascontiguousarray(load_training_arrays("timeseries", "test")[0].T)
+    except (ImportError, SystemExit, OSError, ValueError, KeyError):
+        imu = None
+    out = {}
+    for man in sorted(models.glob("*/manifest.json")):
+        modality = json.loads(man.read_text())["modality"]
+        x = {"image": photo, "audio": speech, "timeseries": imu}[modality]
+        if x is not None:
+            out[man.parent.name] = np.ascontiguousarray(Encoder.load(man.parent.name).codes(x)[0])
+    return out
+
+
+def test_same_bytes_on_aarch64_every_model(tmp_path):
+    """tools/sc_llcodec.c cross-compiled for aarch64 and run under qemu-aarch64-static writes
+    the x86 extension's bytes for every bundled model's codes, and decodes them back."""
+    cc, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64-static")
+    if not cc or not qemu:
+        pytest.skip("needs aarch64-linux-gnu-gcc and qemu-aarch64-static "
+                    "(scripts/apt/bridge.txt, scripts/apt/arm.txt)")
+    fw = REPO / "firmware_bridge" / "firmware"
+    exe = tmp_path / "sc_llcodec"
+    subprocess.run([cc, "-O2", "-std=c99", "-static", "-mcpu=cortex-a72", f"-I{fw / 'include'}",
+                    "-o", str(exe), str(fw / "tools" / "sc_llcodec.c"),
+                    str(fw / "src" / "sc_lossless.c")], check=True, capture_output=True)
+    codes = _codes_of_every_bundled_model()
+    assert len(codes) >= 12, sorted(codes)
+    for name, f in codes.items():
+        grid = [str(f.shape[0]), str(int(np.prod(f.shape[1:-1]))), str(f.shape[-1])]
+        ours = CODER.encode(f)
+        arm = subprocess.run([qemu, str(exe), "enc", *grid], input=f.tobytes(),
+                             capture_output=True, timeout=60)
+        assert arm.returncode == 0, (name, arm.stderr)
+        assert arm.stdout == ours, f"{name}: aarch64 wrote different bytes"
+        back = subprocess.run([qemu, str(exe), "dec", *grid], input=ours, capture_output=True,
+                              timeout=60)
+        assert back.returncode == 0 and back.stdout == f.tobytes(), name
