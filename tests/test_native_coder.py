@@ -259,7 +259,18 @@ def _codes_of_every_bundled_model() -> dict[str, np.ndarray]:
     return out
 
 
-def test_same_bytes_on_aarch64_every_model(tmp_path):
+@pytest.fixture(scope="module")
+def every_model_codes() -> dict[str, np.ndarray]:
+    codes = _codes_of_every_bundled_model()
+    assert len(codes) >= 12, sorted(codes)
+    return codes
+
+
+def _grid(f: np.ndarray) -> list[str]:
+    return [str(f.shape[0]), str(int(np.prod(f.shape[1:-1]))), str(f.shape[-1])]
+
+
+def test_same_bytes_on_aarch64_every_model(tmp_path, every_model_codes):
     """tools/sc_llcodec.c cross-compiled for aarch64 and run under qemu-aarch64-static writes
     the x86 extension's bytes for every bundled model's codes, and decodes them back."""
     cc, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64-static")
@@ -271,10 +282,8 @@ def test_same_bytes_on_aarch64_every_model(tmp_path):
     subprocess.run([cc, "-O2", "-std=c99", "-static", "-mcpu=cortex-a72", f"-I{fw / 'include'}",
                     "-o", str(exe), str(fw / "tools" / "sc_llcodec.c"),
                     str(fw / "src" / "sc_lossless.c")], check=True, capture_output=True)
-    codes = _codes_of_every_bundled_model()
-    assert len(codes) >= 12, sorted(codes)
-    for name, f in codes.items():
-        grid = [str(f.shape[0]), str(int(np.prod(f.shape[1:-1]))), str(f.shape[-1])]
+    for name, f in every_model_codes.items():
+        grid = _grid(f)
         ours = CODER.encode(f)
         arm = subprocess.run([qemu, str(exe), "enc", *grid], input=f.tobytes(),
                              capture_output=True, timeout=60)
@@ -283,3 +292,27 @@ def test_same_bytes_on_aarch64_every_model(tmp_path):
         back = subprocess.run([qemu, str(exe), "dec", *grid], input=ours, capture_output=True,
                               timeout=60)
         assert back.returncode == 0 and back.stdout == f.tobytes(), name
+
+
+def test_same_bytes_on_cortex_m4_every_model(tmp_path, every_model_codes):
+    """m4/sc_llcodec_m4.c on Cortex-M4 (qemu-system-arm mps2-an386, semihosting file I/O)
+    writes the x86 extension's bytes for every bundled model's codes (and round-trips them)."""
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        pytest.skip("needs gcc-arm-none-eabi + qemu-system-arm (scripts/apt/bridge.txt)")
+    fw = REPO / "firmware_bridge" / "firmware"
+    elf = tmp_path / "build" / "m4" / "sc_llcodec_m4.elf"
+    subprocess.run(["make", "-s", "-C", str(fw), f"B={tmp_path / 'build'}", str(elf)], check=True,
+                   capture_output=True)
+    jobs = []
+    for i, (name, f) in enumerate(every_model_codes.items()):
+        (tmp_path / f"in{i}.raw").write_bytes(f.tobytes())
+        jobs.append(" ".join([*_grid(f), f"in{i}.raw", f"out{i}.bin"]))
+    (tmp_path / "ll_jobs.txt").write_text("\n".join(jobs) + "\n")
+    qemu = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial",
+            "none", "-semihosting-config", "enable=on,target=native", "-icount", "shift=3"]
+    r = subprocess.run([*qemu, "-kernel", str(elf)], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert f"RESULT PASS jobs={len(jobs)}" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    for i, (name, f) in enumerate(every_model_codes.items()):
+        assert (tmp_path / f"out{i}.bin").read_bytes() == CODER.encode(f), \
+            f"{name}: Cortex-M4 wrote different bytes"
