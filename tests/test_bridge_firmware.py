@@ -104,7 +104,8 @@ def _bundles() -> list[pathlib.Path]:
 
 
 @needs_cc
-@pytest.mark.parametrize("bundle", _bundles() or [pytest.param(None, marks=pytest.mark.skip(reason="no bundle with encoder_int.npz yet"))])
+@pytest.mark.parametrize("bundle", _bundles() or [pytest.param(None, marks=pytest.mark.skip(reason="no bundle with encoder_int.npz yet"))],
+                         ids=lambda b: getattr(b, "name", "none"))  # -k selects by bundle name
 def test_c_kernel_equals_onnxruntime_on_bundle(bundle, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     if not (bundle / "encoder.onnx").exists():
