@@ -27,6 +27,7 @@ Usage::
     python benchmarks/lossless.py --codes codes.npy --stacked --pixels-per-code 64
     python benchmarks/lossless.py --quick --no-plot --out /tmp/l.json   # smoke run
     python benchmarks/lossless.py --variants           # + unregistered zstd-level variants
+    python benchmarks/lossless.py --bundled --out benchmarks/results/lossless_bundled.json  # real codes, every bundled model
 """
 
 from __future__ import annotations
@@ -261,6 +262,42 @@ def load_code_file(path: Path, pixels_per_code: int, stacked: bool) -> "CodeSet"
     return CodeSet(path.stem, [np.ascontiguousarray(f) for f in frames], pixels_per_code)
 
 
+def bundled_code_sets(models: Sequence[str] | None = None) -> list[CodeSet]:
+    """Real codes of the bundled models (``Encoder.codes``) on the bundled samples: the three
+    sample photos for image models, the speech and drum-loop clips for audio models, the 40
+    BasicMotions test recordings for IMU models (skipped when that data set is not cached).
+    ``pixels_per_code`` is the model's input samples per code position (its transform block)."""
+    from encoder_runtime.codec import Encoder
+    from encoder_runtime.media import read_input
+
+    samples = REPO / "encoder_runtime" / "samples"
+    inputs: dict[str, list[np.ndarray]] = {
+        "image": [read_input(samples / f)[0] for f in ("ColdRipple.png", "ColorfulCups.png",
+                                                       "Kite.png")],
+        "audio": [],
+    }
+    for f in ("speech_16k.wav", "loop_amen_16k.wav"):
+        x = read_input(samples / f)[0]
+        inputs["audio"].append(np.ascontiguousarray(x if x.ndim == 1 else x[:, 0]))
+    try:
+        from export.train import load_training_arrays
+
+        inputs["timeseries"] = [np.ascontiguousarray(a.T)
+                                for a in load_training_arrays("timeseries", "test")]
+    except (ImportError, SystemExit, OSError, ValueError, KeyError) as e:
+        print(f"IMU models skipped: no BasicMotions test data ({type(e).__name__}: {e})")
+    sets = []
+    for man in sorted((REPO / "encoder_runtime" / "models").glob("*/manifest.json")):
+        name = man.parent.name
+        m = json.loads(man.read_text())
+        if (models and name not in models) or m["modality"] not in inputs:
+            continue
+        enc = Encoder.load(name)
+        frames = [np.ascontiguousarray(enc.codes(x)[0]) for x in inputs[m["modality"]]]
+        sets.append(CodeSet(name, frames, int(np.prod(m["transform"]["block"]))))
+    return sets
+
+
 class _Variant:
     """An unregistered coder configuration, timed for the design notes only (never in streams)."""
 
@@ -315,6 +352,7 @@ def measure_set(coders: Sequence[entropy.LosslessCoder], cs: CodeSet, repeats: i
             dec[coder.name].append(_pass(lambda: [coder.decode(b, f.shape)
                                                   for f, b in zip(cs.frames, bl)]))
     mp, n = cs.pixels / 1e6, len(cs.frames)
+    codes = sum(f.size for f in cs.frames)
     rows = []
     for coder in coders:
         e, d = enc[coder.name], dec[coder.name]
@@ -331,6 +369,8 @@ def measure_set(coders: Sequence[entropy.LosslessCoder], cs: CodeSet, repeats: i
             "enc_mps_wall": mp / statistics.median(t[0] for t in e),
             "dec_mps_wall": mp / statistics.median(t[0] for t in d),
             "passes": len(e),
+            "enc_mcodes_s": codes / te / 1e6,  # int8 codes per second (issue 12's unit)
+            "dec_mcodes_s": codes / td / 1e6,
         })
     return rows
 
@@ -409,6 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="--codes files hold a stack of frames (N, C, *spatial)")
     ap.add_argument("--pixels-per-code", type=int, default=BLOCK * BLOCK,
                     help="image pixels per spatial code position for --codes (default 64)")
+    ap.add_argument("--bundled", nargs="*", metavar="MODEL", default=None,
+                    help="real codes of the bundled models (all, or the ones named) on the "
+                         "bundled samples; see bundled_code_sets()")
     ap.add_argument("--channels", type=int, nargs="+", default=[12, 48],
                     help="latent widths of the synthetic PCA codes (default 12 48)")
     ap.add_argument("--coders", nargs="+", default=None, help="coders to run (default: all available)")
@@ -423,7 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
 
-    if args.codes:
+    if args.bundled is not None:
+        sets = bundled_code_sets(args.bundled)
+        source = ("bundled models on the bundled samples (3 photos / 2 clips / 40 BasicMotions "
+                  "test recordings)")
+    elif args.codes:
         sets = [load_code_file(p, args.pixels_per_code, args.stacked) for p in args.codes]
         source = "files: " + ", ".join(str(p) for p in args.codes)
     else:
@@ -445,7 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{cs.name}: {len(cs.frames)} frames, C={c}, spatial {cs.frames[0].shape[1:]}, "
               f"values {vals.min()}..{vals.max()}, zeros {np.mean(vals == 0):.1%}")
         print(f"{'coder':<22}{'bpp':>9}{'vs zstd19':>11}{'enc MP/s':>11}{'dec MP/s':>11}"
-              f"{'enc ms/fr':>11}{'dec ms/fr':>11}{'enc wall':>10}{'dec wall':>10}")
+              f"{'enc ms/fr':>11}{'dec ms/fr':>11}{'enc wall':>10}{'dec wall':>10}"
+              f"{'enc Mc/s':>10}{'dec Mc/s':>10}")
         rows = measure_set(coders, cs, repeats)
         base = next(r for r in rows if r["coder"] == "zstd19")
         fast = next((r for r in rows if r["coder"] == "zstd3"), None)
@@ -457,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r["enc_speed_vs_zstd3"] = r["enc_mps"] / fast["enc_mps"]
             print(f"{r['coder']:<22}{r['bpp']:>9.4f}{r['rate_vs_zstd19']:>11.3f}{r['enc_mps']:>11.0f}"
                   f"{r['dec_mps']:>11.0f}{r['enc_ms_per_frame']:>11.3f}{r['dec_ms_per_frame']:>11.3f}"
-                  f"{r['enc_mps_wall']:>10.0f}{r['dec_mps_wall']:>10.0f}")
+                  f"{r['enc_mps_wall']:>10.0f}{r['dec_mps_wall']:>10.0f}"
+                  f"{r['enc_mcodes_s']:>10.1f}{r['dec_mcodes_s']:>10.1f}")
         results.extend(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     info["loadavg_end"] = list(os.getloadavg())

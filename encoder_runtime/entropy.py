@@ -19,6 +19,13 @@ Coders (``available_coders()`` lists those that can run here):
 ``zstd19`` / ``zstd3``
     Plain zstd on the channel-planar int8 bytes (the prototype's format; zstd-19 is the rate
     reference).
+``ctx-ac`` (optional, native)
+    Context-modelled adaptive binary arithmetic coding (contexts from the already-coded
+    neighbours, the previous channel and the local activity) in portable C shared with the
+    firmware (``firmware_bridge/firmware/src/sc_lossless.c``), via the extension module
+    ``encoder_runtime._sclossless``; unavailable when the extension was not built. About
+    0.76-0.85x the size of zstd-19 on the bundled models' codes; bitstream in
+    docs/container-format.md.
 ``jpegls`` (optional)
     JPEG-LS (CharLS, lossless) on a channel mosaic of ``codes + 128``. Needs the optional
     package ``pyjpegls`` or ``imagecodecs`` (imported lazily); unavailable without them.
