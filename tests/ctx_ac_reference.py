@@ -51,19 +51,20 @@ def _sgn(v: int) -> int:
 def _contexts(cur: list[int], up: list[int] | None, prev: list[int] | None, x: int,
               act: int) -> tuple[int, int, int]:
     cols = len(cur)
-    d1 = d2 = 0
     if up is not None:
         t = up[x]
         l = cur[x - 1] if x > 0 else t
         d1 = up[x - 1] if x > 0 else t
         d2 = up[x + 1] if x + 1 < cols else t
+        s = 2 * (abs(l) + abs(t)) + abs(d1) + abs(d2)
     else:
         l = cur[x - 1] if x > 0 else 0
         t = cur[x - 2] if x > 1 else 0
+        s = 2 * (abs(l) + abs(t)) + (abs(cur[x - 3]) if x > 2 else 0)
         if prev is not None:
-            d1 = prev[x]
-            d2 = prev[x + 1] if x + 1 < cols else 0
-    k = K_CLASS[min(2 * (abs(l) + abs(t)) + abs(d1) + abs(d2), 63)]
+            s += (2 * abs(prev[x]) + (abs(prev[x - 1]) if x > 0 else 0)
+                  + (abs(prev[x + 1]) if x + 1 < cols else 0))
+    k = K_CLASS[min(s, 63)]
     p = min(abs(prev[x]), 2) if prev is not None else 0
     a = 0 if act < 64 else (1 if act < 256 else 2)
     return (k * NPREV + p) * NACT + a, SIGN_AT + _sgn(l) * 3 + _sgn(t), MAG_AT + (k * NACT + a) * NUNARY

@@ -7,10 +7,11 @@
  *   magnitude  m = |v| (1..128)  unary bins (m > j) for j = 1..14, context (k, a, j);
  *                                if m >= 15, e = m - 15 as 7 bits MSB-first, context: bit index
  * Neighbours (already coded): with a row above, L = left, T = top, D1 = top-left, D2 =
- * top-right (missing left/right neighbours repeat T); on row 0 (and for 1-D signals, rows == 1)
- * L = left, T = two to the left, D1/D2 = the co-located code of the previous channel and the one
- * after it (0 for channel 0 and outside the row).
- *   k = CLASS[min(2(|L| + |T|) + |D1| + |D2|, 63)]
+ * top-right (missing left/right neighbours repeat T) and s = 2(|L| + |T|) + |D1| + |D2|; on
+ * row 0 (and for 1-D signals, rows == 1) L, T, L3 = one, two, three to the left and P-, P, P+ =
+ * the previous channel's codes at x - 1, x, x + 1 (missing ones and channel 0: 0), and
+ * s = 2(|L| + |T|) + |L3| + 2|P| + |P-| + |P+|.
+ *   k = CLASS[min(s, 63)]
  *   p = min(|co-located code of channel c - 1|, 2)   (0 for channel 0)
  *   a = 0 if act < 64, 1 if act < 256, else 2, where act += (|v| << 5) - (act >> 3) after every
  *       code (a running mean of |v| x 256 over ~8 codes; starts at 0, never reset).
@@ -101,23 +102,24 @@ typedef struct { unsigned zc, sc, mc; } ctx_t;
 static ctx_t contexts(const int8_t *cur, const int8_t *up, const int8_t *prev, uint32_t x,
                       uint32_t cols, unsigned act)
 {
-    int l, t, d1 = 0, d2 = 0;
+    int l, t;
     unsigned s, k, p, a;
     ctx_t c;
-    if (up) {
+    if (up) { /* 2-D: left, top, top-left, top-right */
+        int d1, d2;
         t = up[x];
         l = x > 0 ? cur[x - 1] : t;
         d1 = x > 0 ? up[x - 1] : t;
         d2 = x + 1 < cols ? up[x + 1] : t;
-    } else {
+        s = 2u * (iabs8(l) + iabs8(t)) + iabs8(d1) + iabs8(d2);
+    } else { /* row 0 / 1-D: three to the left, previous channel at x - 1, x, x + 1 */
         l = x > 0 ? cur[x - 1] : 0;
         t = x > 1 ? cur[x - 2] : 0;
-        if (prev) {
-            d1 = prev[x];
-            d2 = x + 1 < cols ? prev[x + 1] : 0;
-        }
+        s = 2u * (iabs8(l) + iabs8(t)) + (x > 2 ? iabs8(cur[x - 3]) : 0u);
+        if (prev)
+            s += 2u * iabs8(prev[x]) + (x > 0 ? iabs8(prev[x - 1]) : 0u)
+                 + (x + 1 < cols ? iabs8(prev[x + 1]) : 0u);
     }
-    s = 2u * (iabs8(l) + iabs8(t)) + iabs8(d1) + iabs8(d2);
     k = k_class[s > 63 ? 63 : s];
     p = prev ? iabs8(prev[x]) : 0u;
     p = p > 2 ? 2u : p;
