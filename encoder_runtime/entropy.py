@@ -24,7 +24,7 @@ Coders (``available_coders()`` lists those that can run here):
     neighbours, the previous channel and the local activity) in portable C shared with the
     firmware (``firmware_bridge/firmware/src/sc_lossless.c``), via the extension module
     ``encoder_runtime._sclossless``; unavailable when the extension was not built. About
-    0.76-0.85x the size of zstd-19 on the bundled models' codes; bitstream in
+    0.59-0.85x the size of zstd-19 on the bundled models' codes (~50 M codes/s); bitstream in
     docs/container-format.md.
 ``jpegls`` (optional)
     JPEG-LS (CharLS, lossless) on a channel mosaic of ``codes + 128``. Needs the optional
