@@ -6,9 +6,15 @@ compile). It is optional: without a C compiler the install still works and the `
 coder is simply not available.
 """
 
+import os
+
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension(
+# sensor-export builds the device wheel pure-Python (SENSORCODEC_PURE_WHEEL=1) so one wheel serves
+# every board; its wheelhouse resolves per platform, and ctx-ac stays optional there.
+PURE = os.environ.get("SENSORCODEC_PURE_WHEEL") == "1"
+
+setup(ext_modules=[] if PURE else [Extension(
     "encoder_runtime._sclossless",
     sources=["encoder_runtime/_sclossless.c", "firmware_bridge/firmware/src/sc_lossless.c"],
     include_dirs=["firmware_bridge/firmware/include"],

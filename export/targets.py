@@ -277,7 +277,7 @@ def build_sensorcodec_wheel(out_dir: Path, project_root: Path = PROJECT_ROOT, *,
             (src / "pyproject.toml").write_text(device_pyproject((src / "pyproject.toml").read_text()))
         wdir = Path(tmp) / "wheel"
         # Fixed zip timestamps: the same sources give the same wheel (and the same sha256).
-        env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800", "SENSORCODEC_PURE_WHEEL": "1"}
         _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
               "-q", "-w", str(wdir), str(src)], "building the sensorcodec wheel", env=env)
         wheels = list(wdir.glob("sensorcodec-*.whl"))
