@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ..container import (PREAMBLE, ContainerError, GapReason, Record, RecordType, check_preamble,
                          gap_record, header_record, preamble, scan_records)
+from .durable import fsync_dir
 
 log = logging.getLogger("sensorcodec.spool")
 SEGMENT_RE = re.compile(r"^(\d{12})-(\d{20})-(\d{20})\.scd$")
@@ -238,14 +239,6 @@ def _uncovered(a: int, b: int, covered: list[tuple[int, int]]) -> list[tuple[int
     if pos <= b:
         out.append((pos, b))
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(f, data: bytes) -> None:
@@ -485,7 +478,7 @@ class Spool:
                 pass
             raise
         if self.fsync != "never":
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def _keep_copy(self, path: Path, tag: str) -> None:
         """Keep the original bytes of a damaged file in ``rejected/`` (a hard link: no space)."""
@@ -791,8 +784,8 @@ class Spool:
         self.next_segno += 1
         try:
             if self.fsync != "never":
-                _fsync_dir(self.ready_dir)
-                _fsync_dir(self.dir)
+                fsync_dir(self.ready_dir)
+                fsync_dir(self.dir)
         except OSError as exc:
             self._disk_error("syncing the spool folder", exc)
         self._ready[segno] = Segment(dest, segno, self._active_first, self._active_last,
@@ -897,7 +890,7 @@ class Spool:
             if seg.path != old:
                 old.unlink()
                 if self.fsync != "never":
-                    _fsync_dir(self.ready_dir)
+                    fsync_dir(self.ready_dir)
         self._write_state()
 
     def _rewrite(self, seg: Segment, offset: int, exclude: list[tuple[int, int]] = ()) -> Segment:

@@ -34,16 +34,9 @@ from pathlib import Path
 from ..container import (PREAMBLE, ContainerError, Record, RecordType, gap_record,
                          header_record, preamble, scan_records)
 from .config import STREAM_ID_RE
+from .durable import fsync_dir
 
 log = logging.getLogger("sensorcodec.store")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class RangeSet:
@@ -215,7 +208,7 @@ class StreamStore:
         with open(dest, "wb") as f:
             f.write(data)
             os.fsync(f.fileno())
-        _fsync_dir(self.quarantine_dir)
+        fsync_dir(self.quarantine_dir)
         return dest
 
     def _recover(self, p: Path, newest: bool) -> list[Record]:
@@ -224,7 +217,7 @@ class StreamStore:
         if data[:PREAMBLE.size] != preamble():
             dest = self._quarantine(p.name, data)
             p.unlink()
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             log.error("store: %s has no valid preamble; moved to %s", p, dest)
             self.damage.append({"file": p.name, "quarantined": dest.name, "bytes": len(data)})
             return []
@@ -249,7 +242,7 @@ class StreamStore:
             f.write(preamble() + b"".join(r.encode() for r in records))
             os.fsync(f.fileno())
         os.replace(tmp, p)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         lost = len(data) - PREAMBLE.size - sum(r.size for r in res.records)
         log.error("store: %s is damaged (%s; %d errors): kept %d valid records, %d bytes unreadable; "
                   "original moved to %s", p, res.errors[0], len(res.errors), len(res.records), lost, dest)
@@ -338,7 +331,7 @@ class StreamStore:
         if self.fsync:
             os.fsync(self._file.fileno())
             if new_file:
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
 
     def close(self) -> None:
         """Close the open file."""
