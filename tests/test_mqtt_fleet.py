@@ -25,7 +25,7 @@ import pytest
 
 from encoder_runtime.container import GapReason, Record, RecordType, gap_record, header_record, preamble
 from encoder_runtime.daemon import faults
-from encoder_runtime.daemon.faults import python_env, spawn
+from encoder_runtime.daemon.faults import ReceiverProcess, python_env, spawn
 from encoder_runtime.daemon.store import Store, summarize
 
 pytestmark = pytest.mark.timeout(180)
@@ -121,8 +121,9 @@ def test_mqtt_payload_checks_match_the_tcp_path(tmp_path):
             parse_subscribe_url(bad)
 
 
-class Replica:
-    """One ``sensor-receive --mqtt`` process (a TCP listener on a free port as well)."""
+class Replica(ReceiverProcess):
+    """One ``sensor-receive --mqtt`` process (a TCP listener on a free port as well); kill/stop as
+    for any receiver process."""
 
     def __init__(self, tmp: Path, store: Path, broker: int, name: str) -> None:
         self.url = f"mqtt://127.0.0.1:{broker}/fleet?group=fleet&client_id={name}"
@@ -138,15 +139,6 @@ class Replica:
 
     def stored_segments(self) -> int:
         return len(re.findall(r"frames stored, \d+ duplicates", self.log.read_text()))
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def _frames_stored(store: Path) -> int:
