@@ -78,6 +78,8 @@ class GapReason(enum.IntEnum):
     SOURCE_LOST = 4
     ENCODE_ERROR = 5
     CAMERA_DROP = 6
+    SPOOL_CORRUPT = 7   # records unreadable in the encoder's spool (salvaged segment, torn tail)
+    SPOOL_LOST = 8      # seqs reserved before a crash or power loss that never reached the disk
 
 
 @dataclasses.dataclass(frozen=True)

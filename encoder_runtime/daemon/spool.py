@@ -54,16 +54,13 @@ SEGMENT_RE = re.compile(r"^(\d{12})-(\d{20})-(\d{20})\.scd$")
 ACTIVE_NAME = "active.scd.open"
 STATE_NAME = "state.json"
 RESERVE_BLOCK = 256           # seqs reserved per durable state write
-SPOOL_CORRUPT = 7             # GAP reason: records unreadable in the spool (not in GapReason yet)
-SPOOL_LOST = 8                # GAP reason: seqs reserved before a crash/power loss, not on disk
+SPOOL_CORRUPT = GapReason.SPOOL_CORRUPT   # GAP reason: records unreadable in the spool
+SPOOL_LOST = GapReason.SPOOL_LOST         # GAP reason: seqs reserved before a crash/power loss, not on disk
 MAX_SEQ = 2**63 - 1
-_REASON_NAMES = {SPOOL_CORRUPT: "spool_corrupt", SPOOL_LOST: "spool_lost"}
 
 
 def reason_name(reason: int) -> str:
-    """Lower-case name of a GAP reason (spool-specific reasons included)."""
-    if reason in _REASON_NAMES:
-        return _REASON_NAMES[reason]
+    """Lower-case name of a GAP reason (``unknown`` for a value :class:`GapReason` does not name)."""
     try:
         return GapReason(reason).name.lower()
     except ValueError:
