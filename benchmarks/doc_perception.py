@@ -242,16 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         "curves": curves, "vs_webp": verdicts, "judged_bpp_range": list(CER_RANGE),
         "metric": "CER = Levenshtein edits / reference chars, pooled over pages, after NFKC, straight "
                   "quotes and whitespace collapsed; tesseract --psm 6 -l eng, OMP_THREAD_LIMIT=1",
-        "rate": "whole-file bits per pixel (ours: one-frame container stream; bpp_in_stream: FRAME "
-                "record only); downscale: lossless WebP of the small image",
+        "rate": pp.RATE_NOTE,
         "seconds": round(time.perf_counter() - t0, 1),
         "env": pp.environment({"tesseract": tver}),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "doc_perception.json").write_text(json.dumps(res, indent=1))
-    pp.plot_curves(curves, [("cer", "character error rate (Tesseract 5, pooled)")],
-                   f"OCR on {len(pages)} held-out 768×512 text pages", args.out / "doc_perception.png",
-                   log_y=True)
+    pp.write_results(args.out, "doc_perception", res, [("cer", "character error rate (Tesseract 5, pooled)")],
+                     f"OCR on {len(pages)} held-out 768×512 text pages", log_y=True)
     print(summary_table(curves))
     print(json.dumps(verdicts, indent=1))
     return 0

@@ -13,6 +13,7 @@ record alone).
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import platform
@@ -36,6 +37,8 @@ WEBP_Q = (5, 20, 40, 60, 80, 95)
 AVIF_Q = (10, 25, 40, 55, 70, 85)
 DOWNSCALE = (2, 3, 4)
 WEBP_FAMILY = "WebP"
+RATE_NOTE = ("whole-file bits per pixel over all encoded pixels (ours: one-frame container stream; "
+             "bpp_in_stream: FRAME record only); downscale: lossless WebP of the small image")
 
 
 class OursCodec:
@@ -208,3 +211,11 @@ def plot_curves(curves: dict[str, list[dict]], panels: Sequence[tuple[str, str]]
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def write_results(out: Path, stem: str, res: dict, panels: Sequence[tuple[str, str]], title: str,
+                  log_y: bool = False) -> None:
+    """Write ``stem``.json (``res``) and ``stem``.png (``res["curves"]`` per :func:`plot_curves`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
+    plot_curves(res["curves"], panels, title, out / f"{stem}.png", log_y=log_y)

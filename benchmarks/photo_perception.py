@@ -186,17 +186,13 @@ def main(argv: list[str] | None = None) -> int:
                      "clean image's; top1_agreement_confident: the same on images whose clean top-1 "
                      f"softmax probability is >= {CONFIDENT}; clean_top1_in_top5: clean top-1 within the "
                      "decoded top-5",
-           "rate": "whole-file bits per pixel over all encoded pixels (ours: one-frame container stream; "
-                   "bpp_in_stream: FRAME record only); downscale: lossless WebP of the small image",
+           "rate": pp.RATE_NOTE,
            "seconds": round(time.perf_counter() - t0, 1),
            "env": pp.environment({"torch": torch.__version__})}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "photo_perception.json").write_text(json.dumps(res, indent=1))
-    pp.plot_curves(curves, [("top1_agreement", "top-1 agreement with the clean prediction (all)"),
-                            ("top1_agreement_confident",
-                             f"top-1 agreement, images with clean top-1 p >= {CONFIDENT}")],
-                   f"EfficientNet-Lite0 on {len(images)} held-out photos / crops",
-                   args.out / "photo_perception.png")
+    pp.write_results(args.out, "photo_perception", res,
+                     [("top1_agreement", "top-1 agreement with the clean prediction (all)"),
+                      ("top1_agreement_confident", f"top-1 agreement, images with clean top-1 p >= {CONFIDENT}")],
+                     f"EfficientNet-Lite0 on {len(images)} held-out photos / crops")
     for fam, pts in curves.items():
         for p in pts:
             print(f"{fam:28s} {p['setting']:12s} {p['bpp']:7.3f} {p['top1_agreement']:.3f} "
