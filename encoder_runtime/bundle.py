@@ -201,6 +201,9 @@ def _check_manifest(m: dict, mpath: Path) -> None:
         raise bad("transform.dims", "2 for an image model", dims)
     if m["modality"] == "audio" and dims != 1:
         raise bad("transform.dims", "1 for an audio model", dims)
+    if m["modality"] == "video" and (dims != 3 or m["sample"].get("channels") != 3):
+        raise bad("transform.dims / sample.channels", "3 (frames, rows, columns) and 3 (RGB) for "
+                  "a video model", [dims, m["sample"].get("channels")])
     if not isinstance(m["coder"].get("default"), str):
         raise bad("coder.default", "a coder id", m["coder"].get("default"))
     for fname, info in m["files"].items():

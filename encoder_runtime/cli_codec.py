@@ -17,13 +17,14 @@ from .codec import Decoder, Encoder
 from .errors import BundleError, MalformedInputError
 from .frame import FrameError, parse_frame
 from .ladder import ladder, measured_rate, resolve_knob
+from . import video_io
 from .media import MediaError, encode_media, modality_of, read_input, resample, write_output
 from .metrics import psnr_db, snr_db
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 STDIO = "-"
 #: Output format for ``-o -`` when --format is not given, by stream modality.
-STDOUT_FORMAT = {"image": "png", "audio": "wav"}
+STDOUT_FORMAT = {"image": "png", "audio": "wav", "video": "y4m"}
 
 
 def _warn(msg: str) -> None:
@@ -91,9 +92,10 @@ def _read(args) -> tuple[Path, np.ndarray, dict, list[str]]:
 
 
 def _rate_stats(array: np.ndarray, nbytes: int, modality: str) -> dict:
-    if modality == "image":
-        positions = array.shape[0] * array.shape[1]
-        return {"bytes": nbytes, "bpp": round(8 * nbytes / positions, 4)}
+    if modality in ("image", "video"):
+        positions = int(np.prod(array.shape[:2 if modality == "image" else 3]))
+        stats = {"bytes": nbytes, "bpp": round(8 * nbytes / positions, 4)}
+        return stats if modality == "image" else {**stats, "frames": int(array.shape[0])}
     samples = array.shape[0]
     return {"bytes": nbytes, "bits_per_sample": round(8 * nbytes / array.size, 4),
             "samples": int(samples)}
@@ -115,7 +117,13 @@ def cmd_encode(args) -> int:
     for w in warnings:
         _warn(w)
     meta = {**meta, "source": path.name}
-    blob = enc.encode(array, meta=meta)
+    if enc.bundle.modality == "video":  # one FRAME record per group of frames
+        t_block = enc.bundle.block[0]
+        groups = video_io.frame_groups(array.shape[0], video_io.group_size(array.shape, t_block),
+                                       t_block) if array.ndim == 4 else [(0, len(array))]
+        blob = enc.encode_frames([array[a:b] for a, b in groups], meta=meta)
+    else:
+        blob = enc.encode(array, meta=meta)
     report = sys.stdout
     if _is_stdio(args.output):
         sys.stdout.buffer.write(blob)
@@ -148,7 +156,10 @@ def _check_target(header: dict, out: Path) -> None:
     stream, target = header.get("modality"), modality_of(out)
     if target == "array" or stream == target:
         return
-    fits = {"image": "an image format (.png, …) or .npy", "audio": ".wav, .flac or .npy"}
+    if stream == "video" and target == "image":
+        return  # one image per video frame
+    fits = {"image": "an image format (.png, …) or .npy", "audio": ".wav, .flac or .npy",
+            "video": ".y4m, image frames (name_%04d.png) or .npy"}
     raise MediaError(f"{out}: cannot write {stream} frames as {target}; write "
                      f"{fits.get(stream, '.npy')}")
 
@@ -172,8 +183,10 @@ def cmd_decode(args) -> int:
     dec = Decoder.for_header(header, threads=args.threads)
     arrays = [dec.decode_frame(header, f.payload) for f in frames]
     meta = header.get("meta")
-    if len(arrays) > 1 and modality_of(out) == "audio":
-        arrays = [np.concatenate(arrays, axis=0)]  # audio chunks play back as one file
+    if len(arrays) > 1 and modality_of(out) in ("audio", "video"):
+        arrays = [np.concatenate(arrays, axis=0)]  # audio chunks / frame groups: one file
+    if header.get("modality") == "video" and modality_of(out) == "image":
+        arrays = [f for a in arrays for f in a]    # one image per frame
     if to_stdout:
         if len(arrays) > 1:
             raise MediaError(f"{source}: {len(arrays)} frames; stdout takes one: pass --frame N "
@@ -287,7 +300,7 @@ def _add_knob(p: argparse.ArgumentParser) -> None:
                         "measured rate (1 = smallest; see `sensor-codec models`)")
     p.add_argument("--bpp", type=float, metavar="X", help="target rate in bits per pixel (image) "
                    "or per sample (audio): the bundled model measured closest to X")
-    p.add_argument("--modality", choices=("image", "audio", "timeseries"),
+    p.add_argument("--modality", choices=("image", "audio", "timeseries", "video"),
                    help="modality of a .npy input (otherwise guessed from its dtype, with a warning)")
 
 

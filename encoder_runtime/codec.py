@@ -174,12 +174,19 @@ class Encoder(_Model):
 
         ``meta`` (JSON-serialisable, e.g. ``{"rate_hz": 16000}``) is kept in the header.
         """
-        payload = self.encode_frame(array)
+        return self.encode_frames([array], stream_id, meta)
+
+    def encode_frames(self, arrays: list[np.ndarray], stream_id: str | None = None,
+                      meta: dict | None = None) -> bytes:
+        """A complete stream of one FRAME record per array (e.g. a video's frame groups)."""
         hdr = self.stream_header(stream_id, **({"meta": meta} if meta else {}))
-        return container.write_stream([
-            container.header_record(hdr, 0, hdr["clock"]["mono_ns"], hdr["clock"]["wall_ns"]),
-            container.Record(container.RecordType.FRAME, 0, payload, time.monotonic_ns(),
-                             time.time_ns())])
+        records = [container.header_record(hdr, 0, hdr["clock"]["mono_ns"],
+                                           hdr["clock"]["wall_ns"])]
+        for seq, array in enumerate(arrays):
+            records.append(container.Record(container.RecordType.FRAME, seq,
+                                            self.encode_frame(array), time.monotonic_ns(),
+                                            time.time_ns()))
+        return container.write_stream(records)
 
 
 def default_max_samples() -> int:

@@ -1,4 +1,5 @@
-"""Read and write the file formats `sensor-codec` accepts: images, WAV/FLAC audio, .npy arrays.
+"""Read and write the file formats `sensor-codec` accepts: images, WAV/FLAC audio, .npy arrays,
+video (.y4m, folders of frames, ffmpeg containers: encoder_runtime/video_io.py).
 
 Pillow (images) and soundfile (FLAC) are optional (`pip install sensorcodec[media]`); WAV PCM
 and .npy need only the standard library and numpy.
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from . import video_io
+
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".bmp", ".webp"}
 AUDIO_EXT = {".wav", ".flac"}
 ARRAY_EXT = {".npy"}
+VIDEO_EXT = video_io.VIDEO_EXT
 
 
 class MediaError(ValueError):
@@ -22,8 +26,11 @@ class MediaError(ValueError):
 
 
 def modality_of(path: Path) -> str:
-    """'image', 'audio' or 'array' from a file name; MediaError for anything else."""
+    """'image', 'audio', 'video' or 'array' from a file name (a folder: video frames);
+    MediaError for anything else."""
     ext = Path(path).suffix.lower()
+    if ext in VIDEO_EXT or (not ext and Path(path).is_dir()):
+        return "video"
     if ext in IMAGE_EXT:
         return "image"
     if ext in AUDIO_EXT:
@@ -31,7 +38,8 @@ def modality_of(path: Path) -> str:
     if ext in ARRAY_EXT:
         return "array"
     raise MediaError(f"{path}: unsupported file type {ext or '(none)'!r}; expected an image "
-                     f"({', '.join(sorted(IMAGE_EXT))}), audio (.wav, .flac) or .npy")
+                     f"({', '.join(sorted(IMAGE_EXT))}), audio (.wav, .flac), video "
+                     f"({', '.join(sorted(VIDEO_EXT))} or a folder of frames) or .npy")
 
 
 def _pillow():
@@ -52,6 +60,11 @@ def read_input(path: Path, data: bytes | None = None,
     """
     path = Path(path)
     kind = modality_of(path)
+    if kind == "video":
+        try:
+            return video_io.read_video(path, data)
+        except video_io.VideoError as exc:
+            raise MediaError(str(exc)) from None
     if data is None and not path.is_file():
         raise MediaError(f"{path}: no such file")
     src = io.BytesIO(data) if data is not None else path
@@ -128,6 +141,14 @@ def encode_media(array: np.ndarray, path: Path, meta: dict | None = None) -> byt
         fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".pgm": "PPM", ".pnm": "PPM"}.get(
             path.suffix.lower(), path.suffix[1:].upper())
         _pillow().fromarray(array).save(buf, format=fmt)
+    elif kind == "video":
+        if path.suffix.lower() not in video_io.Y4M_EXT:
+            raise MediaError(f"{path}: decoded video is written as .y4m, PNG frames "
+                             "(name_%04d.png) or .npy")
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
+            raise MediaError(f"{path}: decoded data (shape {array.shape}, {array.dtype}) is not "
+                             "a T×H×W×3 uint8 clip; write it as .npy")
+        buf.write(video_io.write_y4m(array, float(meta.get("fps") or 25.0)))
     elif kind == "audio":
         rate = int(meta.get("rate_hz") or 16000)
         x = array if array.ndim == 2 else array[:, None]

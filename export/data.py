@@ -131,35 +131,36 @@ def _cause(stderr: str, fallback: str) -> str:
     return errors[-1] if errors else fallback
 
 
-def _download_debs(cache: Path) -> dict[str, Path]:
-    """The pinned packages in ``cache/debs`` (downloaded once with ``apt-get download``), with a
-    progress line per package (name, MB, done) on stderr; DataError naming the package and the
-    cause when it cannot be downloaded (offline, no apt lists, ...)."""
+def download_deb(cache: Path, name: str, version: str, tag: str | None = None) -> Path:
+    """The pinned package ``name``=``version`` in ``cache/debs`` (downloaded once with
+    ``apt-get download``), with a progress line (name, MB, done) on stderr; DataError naming the
+    package and the cause when it cannot be downloaded (offline, no apt lists, ...)."""
     debs = cache_dir(cache, "debs")
-    out = {}
-    for i, (name, version) in enumerate(PACKAGES.items(), 1):
-        tag = f"[{i}/{len(PACKAGES)}] {name} {version}"
-        found = sorted(debs.glob(f"{name}_*.deb"))
-        if not found:
-            size = _deb_size(name, version)
-            _progress(f"{tag}: downloading"
-                      + (f" {size / 1e6:.1f} MB" if size else " (size unknown)") + " ...")
-            try:
-                r = subprocess.run(["apt-get", "download", f"{name}={version}"], cwd=debs,
-                                   capture_output=True, text=True)
-            except OSError as exc:
-                raise DataError(f"package {name}={version}: cannot run "
-                                f"apt-get ({exc})") from None
-            found = sorted(debs.glob(f"{name}_*.deb"))
-            if r.returncode != 0 or not found:
-                raise DataError(f"package {name}={version}: download failed "
-                                f"(apt-get exit {r.returncode}): "
-                                f"{_cause(r.stderr, 'no .deb written')}")
-            _progress(f"{tag}: {found[0].stat().st_size / 1e6:.1f} MB done")
-        else:
-            _progress(f"{tag}: {found[0].stat().st_size / 1e6:.1f} MB cached")
-        out[name] = found[0]
-    return out
+    tag = tag or f"{name} {version}"
+    found = sorted(debs.glob(f"{name}_*.deb"))
+    if found:
+        _progress(f"{tag}: {found[0].stat().st_size / 1e6:.1f} MB cached")
+        return found[0]
+    size = _deb_size(name, version)
+    _progress(f"{tag}: downloading" + (f" {size / 1e6:.1f} MB" if size else " (size unknown)")
+              + " ...")
+    try:
+        r = subprocess.run(["apt-get", "download", f"{name}={version}"], cwd=debs,
+                           capture_output=True, text=True)
+    except OSError as exc:
+        raise DataError(f"package {name}={version}: cannot run apt-get ({exc})") from None
+    found = sorted(debs.glob(f"{name}_*.deb"))
+    if r.returncode != 0 or not found:
+        raise DataError(f"package {name}={version}: download failed "
+                        f"(apt-get exit {r.returncode}): {_cause(r.stderr, 'no .deb written')}")
+    _progress(f"{tag}: {found[0].stat().st_size / 1e6:.1f} MB done")
+    return found[0]
+
+
+def _download_debs(cache: Path) -> dict[str, Path]:
+    """The pinned :data:`PACKAGES` in ``cache/debs`` (see :func:`download_deb`)."""
+    return {name: download_deb(cache, name, version, f"[{i}/{len(PACKAGES)}] {name} {version}")
+            for i, (name, version) in enumerate(PACKAGES.items(), 1)}
 
 
 def _source_photos(root: Path) -> dict[str, Path]:

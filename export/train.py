@@ -42,6 +42,9 @@ PRESETS: dict[str, dict] = {
     # 6-channel IMU (BasicMotions, int16 = round(value * 512); see export/data.py)
     "timeseries": dict(modality="timeseries", dims=1, in_channels=6, levels=2,
                        sample_dtype="int16", sample_center=0.0),
+    # RGB video: one 3-D block over (frames, rows, columns); export/video_data.py
+    "video": dict(modality="video", dims=3, in_channels=3, levels=2, sample_dtype="uint8",
+                  sample_center=128.0),
 }
 
 
@@ -49,6 +52,10 @@ def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray
     """Real training signals as (C, *spatial) integer arrays."""
     if modality == "timeseries":
         return list(datasets.basic_motions(split)[0])
+    if modality == "video":
+        from .video_data import video_arrays
+        # evaluate groups of 16 frames (what the CLI codes per record), train on whole clips
+        return video_arrays(split, group=16 if split == "test" else 0)
     datasets.fetch()
     if modality == "image":
         from PIL import Image
@@ -258,7 +265,7 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
     mse = sq_err / n_samples
     out = {"coder": coder.name, "frames": len(arrays), "bits_per_position": bits / positions,
            "mse": mse}
-    if cfg.modality == "image":
+    if cfg.sample_dtype == "uint8":  # images, video: per pixel
         out["bpp"] = bits / positions
         out["psnr_db"] = psnr_db(mse, peak)
     else:

@@ -30,6 +30,20 @@ def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str
     return f"static const {ctype} {name}[{len(flat)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
 
 
+def fold_time_into_channels(weight: np.ndarray) -> np.ndarray:
+    """A 3-D block weight (C_lat, C, T, H, W) as the 2-D weight (C_lat, T*C, H, W) that gives the
+    same integer sums on a group of T frames laid out (H, W, T*C), channel t*C + c (see
+    :func:`frames_to_channels`)."""
+    c_lat, c, t = weight.shape[:3]
+    return np.ascontiguousarray(weight.transpose(0, 2, 1, 3, 4).reshape(c_lat, t * c, *weight.shape[3:]))
+
+
+def frames_to_channels(group: np.ndarray) -> np.ndarray:
+    """A frame group (T, H, W, C) in the folded kernel's input layout (H, W, T*C)."""
+    t, h, w, c = group.shape
+    return np.ascontiguousarray(group.transpose(1, 2, 0, 3).reshape(h, w, t * c))
+
+
 def header_text(model: dict, prefix: str, source: str = "", sha256: str = "") -> str:
     """The header text for a model dict from :func:`firmware_bridge.reference.load_model` (or
     ``{"weight", "bias", "shift"}`` plus optional ``code_max``/``dtype``/``name``)."""
@@ -38,8 +52,15 @@ def header_text(model: dict, prefix: str, source: str = "", sha256: str = "") ->
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise HeaderError(f"prefix {prefix!r} is not a C identifier")
     dims = w.ndim - 2
+    folded = ""
+    if dims == 3:
+        w, folded = fold_time_into_channels(w), (
+            f" * 3-D block {tuple(w.shape[2:])} folded for the 2-D kernel: the input is one group of "
+            f"{w.shape[2]} frames, (H, W, {w.shape[2]}*C) with channel t*C + c */")
+        dims = 2
     if dims not in (1, 2):
-        raise HeaderError(f"the C kernel handles 1-D and 2-D blocks; weight has shape {w.shape}")
+        raise HeaderError(f"the C kernel handles 1-D, 2-D and (folded) 3-D blocks; weight has "
+                          f"shape {w.shape}")
     c_lat, c_in = w.shape[:2]
     block = list(w.shape[2:]) + [1] * (2 - dims)
     k = c_in * block[0] * block[1]
@@ -53,7 +74,8 @@ def header_text(model: dict, prefix: str, source: str = "", sha256: str = "") ->
            f" * model: {model.get('name', '?')}  source: {source}",
            f" * sha256(encoder_int.npz): {sha256}",
            f" * weight int8 {tuple(w.shape)}, bias int32 ({c_lat},), shift int32 ({c_lat},), code_max {code_max}",
-           f" * input: {dtype}, channel-last; MACs per block: {c_lat * k} */",
+           f" * input: {dtype}, channel-last; MACs per block: {c_lat * k}" + (" */" if not folded else ""),
+           *([folded] if folded else []),
            f"#ifndef SC_MODEL_{P}_H", f"#define SC_MODEL_{P}_H", '#include "sc_bridge.h"', "",
            f"#define {P}_C_LAT {c_lat}u", f"#define {P}_C_IN {c_in}u", f"#define {P}_DIMS {dims}u",
            f"#define {P}_B0 {block[0]}u", f"#define {P}_B1 {block[1]}u", f"#define {P}_K {k}u",

@@ -6,7 +6,8 @@ Setup (cached under data/cache/arm, rebuilt by the test itself when missing): De
 Needs the Debian package qemu-user-static (scripts/apt/arm.txt). Emulation is 35-80x slower
 than native, so this checks a handful of real frames per bundled model (photo tiles for image
 models; excerpts of the bundled speech and drum-loop clips, odd lengths included, for audio
-models; BasicMotions test recordings and crops for the IMU models); bit-exactness on thousands
+models; BasicMotions test recordings and crops for the IMU models; the bundled held-out clip
+and odd-sized frame groups of it for video models); bit-exactness on thousands
 of frames is checked natively by the model tests (tests/test_exactness.py).
 """
 
@@ -55,6 +56,8 @@ def _real_frames(manifest: dict) -> np.ndarray | list[np.ndarray]:
         return _audio_excerpts(manifest)
     if modality == "timeseries" and dtype == "int16":
         return _timeseries_frames(manifest)
+    if modality == "video" and dtype == "uint8":
+        return _video_groups(manifest)
     pytest.fail(f"{manifest.get('name')}: no real data for a {dtype} {modality} bundle here: "
                 "every bundled model must be checked under emulation")
 
@@ -92,6 +95,14 @@ def _timeseries_frames(manifest: dict) -> list[np.ndarray]:
     frames = list(signals)
     frames += [signals[1][5:42], signals[2][50:63], signals[3][-(block + 1):]]
     return [np.ascontiguousarray(f) for f in frames]
+
+
+def _video_groups(manifest: dict) -> list[np.ndarray]:
+    """The bundled held-out clip (8 frames, 96x128 RGB) whole, and two odd-sized groups of it."""
+    from encoder_runtime.video_io import read_y4m
+
+    clip = read_y4m((PROJECT_ROOT / "encoder_runtime" / "samples" / "city_8f.y4m").read_bytes())[0]
+    return [clip, np.ascontiguousarray(clip[1:6, 3:70, 5:99]), np.ascontiguousarray(clip[4:8, :37, :41])]
 
 
 def _image_tiles(manifest: dict, count: int = 6, size: int = 128) -> np.ndarray:

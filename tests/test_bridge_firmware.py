@@ -1,7 +1,8 @@
 """The C firmware: host unit tests + cross-language vectors, codes equal to the reference on real
 data on the host, on Cortex-M4 under qemu-system-arm (mps2-an386, semihosting), and on aarch64 /
 armhf Linux under qemu-user; codes equal to ONNX Runtime for every bundle that exists (host C), and
-for the real bundles (every audio model, rgb-c16) on real speech / a real photo tile under the Cortex-M4
+for the real bundles (every audio model, rgb-c16, every video model) on real speech / a real photo tile /
+a real 4-frame group under the Cortex-M4
 emulator (m4/sc_bundle.c), with code size, RAM and instructions per block printed."""
 
 from __future__ import annotations
@@ -153,6 +154,10 @@ QEMU_M4 = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "non
 def _real_input(kind: str) -> np.ndarray:
     """A textured 64x64 RGB tile of Kite.png (rows 192:256, cols 0:64; uint8 HWC) or 8192 samples (0.51 s from t = 1 s) of speech_16k.wav
     (int16 (T, 1))."""
+    if kind == "video":  # one group of 4 frames, 64x64, of the bundled held-out clip
+        from encoder_runtime.video_io import read_y4m
+        clip = read_y4m((SAMPLES / "city_8f.y4m").read_bytes())[0]
+        return np.ascontiguousarray(clip[2:6, 32:96, 0:64])
     if kind == "image":
         Image = pytest.importorskip("PIL.Image")
         im = np.asarray(Image.open(SAMPLES / "Kite.png").convert("RGB"))
@@ -175,7 +180,9 @@ def _m4_real_bundles() -> list[tuple[str, str]]:
     """Every bundled audio model (the whole 16 kHz ladder) and the default RGB model."""
     audio = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")
                    if json.loads(p.read_text()).get("modality") == "audio")
-    return [(n, "audio") for n in audio] + [("rgb-c16", "image")]
+    video = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")
+                   if json.loads(p.read_text()).get("modality") == "video")
+    return [(n, "audio") for n in audio] + [("rgb-c16", "image")] + [(n, "video") for n in video]
 
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
@@ -189,7 +196,8 @@ def test_cortex_m4_under_qemu_equals_onnxruntime_on_real_bundle(name, kind, tmp_
     x = _real_input(kind)
     # the C image: header generated from the real bundle + the real data embedded in flash
     gen_header.write_header(bundle, tmp_path / "bundle.h", prefix="bundle")
-    (tmp_path / "input.h").write_text(_input_header(x))
+    # a 3-D (video) bundle runs on the 2-D kernel with time folded into channels (gen_header)
+    (tmp_path / "input.h").write_text(_input_header(gen_header.frames_to_channels(x) if x.ndim == 4 else x))
     _make("m4-bundle", f"M4B={tmp_path}")
     elf = tmp_path / "sc_bundle.elf"
     out = subprocess.run([*QEMU_M4, "-kernel", str(elf)], capture_output=True, text=True, timeout=60).stdout

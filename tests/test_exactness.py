@@ -272,12 +272,28 @@ def test_audio_codes_bit_exact_everywhere(name):
 
 def held_out_signals(modality: str) -> list[np.ndarray]:
     """Real held-out signals of another modality (e.g. BasicMotions IMU) as channel-last arrays."""
+    if modality == "video":
+        return held_out_video()
     try:
         from export.train import load_training_arrays
         arrays = load_training_arrays(modality, "test")
     except (ImportError, SystemExit, OSError, ValueError, KeyError) as e:
         pytest.skip(f"no held-out {modality} data here ({e.__class__.__name__}: {e})")
     return [np.ascontiguousarray(np.moveaxis(a, 0, -1)) for a in arrays]
+
+
+def held_out_video(groups: int = 3) -> list[np.ndarray]:
+    """The bundled held-out clip (8 frames) and, when the held-out test clips are cached
+    (export/video_data.py), ``groups`` 16-frame groups spread over them (T, H, W, 3) uint8."""
+    from encoder_runtime.video_io import read_y4m
+    from export.data import DEFAULT_CACHE
+    out = [read_y4m((SAMPLES / "city_8f.y4m").read_bytes())[0]]
+    cached = sorted((DEFAULT_CACHE / "video" / "test").glob("*.npy"))
+    for i in range(groups if cached else 0):
+        clip = np.load(cached[i % len(cached)], mmap_mode="r")
+        t = (i * 37) % (clip.shape[0] - 16)
+        out.append(np.ascontiguousarray(clip[t:t + 16]))
+    return out
 
 
 @pytest.mark.parametrize("name", OTHER_MODELS)

@@ -12,6 +12,11 @@
 - ``camera:/dev/video0,width=640,height=480`` V4L2 via OpenCV (optional extra)
 - ``mic:DEVICE,rate=16000,chunk=1600,channels=1`` microphone via sounddevice (optional extra)
 
+``frames=T`` on an image source (``camera:``, ``dir:``, ``synthetic:``, ``stdin:``, ...) makes it a
+video source: T consecutive frames are collected into one T×H×W×C frame group (one stream frame,
+coded by a video model's spatio-temporal block); a lost or differently sized frame ends the
+group, which is then dropped and counted as one lost group.
+
 Every source yields :class:`SourceItem` and declares a queue ``policy``: ``block`` (files,
 synthetic: nothing is lost, the source waits), ``gap`` (real-time sensors: when the queue is
 full the newest frame is dropped and accounted for by a GAP record), ``latest`` (camera: the
@@ -414,6 +419,45 @@ class MicSource(Source):
         self._stream.close()
 
 
+class FrameGroupSource(Source):
+    """Groups of ``frames`` consecutive image frames of ``inner`` as T×H×W×C video frames."""
+
+    modality = "video"
+
+    def __init__(self, inner: Source, frames: int) -> None:
+        if inner.modality != "image":
+            raise ConfigError(f"{inner.name}: frames= groups image frames into video; this "
+                              f"source gives {inner.modality or 'array'} frames")
+        if frames < 1:
+            raise ConfigError(f"{inner.name}: frames must be >= 1, got {frames}")
+        self.inner, self.frames = inner, frames
+        self.name, self.policy = inner.name, inner.policy
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        group: list[np.ndarray] = []
+        first: SourceItem | None = None
+        for item in self.inner:
+            arr = item.array
+            if arr is not None and arr.ndim == 2:
+                arr = np.repeat(arr[..., None], 3, axis=2)
+            if arr is None or (group and arr.shape != group[0].shape):
+                if group or arr is None:  # the partial group is lost
+                    yield SourceItem(None, item.t_mono_ns, item.t_wall_ns, 1,
+                                     item.reason if arr is None else GapReason.UNKNOWN)
+                group, first = [], None
+                if arr is None:
+                    continue
+            if not group:
+                first = item
+            group.append(arr)
+            if len(group) == self.frames:
+                yield SourceItem(np.stack(group), first.t_mono_ns, first.t_wall_ns)
+                group, first = [], None
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def _split(rest: str) -> tuple[str, dict[str, str]]:
     parts = rest.split(",") if rest else []
     positional, opts = "", {}
@@ -446,7 +490,10 @@ def open_source(url: str) -> Source:
     if factory is None:
         raise ConfigError(f"source {url!r}: unknown scheme {scheme!r} (one of {', '.join(SCHEMES)})")
     positional, opts = _split(rest)
+    frames = _num(opts, "frames", 0, int, url)
     src = factory(positional, opts, url)
+    if frames:
+        src = FrameGroupSource(src, frames)
     if opts:
         raise ConfigError(f"source {url!r}: unknown option(s) {', '.join(sorted(opts))}")
     return src

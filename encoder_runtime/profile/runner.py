@@ -25,7 +25,8 @@ from .onnx_graph import load_graph
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # default frame shapes (channel-last, batch 1) when a bundle's encoder has dynamic dims
-DEFAULT_FRAMES = {"image": (512, 768), "audio": (48000,), "timeseries": (1024,), "volume": (64, 64, 64)}
+DEFAULT_FRAMES = {"image": (512, 768), "audio": (48000,), "timeseries": (1024,), "volume": (64, 64, 64),
+                  "video": (16, 288, 384)}  # video: 16 frames (T, H, W)
 
 
 class BundleError(ValueError):
