@@ -331,8 +331,12 @@ class Decoder(_Model):
                 raise bad(f"at least {blk} samples along axis {axis}")
         return (n, b.latent_channels) + tuple(-(-size // blk) for size, blk in zip(spatial, b.block))
 
-    def decode_frame(self, header: dict, payload: bytes) -> np.ndarray:
-        """Reconstruct one frame from its FRAME payload (hostile input: see the module doc)."""
+    def frame_codes(self, header: dict, payload: bytes) -> tuple[np.ndarray, FrameInfo]:
+        """The integer codes (N, C_lat, *latent) int8 of one FRAME payload, and its FrameInfo.
+
+        Lossless decoding only (the decoder graph is not run): what a recognizer that reads the
+        latents needs. The payload is checked exactly as :meth:`decode_frame` checks it.
+        """
         self._check_header(header)
         info = parse_frame(payload)
         want = self.expected_code_shape(info)
@@ -348,6 +352,11 @@ class Decoder(_Model):
         except ValueError as exc:
             raise FrameError(f"frame field 'coder': {exc}") from None
         codes = coder.decode(bytes(payload[info.data_offset:]), flat_shape).reshape(want)
+        return codes, info
+
+    def decode_frame(self, header: dict, payload: bytes) -> np.ndarray:
+        """Reconstruct one frame from its FRAME payload (hostile input: see the module doc)."""
+        codes, info = self.frame_codes(header, payload)
         out = self.decode_codes(codes)                      # (N, C, *spatial) float
         return self._to_array(out, info)
 
@@ -387,10 +396,18 @@ class Decoder(_Model):
         return [self.decode_frame(header, r.payload) for r in records
                 if r.type == container.RecordType.FRAME]
 
-    def decode(self, blob: bytes) -> np.ndarray:
-        """Decode the first frame of a stream (a file written by `Encoder.encode`)."""
+    def _first_frame(self, blob: bytes) -> tuple[dict, bytes]:
         header, records = container.read_stream(blob)
         for r in records:
             if r.type == container.RecordType.FRAME:
-                return self.decode_frame(header, r.payload)
+                return header, r.payload
         raise container.ContainerError("stream holds no FRAME record")
+
+    def decode(self, blob: bytes) -> np.ndarray:
+        """Decode the first frame of a stream (a file written by `Encoder.encode`)."""
+        return self.decode_frame(*self._first_frame(blob))
+
+    def codes(self, blob: bytes) -> np.ndarray:
+        """The integer codes of the first frame of a stream, without running the decoder graph
+        (equal to ``Encoder.codes`` of the array that was encoded)."""
+        return self.frame_codes(*self._first_frame(blob))[0]

@@ -1,0 +1,469 @@
+"""Recognizers that read the integer latents directly (no decoder), next to the same recognizer on
+the decoded signal and on the clean signal: accuracy, rate and MACs per example.
+
+Two tasks, each held out by recording (no recognizer sees a test recording in training; no codec
+was trained on any of these recordings):
+
+* **Speech: spoken-language identification, 4 voices** (Debian ``asterisk-core-sounds-{es,fr,it,ru}-wav``
+  1.6.1-1, CC-BY-SA-3.0; IVR prompts, one professional voice per language: es-MX Allison, fr-CA June,
+  it-IT Carlo, ru-RU; 8 kHz PCM16, resampled to 16 kHz). A prompt goes to ``test`` when the sha256
+  of its path inside the voice folder is 0 mod 4 (the same prompt name lands in the same split in
+  every language), else ``train``. Examples are 1 s windows (hop 0.5 s) whose RMS is at least 10 %
+  of the prompt's loudest window (the ``silence/`` folder is left out), capped per language (random prompts, fixed seed). Every prompt
+  is encoded whole as one frame of a stream by each bundled 16 kHz audio model; the codes are read
+  back from the stream with ``Decoder.frame_codes`` (lossless decoding only) and the decoded
+  waveform with ``Decoder.decode_frame``. Recognizer: one small 1-D CNN family
+  (conv-ReLU-conv-ReLU-[mean, max]-linear, width 32), fed with
+
+  - latents: the codes (C x 1000 per second), first conv kernel = stride = 10 codes (10 ms);
+  - decoded / clean: 40 log-mel bands (512-point STFT, 10 ms hop, 60-4000 Hz), first conv k=5.
+
+* **Image: Fashion-MNIST** (Debian ``dataset-fashion-mnist``; official train / test split), the grey
+  28x28 image edge-padded to 32x32 and replicated to RGB for the bundled rgb-* models (the loaders
+  and the mosaic-amortised rate of ``benchmarks/perception.py``). Recognizer: the MLP (input-256-10)
+  of that benchmark on the clean pixels, the decoded pixels, and the int8 codes (C x 4 x 4).
+
+Every recognizer is trained on the *train* split of the representation it is tested on (matched),
+seeds fixed; accuracy is mean +- std over ``--seeds`` seeds (speech) or one seed (image). MACs per
+example: the recognizer's (the log-mel front end as an estimate: 2 N log2 N per real FFT frame plus
+the window, the power and the mel filters' non-zero taps), and the decoder's (counted from the
+bundled ONNX graph) that the latent path does not run.
+
+Usage::
+
+    python -m benchmarks.latent_recognizers                       # full run (a few minutes)
+    python -m benchmarks.latent_recognizers --quick --out /tmp/l  # smoke run
+
+Writes ``latent_recognizers.json`` and ``latent_recognizers.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.perception import _model_macs, _threads, _torch, fm_ours, load_fmnist, train_mlp  # noqa: E402
+
+SOUNDS_DIR = Path(os.environ.get("ASTERISK_SOUNDS_DIR", "/usr/share/asterisk/sounds"))
+#: language -> (Debian package, voice folder); one voice per language
+VOICES = {"es": ("asterisk-core-sounds-es-wav", "es_MX_f_Allison"),
+          "fr": ("asterisk-core-sounds-fr-wav", "fr_CA_f_June"),
+          "it": ("asterisk-core-sounds-it-wav", "it_IT_m_Carlo"),
+          "ru": ("asterisk-core-sounds-ru-wav", "ru_RU_f_IvrvoiceRU")}
+VOICE_VERSION = "1.6.1-1"
+MANIFEST_KEY = "latent_speech"
+RATE = 16000
+WIN = RATE                       # 1 s examples
+HOP = RATE // 2
+ACTIVE_REL = 0.1                 # window RMS >= 10 % of the prompt's loudest window
+MEL = {"n_fft": 512, "hop": 160, "n_mels": 40, "f_min": 60.0, "f_max": 4000.0}
+SPEECH_MODELS = ["audio16k-4k", "audio16k-8k", "audio16k-16k"]
+IMAGE_MODELS = ["rgb-c12-low", "rgb-c16", "rgb-c32"]
+
+
+# ---------------------------------------------------------------------------------------------
+# speech data
+
+def voice_files(lang: str, root: Path = SOUNDS_DIR) -> list[Path]:
+    """Sorted WAV files of one asterisk voice; SystemExit naming the package when missing."""
+    pkg, folder = VOICES[lang]
+    files = sorted(p for p in (root / folder).rglob("*.wav")
+                   if p.relative_to(root / folder).parts[0] != "silence")
+    if not files:
+        raise SystemExit(f"{root / folder}: no WAV files; install the Debian package {pkg} "
+                         f"(scripts/apt/latents.txt; bash scripts/install-system-deps.sh)")
+    return files
+
+
+def voice_digest(lang: str, root: Path = SOUNDS_DIR) -> dict:
+    """Files and one sha256 over the sorted 'relative path  file sha256' lines of a voice."""
+    folder = root / VOICES[lang][1]
+    h = hashlib.sha256()
+    files = voice_files(lang, root)
+    for p in files:
+        h.update(f"{p.relative_to(folder).as_posix()}  "
+                 f"{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    return {"package": VOICES[lang][0], "version": VOICE_VERSION, "folder": VOICES[lang][1],
+            "files": len(files), "sha256": h.hexdigest()}
+
+
+def check_voices(langs: list[str], root: Path = SOUNDS_DIR) -> dict:
+    """Digests of the voices, checked against data/manifest.json (SystemExit on a difference)."""
+    want = json.loads((REPO / "data" / "manifest.json").read_text()).get(MANIFEST_KEY, {})
+    got = {lang: voice_digest(lang, root) for lang in langs}
+    for lang, d in got.items():
+        pin = want.get(lang)
+        if pin and (pin["sha256"], pin["files"]) != (d["sha256"], d["files"]):
+            raise SystemExit(f"{root / d['folder']}: {d['files']} files, digest {d['sha256'][:16]}…;"
+                             f" data/manifest.json {MANIFEST_KEY}.{lang} pins {pin['files']} files, "
+                             f"{pin['sha256'][:16]}… ({pin['package']} {pin['version']})")
+    return got
+
+
+def prompt_split(rel: str) -> str:
+    """'test' for a quarter of the prompt names (sha256 of the path in the voice folder), else
+    'train'; the same prompt name is in the same split in every language."""
+    return "test" if int(hashlib.sha256(rel.encode()).hexdigest(), 16) % 4 == 0 else "train"
+
+
+def active_windows(x: np.ndarray) -> list[int]:
+    """Start offsets of the 1 s windows (hop 0.5 s) whose RMS is >= ACTIVE_REL of the loudest."""
+    starts = list(range(0, len(x) - WIN + 1, HOP))
+    if not starts:
+        return []
+    rms = np.array([np.sqrt(np.mean(x[s:s + WIN].astype(np.float64) ** 2)) for s in starts])
+    return [s for s, r in zip(starts, rms) if r >= ACTIVE_REL * rms.max() and r > 0]
+
+
+def load_prompts(split: str, langs: list[str], max_windows: int, seed: int = 0,
+                 root: Path = SOUNDS_DIR) -> list[dict]:
+    """Prompts of ``split`` as 16 kHz int16, random order per language until ``max_windows``."""
+    import soundfile as sf
+    from export.data import _to_16k_mono
+    out = []
+    for li, lang in enumerate(langs):
+        folder = root / VOICES[lang][1]
+        files = [p for p in voice_files(lang, root)
+                 if prompt_split(p.relative_to(folder).as_posix()) == split]
+        order = np.random.default_rng(seed + li).permutation(len(files))
+        n = 0
+        for i in order:
+            if n >= max_windows:
+                break
+            data, rate = sf.read(files[i], dtype="int16", always_2d=True)
+            x = _to_16k_mono(data, rate)
+            wins = active_windows(x)[: max_windows - n]
+            if wins:
+                out.append({"lang": li, "name": f"{lang}/{files[i].relative_to(folder).as_posix()}",
+                            "x": x, "windows": wins})
+                n += len(wins)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# speech representations
+
+def log_mel(x: np.ndarray) -> np.ndarray:
+    """(N, T) int16 windows -> (N, n_mels, frames) float32 log-mel power in dB."""
+    torch = _torch()
+    from export.losses import _db, _power_spec, mel_filterbank
+    fb = mel_filterbank(MEL["n_fft"], MEL["n_mels"], RATE, MEL["f_min"], MEL["f_max"])
+    with torch.no_grad():
+        p = _power_spec(torch.from_numpy(x.astype(np.float32)), MEL["n_fft"], MEL["hop"])
+        return _db(fb @ p, -80.0).numpy()
+
+
+def log_mel_macs(frames: int) -> int:
+    """Estimated multiply-adds of the log-mel front end for ``frames`` frames."""
+    from export.losses import mel_filterbank
+    n = MEL["n_fft"]
+    taps = int((mel_filterbank(n, MEL["n_mels"], RATE, MEL["f_min"], MEL["f_max"]) > 0).sum())
+    return frames * (n + 2 * n * int(math.log2(n)) + 2 * (n // 2 + 1) + taps)
+
+
+def speech_codec(prompts: list[dict], model: str) -> dict:
+    """Encode every prompt as one frame; codes (from the stream) and decoded int16 per prompt."""
+    from encoder_runtime import Decoder, Encoder, container
+    enc = Encoder.load(model, threads=_threads())
+    dec = Decoder.load(model, threads=_threads())
+    codes, decoded, bits, samples = [], [], 0, 0
+    for i, p in enumerate(prompts):
+        header, records = container.read_stream(enc.encode(p["x"]))
+        frame = next(r for r in records if r.type == container.RecordType.FRAME)
+        c, _ = dec.frame_codes(header, frame.payload)
+        if i == 0 and not np.array_equal(c, enc.codes(p["x"])):
+            raise AssertionError(f"{model}: codes read from the stream differ from Encoder.codes")
+        codes.append(c[0])
+        decoded.append(dec.decode_frame(header, frame.payload))
+        bits += 8 * len(frame.payload)
+        samples += len(p["x"])
+    return {"codes": codes, "decoded": decoded, "kbps": bits / samples * RATE / 1000,
+            "bits_per_sample": bits / samples, "block": enc.bundle.block[0],
+            "latent_channels": int(codes[0].shape[0])}
+
+
+def cut_windows(prompts: list[dict], signals: list[np.ndarray] | None = None,
+                codes: list[np.ndarray] | None = None, block: int = 16) -> np.ndarray:
+    """Stack the windows of every prompt: (N, WIN) samples, or (N, C, WIN/block) codes."""
+    out = []
+    for i, p in enumerate(prompts):
+        for s in p["windows"]:
+            if codes is not None:
+                out.append(codes[i][:, s // block:(s + WIN) // block])
+            else:
+                out.append((signals[i] if signals is not None else p["x"])[s:s + WIN])
+    return np.stack(out)
+
+
+def labels(prompts: list[dict]) -> np.ndarray:
+    return np.array([p["lang"] for p in prompts for _ in p["windows"]], np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# recognizer: one small 1-D CNN family
+
+def cnn_macs(c_in: int, t_in: int, k1: int, s1: int, width: int, n_classes: int) -> int:
+    t1 = (t_in - k1) // s1 + 1 if s1 > 1 else t_in
+    return t1 * (c_in * k1 * width + width * width * 5) + 2 * width * n_classes
+
+
+def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, *, k1: int,
+              s1: int, width: int = 32, epochs: int = 20, seeds: int = 3, batch: int = 64,
+              n_classes: int = 4) -> dict:
+    """conv(k1, stride s1)-ReLU-conv(5)-ReLU-[mean, max]-linear on per-channel standardised
+    (N, C, T) inputs; Adam, minibatches; test accuracy mean/std over seeds, MACs per example."""
+    torch = _torch()
+    from torch import nn
+    mu = xtr.mean(axis=(0, 2), keepdims=True, dtype=np.float64)
+    sd = xtr.std(axis=(0, 2), keepdims=True, dtype=np.float64) + 1e-3
+    xt = torch.from_numpy(((xtr - mu) / sd).astype(np.float32))
+    xe = torch.from_numpy(((xte - mu) / sd).astype(np.float32))
+    yt = torch.from_numpy(ytr)
+    c_in, t_in = xt.shape[1], xt.shape[2]
+    accs = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Conv1d(c_in, width, k1, stride=s1, padding=0 if s1 > 1 else k1 // 2),
+                            nn.ReLU(), nn.Conv1d(width, width, 5, padding=2), nn.ReLU())
+        fc = nn.Linear(2 * width, n_classes)
+        params = list(net.parameters()) + list(fc.parameters())
+        opt = torch.optim.Adam(params, lr=3e-3, weight_decay=1e-3)
+
+        def logits(x):
+            h = net(x)
+            return fc(torch.cat([h.mean(-1), h.amax(-1)], 1))
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            perm = torch.randperm(len(xt), generator=g)
+            for i in range(0, len(xt), batch):
+                idx = perm[i:i + batch]
+                loss = nn.functional.cross_entropy(logits(xt[idx]), yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            pred = torch.cat([logits(xe[i:i + 256]).argmax(1) for i in range(0, len(xe), 256)])
+        accs.append(float((pred.numpy() == yte).mean()))
+    return {"acc": float(np.mean(accs)), "acc_std": float(np.std(accs)), "accs": accs,
+            "input_shape": [int(c_in), int(t_in)],
+            "macs": int(cnn_macs(c_in, t_in, k1, s1, width, n_classes))}
+
+
+def run_speech(args) -> dict:
+    t0 = time.time()
+    langs = list(VOICES)
+    voices = check_voices(langs)
+    tr = load_prompts("train", langs, args.train_windows)
+    te = load_prompts("test", langs, args.test_windows)
+    ytr, yte = labels(tr), labels(te)
+    fit = {"epochs": args.epochs, "seeds": args.seeds, "width": args.width}
+    rows = []
+
+    def add(method, setting, res, **extra):
+        rows.append({"task": "speech-language-id", "method": method, "setting": setting,
+                     "acc": res["acc"], "acc_std": res["acc_std"], "accs": res["accs"],
+                     "input_shape": res["input_shape"], **extra})
+        print(f"  speech  {method:8s} {setting:14s} acc={res['acc']:.3f}±{res['acc_std']:.3f}"
+              + (f"  {extra['kbps']:.2f} kbit/s" if "kbps" in extra else ""), flush=True)
+
+    mel_tr, mel_te = log_mel(cut_windows(tr)), log_mel(cut_windows(te))
+    front = log_mel_macs(mel_te.shape[2])
+    clean = train_cnn(mel_tr, ytr, mel_te, yte, k1=5, s1=1, **fit)
+    add("clean", "log-mel", clean, kbps=RATE * 16 / 1000, source_kbps=8000 * 16 / 1000,
+        recognizer_macs=clean["macs"] + front, frontend_macs=front, decoder_macs=0)
+    for m in args.speech_models:
+        ctr, cte = speech_codec(tr, m), speech_codec(te, m)
+        b, C = cte["block"], cte["latent_channels"]
+        macs = _model_macs(m, [1, C, WIN // b], [1, WIN, 1])
+        common = {"kbps": cte["kbps"], "bits_per_sample": cte["bits_per_sample"],
+                  "encoder_macs": macs["encoder_macs"], "decoder_macs_avoided": 0}
+        d = train_cnn(log_mel(cut_windows(tr, ctr["decoded"])), ytr,
+                      log_mel(cut_windows(te, cte["decoded"])), yte, k1=5, s1=1, **fit)
+        add("decoded", m, d, **common, recognizer_macs=d["macs"] + front, frontend_macs=front,
+            decoder_macs=macs["decoder_macs"])
+        lat = train_cnn(cut_windows(tr, codes=ctr["codes"], block=b).astype(np.float32), ytr,
+                        cut_windows(te, codes=cte["codes"], block=b).astype(np.float32), yte,
+                        k1=10, s1=10, **fit)
+        add("latents", m, lat, **{**common, "decoder_macs_avoided": macs["decoder_macs"]},
+            recognizer_macs=lat["macs"], frontend_macs=0, decoder_macs=0)
+    return {"rows": rows, "voices": voices, "languages": langs, "example_seconds": WIN / RATE,
+            "train": {"prompts": len(tr), "windows": int(len(ytr)),
+                      "per_language": np.bincount(ytr, minlength=len(langs)).tolist()},
+            "test": {"prompts": len(te), "windows": int(len(yte)),
+                     "per_language": np.bincount(yte, minlength=len(langs)).tolist(),
+                     "prompt_names": [p["name"] for p in te]},
+            "recognizer": f"1-D CNN conv(k1,s1)-ReLU-conv(5)-ReLU-[mean,max]-linear, width "
+                          f"{args.width}, Adam lr 3e-3, batch 64, {args.epochs} epochs, "
+                          f"{args.seeds} seeds; log-mel {MEL}",
+            "wall_s": round(time.time() - t0, 1)}
+
+
+# ---------------------------------------------------------------------------------------------
+# image task
+
+def run_image(args) -> dict:
+    t0 = time.time()
+    xtr, ytr = load_fmnist("train")
+    xte, yte = load_fmnist("test")
+    xtr, ytr, xte, yte = xtr[: args.fm_train], ytr[: args.fm_train], xte[: args.fm_test], yte[: args.fm_test]
+    npx = xte.shape[0] * 28 * 28
+    rows = []
+
+    def add(method, setting, fit, bpp, **extra):
+        rows.append({"task": "fashion-mnist", "method": method, "setting": setting, "acc": fit["acc"],
+                     "bpp": bpp, "input_dims": fit["input_dims"], "recognizer_macs": fit["macs"],
+                     **extra})
+        print(f"  image   {method:8s} {setting:14s} acc={fit['acc']:.4f}  {bpp:.3f} bpp", flush=True)
+
+    add("clean", "pixels", train_mlp(xtr, ytr, xte, yte, epochs=args.fm_epochs), 8.0,
+        decoder_macs=0)
+    for m in args.image_models:
+        ctr, cte = fm_ours(xtr, m, rate=False), fm_ours(xte, m, rate=True)
+        C = cte["codes"].shape[1]
+        macs = _model_macs(m, [1, C, 4, 4], [1, 32, 32, 3])
+        bpp = float(cte["bits"] / npx)
+        common = {"encoder_macs": macs["encoder_macs"], "latent_shape": [C, 4, 4]}
+        add("decoded", m, train_mlp(ctr["decoded"], ytr, cte["decoded"], yte, epochs=args.fm_epochs),
+            bpp, **common, decoder_macs=macs["decoder_macs"], decoder_macs_avoided=0)
+        add("latents", m, train_mlp(ctr["codes"], ytr, cte["codes"], yte, epochs=args.fm_epochs),
+            bpp, **common, decoder_macs=0, decoder_macs_avoided=macs["decoder_macs"])
+    return {"rows": rows, "n_train": int(len(xtr)), "n_test": int(len(xte)),
+            "recognizer": f"MLP input-256-10 (benchmarks/perception.py train_mlp, Adam, "
+                          f"{args.fm_epochs} epochs, seed 0)",
+            "wall_s": round(time.time() - t0, 1)}
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    for ax, key, xkey, xlabel, title in [
+            (axes[0], "speech", "kbps", "kbit/s (FRAME payload)", "Spoken-language ID (4 voices), 1-D CNN"),
+            (axes[1], "image", "bpp", "bits per pixel (mosaic-amortised)", "Fashion-MNIST, MLP")]:
+        task = results.get(key)
+        if not task:
+            ax.set_visible(False)
+            continue
+        for method, st in (("latents", "s--C3"), ("decoded", "o-C0")):
+            pts = sorted((r[xkey], r["acc"]) for r in task["rows"] if r["method"] == method)
+            if pts:
+                ax.plot(*zip(*pts), st[:-2], color=st[-2:], label=f"{method}")
+        clean = [r for r in task["rows"] if r["method"] == "clean"]
+        if clean:
+            ax.axhline(clean[0]["acc"], color="k", ls=":", lw=0.8, label="clean")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def headline(results: dict) -> str:
+    lines = []
+    for key, rate in (("speech", "kbps"), ("image", "bpp")):
+        task = results.get(key)
+        if not task:
+            continue
+        lines.append(f"{key}: {'method':8s} {'setting':14s} {rate:>7s} {'acc':>13s} "
+                     f"{'recog. MACs':>12s} {'decoder MACs':>12s}")
+        for r in task["rows"]:
+            acc = f"{r['acc']:.3f}" + (f"±{r['acc_std']:.3f}" if "acc_std" in r else "")
+            dm = r.get("decoder_macs", 0) or r.get("decoder_macs_avoided", 0)
+            tag = " (avoided)" if r["method"] == "latents" else ""
+            lines.append(f"        {r['method']:8s} {r['setting']:14s} {r[rate]:7.3f} {acc:>13s} "
+                         f"{r['recognizer_macs']:12d} {dm:12d}{tag}")
+    return "\n".join(lines)
+
+
+def _versions() -> dict:
+    import onnxruntime
+    import torch
+    deb = {}
+    for pkg in [v[0] for v in VOICES.values()] + ["dataset-fashion-mnist"]:
+        try:
+            deb[pkg] = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg],
+                                      capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            deb[pkg] = None
+    return {"machine": platform.machine(), "processor": platform.processor(),
+            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "threads": _threads(),
+            "cpu_count": os.cpu_count(), "debian_packages": deb}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, one model each")
+    ap.add_argument("--tasks", default="speech,image")
+    ap.add_argument("--speech-models", nargs="*", default=SPEECH_MODELS)
+    ap.add_argument("--image-models", nargs="*", default=IMAGE_MODELS)
+    ap.add_argument("--train-windows", type=int, default=200, help="1 s windows per language")
+    ap.add_argument("--test-windows", type=int, default=100, help="1 s windows per language")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--fm-train", type=int, default=5000)
+    ap.add_argument("--fm-test", type=int, default=5000)
+    ap.add_argument("--fm-epochs", type=int, default=8)
+    ap.add_argument("--no-plot", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.quick:                               # smaller defaults; explicit options still win
+        ap.set_defaults(speech_models=SPEECH_MODELS[:1], image_models=IMAGE_MODELS[:1],
+                        train_windows=16, test_windows=6, epochs=3, seeds=1, fm_train=600,
+                        fm_test=300, fm_epochs=3)
+        args = ap.parse_args(argv)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    command = "python -m benchmarks.latent_recognizers " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    env = _versions()
+    runners = {"speech": run_speech, "image": run_image}
+    results: dict = {"benchmark": "latent_recognizers", "quick": bool(args.quick)}
+    for task in tasks:
+        if task not in runners:
+            raise SystemExit(f"--tasks: unknown task {task!r} (expected speech, image)")
+        print(f"{task} ...", flush=True)
+        results[task] = {**runners[task](args), "command": command, "environment": env}
+    path = args.out / "latent_recognizers.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    if path.is_file():                           # keep the tasks not run now (--tasks image ...)
+        old = json.loads(path.read_text())
+        if old.get("quick") == results["quick"]:
+            results = {**{k: v for k, v in old.items() if k in runners}, **results}
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    if not args.no_plot:
+        plot(results, args.out / "latent_recognizers.png")
+    print(headline(results))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
