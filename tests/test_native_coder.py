@@ -108,6 +108,7 @@ def _edge_cases() -> dict[str, np.ndarray]:
         "3-D spatial": small.reshape(5, 3, 3, 13).copy(),
         "one row": small[:, :1, :].copy(),
         "one column": small[:, :, :1].copy(),
+        "wide rows (column spans)": rng.laplace(0, 1.5, (2, 3, 600)).round().astype(np.int8),
     }
 
 

@@ -47,6 +47,7 @@ typedef struct {
 } probs_t;
 
 #define NSLOTS (sizeof(probs_t) / sizeof(uint16_t))
+#define NSTATE 7u      /* adaptation states n = 0..6: shift 1, 1, 2, 2, 3, 3, RATE */
 
 typedef struct {
     uint16_t fast[NSLOTS];
@@ -65,6 +66,19 @@ static const uint8_t k_class[64] = {
     7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
     8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
     9, 9, 9, 9, 9, 9, 9, 9};
+/* shift of state n (1 + n / 2, at most RATE) and the state after it (n stops at NSTATE - 1) */
+static const uint8_t k_shift[NSTATE] = {1, 1, 2, 2, 3, 3, RATE};
+static const uint8_t k_next[NSTATE] = {1, 2, 3, 4, 5, 6, 6};
+static const uint8_t k_sgn[256] = { /* sgn3 of an int8 by its byte: 0, 1 (+), 2 (-) */
+#define SG4(v) v, v, v, v
+#define SG16(v) SG4(v), SG4(v), SG4(v), SG4(v)
+#define SG64(v) SG16(v), SG16(v), SG16(v), SG16(v)
+    0, 1, 1, 1, SG4(1), SG4(1), SG4(1), SG16(1), SG16(1), SG16(1), SG64(1), /* 0..127 */
+    SG64(2), SG64(2)                                                       /* -128..-1 */
+#undef SG64
+#undef SG16
+#undef SG4
+};
 
 static void model_init(model_t *m)
 {
@@ -73,6 +87,7 @@ static void model_init(model_t *m)
     memset(m->n, 0, sizeof(m->n));
 }
 
+/* Probability of a 1 in slot i (16 bits), then the slot's update with the coded bit. */
 static unsigned prob(const model_t *m, unsigned i)
 {
     return ((unsigned)m->fast[i] + m->slow[i] + 1u) >> 1;
@@ -80,9 +95,8 @@ static unsigned prob(const model_t *m, unsigned i)
 
 static void update(model_t *m, unsigned i, unsigned bit)
 {
-    unsigned n = m->n[i], sh = 1u + n / 2u, p = m->fast[i], q = m->slow[i];
-    if (sh >= RATE) sh = RATE;
-    else m->n[i] = (uint8_t)(n + 1u);
+    unsigned n = m->n[i], sh = k_shift[n], p = m->fast[i], q = m->slow[i];
+    m->n[i] = k_next[n];
     if (bit) {
         m->fast[i] = (uint16_t)(p + ((65536u - p) >> sh));
         m->slow[i] = (uint16_t)(q + ((65536u - q) >> (sh + SLOW)));
@@ -93,46 +107,83 @@ static void update(model_t *m, unsigned i, unsigned bit)
 }
 
 static unsigned iabs8(int v) { return (unsigned)(v < 0 ? -v : v); }
-static unsigned sgn3(int v) { return v > 0 ? 1u : (v < 0 ? 2u : 0u); }
 
-typedef struct { unsigned zc, sc, mc; } ctx_t;
+/* ---------------------------------------------------------------------------------------- */
+/* contexts: one pass over a row's parts that are already known (row above, previous channel),
+ * then a few operations per code with the left neighbours carried in registers */
 
-/* Contexts of position x: cur = the row being coded, up = the row above (NULL on row 0),
- * prev = the co-located row of the previous channel (NULL for channel 0). */
-static ctx_t contexts(const int8_t *cur, const int8_t *up, const int8_t *prev, uint32_t x,
-                      uint32_t cols, unsigned act)
+#define SPAN 256u  /* columns prepared at a time (stack scratch, no malloc) */
+
+typedef struct {
+    uint16_t base[SPAN]; /* the sum s less its terms from the row being coded */
+    uint8_t pc[SPAN];    /* p * NACT: previous-channel class */
+} prep_t;
+
+/* Prepares columns x0 .. x0 + len - 1 of a row: up = the row above (NULL on row 0), prev = the
+ * co-located row of the previous channel (NULL for channel 0). */
+static void prepare(prep_t *pp, const int8_t *up, const int8_t *prev, uint32_t x0, uint32_t len,
+                    uint32_t cols)
 {
-    int l, t;
-    unsigned s, k, p, a;
-    ctx_t c;
-    if (up) { /* 2-D: left, top, top-left, top-right */
-        int d1, d2;
-        t = up[x];
-        l = x > 0 ? cur[x - 1] : t;
-        d1 = x > 0 ? up[x - 1] : t;
-        d2 = x + 1 < cols ? up[x + 1] : t;
-        s = 2u * (iabs8(l) + iabs8(t)) + iabs8(d1) + iabs8(d2);
-    } else { /* row 0 / 1-D: three to the left, previous channel at x - 1, x, x + 1 */
-        l = x > 0 ? cur[x - 1] : 0;
-        t = x > 1 ? cur[x - 2] : 0;
-        s = 2u * (iabs8(l) + iabs8(t)) + (x > 2 ? iabs8(cur[x - 3]) : 0u);
-        if (prev)
-            s += 2u * iabs8(prev[x]) + (x > 0 ? iabs8(prev[x - 1]) : 0u)
-                 + (x + 1 < cols ? iabs8(prev[x + 1]) : 0u);
+    const int8_t *row = up ? up : prev; /* 2-D: T, D1, D2; row 0: P, P-, P+ */
+    const unsigned edge = up ? 1u : 0u; /* missing diagonals repeat T; missing P-/P+ are 0 */
+    uint32_t i;
+    for (i = 0; i < len; i++) {
+        const size_t x = (size_t)x0 + i;
+        unsigned b = 0, p = 0;
+        if (row) {
+            const unsigned c = iabs8(row[x]);
+            b = 2u * c + (x > 0 ? iabs8(row[x - 1]) : edge * c)
+                + (x + 1 < cols ? iabs8(row[x + 1]) : edge * c);
+        }
+        if (prev) {
+            p = iabs8(prev[x]);
+            p = p > 2 ? 2u : p;
+        }
+        pp->base[i] = (uint16_t)b;
+        pp->pc[i] = (uint8_t)(p * NACT);
     }
-    k = k_class[s > 63 ? 63 : s];
-    p = prev ? iabs8(prev[x]) : 0u;
-    p = p > 2 ? 2u : p;
-    a = act < ACT1 ? 0u : act < ACT2 ? 1u : 2u;
-    c.zc = ZERO_AT + (k * NPREV + p) * NACT + a;
-    c.sc = SIGN_AT + sgn3(l) * 3u + sgn3(t);
-    c.mc = MAG_AT + (k * NACT + a) * NUNARY;
-    return c;
 }
 
-static unsigned next_act(unsigned act, int v)
+/* Left neighbours of the next code: l, t (the sign context's pair) and l3, see above. */
+typedef struct { int l, t, l3; } nbr_t;
+
+static unsigned act_class(unsigned act) { return act < ACT1 ? 0u : act < ACT2 ? 1u : 2u; }
+
+/* Zero-flag slot of a code with neighbour sum s. */
+static unsigned zero_slot(unsigned s, unsigned pc, unsigned a, unsigned *k)
 {
-    return act + (iabs8(v) << (8 - ACT_SHIFT)) - (act >> ACT_SHIFT);
+    *k = k_class[s > 63 ? 63 : s];
+    return ZERO_AT + *k * (NPREV * NACT) + pc + a;
+}
+
+static unsigned nbr_sum(const nbr_t *nb, unsigned base, int two_d)
+{
+    return two_d ? base + 2u * iabs8(nb->l)
+                 : base + 2u * (iabs8(nb->l) + iabs8(nb->t)) + iabs8(nb->l3);
+}
+
+/* Moves the neighbours on by one code v (up = row above or NULL, x = the next column). */
+static void nbr_shift(nbr_t *nb, int v, const int8_t *up, uint32_t x, uint32_t cols)
+{
+    if (up) {
+        nb->l = v;
+        nb->t = x < cols ? up[x] : 0;
+    } else {
+        nb->l3 = nb->t;
+        nb->t = nb->l;
+        nb->l = v;
+    }
+}
+
+static void nbr_start(nbr_t *nb, const int8_t *up)
+{
+    nb->l3 = 0;
+    nb->l = nb->t = up ? up[0] : 0; /* 2-D: L of column 0 repeats T */
+}
+
+static unsigned next_act(unsigned act, unsigned mag)
+{
+    return act + (mag << (8 - ACT_SHIFT)) - (act >> ACT_SHIFT);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -159,19 +210,47 @@ static void enc_bit(enc_t *e, model_t *m, unsigned i, unsigned bit)
     }
 }
 
-static void enc_code(enc_t *e, model_t *m, ctx_t c, int v)
+/* Sign, unary magnitude and escape bits of a non-zero code v. */
+static void enc_nonzero(enc_t *e, model_t *m, unsigned sc, unsigned mc, int v)
 {
-    unsigned mag, j;
-    enc_bit(e, m, c.zc, v != 0);
-    if (v == 0) return;
-    enc_bit(e, m, c.sc, v < 0);
-    mag = iabs8(v);
+    unsigned mag = iabs8(v), j;
+    enc_bit(e, m, sc, v < 0);
     for (j = 1; j <= NUNARY; j++) {
-        enc_bit(e, m, c.mc + j - 1u, mag > j);
+        enc_bit(e, m, mc + j - 1u, mag > j);
         if (mag <= j) return;
     }
     mag -= NUNARY + 1;
     for (j = 0; j < ESC_BITS; j++) enc_bit(e, m, ESC_AT + j, (mag >> (ESC_BITS - 1 - j)) & 1u);
+}
+
+static void enc_row(enc_t *e_io, model_t *m, const int8_t *cur, const int8_t *up,
+                    const int8_t *prev, uint32_t cols, unsigned *act_io)
+{
+    enc_t st = *e_io, *e = &st; /* a local copy: the output bytes cannot alias it */
+    prep_t pp;
+    nbr_t nb;
+    unsigned act = *act_io;
+    uint32_t x0, i;
+    const int two_d = up != NULL;
+    nbr_start(&nb, up);
+    for (x0 = 0; x0 < cols; x0 += SPAN) {
+        uint32_t len = cols - x0 < SPAN ? cols - x0 : SPAN;
+        prepare(&pp, up, prev, x0, len, cols);
+        for (i = 0; i < len; i++) {
+            int v = cur[x0 + i];
+            unsigned k, a = act_class(act), mag = iabs8(v);
+            unsigned zc = zero_slot(nbr_sum(&nb, pp.base[i], two_d), pp.pc[i], a, &k);
+            enc_bit(e, m, zc, v != 0);
+            if (v)
+                enc_nonzero(e, m, SIGN_AT + k_sgn[(uint8_t)nb.l] * 3u + k_sgn[(uint8_t)nb.t],
+                            MAG_AT + (k * NACT + a) * NUNARY, v);
+            act = next_act(act, mag);
+            nbr_shift(&nb, v, up, x0 + i + 1, cols);
+        }
+        if (e->full) break;
+    }
+    *act_io = act;
+    *e_io = st;
 }
 
 static int dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
@@ -190,10 +269,10 @@ size_t sc_ll_bound(size_t n) { return n == (size_t)-1 ? 0 : n + 1; }
 int sc_ll_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                  uint8_t *out, size_t cap, size_t *out_len)
 {
-    model_t m; /* 2.6 KB on the stack: reentrant, no globals */
+    model_t m; /* 2.6 KB + 0.8 KB of row scratch on the stack: reentrant, no globals */
     enc_t e;
     size_t n, plane;
-    uint32_t ch, r, x;
+    uint32_t ch, r;
     unsigned act = 0;
     int st;
     if (!codes || !out || !out_len) return SC_LL_E_ARG;
@@ -212,12 +291,8 @@ int sc_ll_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t
         const int8_t *prev_p = ch ? plane_p - plane : NULL;
         for (r = 0; r < rows && !e.full; r++) {
             const int8_t *cur = plane_p + (size_t)r * cols;
-            const int8_t *up = r ? cur - cols : NULL;
-            const int8_t *prev = prev_p ? prev_p + (size_t)r * cols : NULL;
-            for (x = 0; x < cols; x++) {
-                enc_code(&e, &m, contexts(cur, up, prev, x, cols, act), cur[x]);
-                act = next_act(act, cur[x]);
-            }
+            enc_row(&e, &m, cur, r ? cur - cols : NULL, prev_p ? prev_p + (size_t)r * cols : NULL,
+                    cols, &act);
         }
     }
     if (e.full || e.pos + 4 >= n) { /* not smaller than the raw codes: store them */
@@ -261,18 +336,49 @@ static unsigned dec_bit(dec_t *d, model_t *m, unsigned i)
     return bit;
 }
 
-/* Decoded value, or 256 for a magnitude outside int8. */
-static int dec_code(dec_t *d, model_t *m, ctx_t c)
+/* A non-zero code's value (its zero flag was 1), or 256 for a magnitude outside int8. */
+static int dec_nonzero(dec_t *d, model_t *m, unsigned sc, unsigned mc)
 {
     unsigned neg, mag, j, e = 0;
-    if (!dec_bit(d, m, c.zc)) return 0;
-    neg = dec_bit(d, m, c.sc);
+    neg = dec_bit(d, m, sc);
     for (mag = 1; mag <= NUNARY; mag++)
-        if (!dec_bit(d, m, c.mc + mag - 1u)) return neg ? -(int)mag : (int)mag;
+        if (!dec_bit(d, m, mc + mag - 1u)) return neg ? -(int)mag : (int)mag;
     for (j = 0; j < ESC_BITS; j++) e = (e << 1) | dec_bit(d, m, ESC_AT + j);
     mag = NUNARY + 1 + e;
     if (mag > 128 || (mag == 128 && !neg)) return 256;
     return neg ? -(int)mag : (int)mag;
+}
+
+static int dec_row(dec_t *d_io, model_t *m, int8_t *cur, const int8_t *up, const int8_t *prev,
+                   uint32_t cols, unsigned *act_io)
+{
+    dec_t st = *d_io, *d = &st; /* a local copy: the decoded codes cannot alias it */
+    prep_t pp;
+    nbr_t nb;
+    unsigned act = *act_io;
+    uint32_t x0, i;
+    const int two_d = up != NULL;
+    nbr_start(&nb, up);
+    for (x0 = 0; x0 < cols; x0 += SPAN) {
+        uint32_t len = cols - x0 < SPAN ? cols - x0 : SPAN;
+        prepare(&pp, up, prev, x0, len, cols);
+        for (i = 0; i < len; i++) {
+            int v = 0;
+            unsigned k, a = act_class(act);
+            unsigned zc = zero_slot(nbr_sum(&nb, pp.base[i], two_d), pp.pc[i], a, &k);
+            if (dec_bit(d, m, zc)) {
+                v = dec_nonzero(d, m, SIGN_AT + k_sgn[(uint8_t)nb.l] * 3u + k_sgn[(uint8_t)nb.t],
+                                MAG_AT + (k * NACT + a) * NUNARY);
+                if (v == 256) return SC_LL_E_CORRUPT;
+            }
+            cur[x0 + i] = (int8_t)v;
+            act = next_act(act, iabs8(v));
+            nbr_shift(&nb, v, up, x0 + i + 1, cols);
+        }
+    }
+    *act_io = act;
+    *d_io = st;
+    return d->trunc ? SC_LL_E_TRUNC : SC_LL_OK;
 }
 
 int sc_ll_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
@@ -281,7 +387,7 @@ int sc_ll_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows
     model_t m;
     dec_t d;
     size_t n, plane, i;
-    uint32_t ch, r, x;
+    uint32_t ch, r;
     unsigned act = 0;
     int st;
     if (!in || !out) return SC_LL_E_ARG;
@@ -311,15 +417,9 @@ int sc_ll_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows
         const int8_t *prev_p = ch ? plane_p - plane : NULL;
         for (r = 0; r < rows; r++) {
             int8_t *cur = plane_p + (size_t)r * cols;
-            const int8_t *up = r ? cur - cols : NULL;
-            const int8_t *prev = prev_p ? prev_p + (size_t)r * cols : NULL;
-            for (x = 0; x < cols; x++) {
-                int v = dec_code(&d, &m, contexts(cur, up, prev, x, cols, act));
-                if (v == 256) return SC_LL_E_CORRUPT;
-                cur[x] = (int8_t)v;
-                act = next_act(act, v);
-            }
-            if (d.trunc) return SC_LL_E_TRUNC;
+            st = dec_row(&d, &m, cur, r ? cur - cols : NULL,
+                         prev_p ? prev_p + (size_t)r * cols : NULL, cols, &act);
+            if (st != SC_LL_OK) return st;
         }
     }
     if (d.pos != d.len) return SC_LL_E_TRAILING;
