@@ -28,6 +28,12 @@
 
 #include <string.h>
 
+#if defined(__GNUC__)
+#define HOT static inline __attribute__((always_inline)) /* the per-bit steps: always inlined */
+#else
+#define HOT static
+#endif
+
 #define NCLS 10        /* neighbour classes */
 #define NPREV 3        /* previous-channel classes */
 #define NACT 3         /* activity classes */
@@ -88,12 +94,12 @@ static void model_init(model_t *m)
 }
 
 /* Probability of a 1 in slot i (16 bits), then the slot's update with the coded bit. */
-static unsigned prob(const model_t *m, unsigned i)
+HOT unsigned prob(const model_t *m, unsigned i)
 {
     return ((unsigned)m->fast[i] + m->slow[i] + 1u) >> 1;
 }
 
-static void update(model_t *m, unsigned i, unsigned bit)
+HOT void update(model_t *m, unsigned i, unsigned bit)
 {
     unsigned n = m->n[i], sh = k_shift[n], p = m->fast[i], q = m->slow[i];
     m->n[i] = k_next[n];
@@ -106,7 +112,7 @@ static void update(model_t *m, unsigned i, unsigned bit)
     }
 }
 
-static unsigned iabs8(int v) { return (unsigned)(v < 0 ? -v : v); }
+HOT unsigned iabs8(int v) { return (unsigned)(v < 0 ? -v : v); }
 
 /* ---------------------------------------------------------------------------------------- */
 /* contexts: one pass over a row's parts that are already known (row above, previous channel),
@@ -125,45 +131,51 @@ static void prepare(prep_t *pp, const int8_t *up, const int8_t *prev, uint32_t x
                     uint32_t cols)
 {
     const int8_t *row = up ? up : prev; /* 2-D: T, D1, D2; row 0: P, P-, P+ */
-    const unsigned edge = up ? 1u : 0u; /* missing diagonals repeat T; missing P-/P+ are 0 */
     uint32_t i;
-    for (i = 0; i < len; i++) {
-        const size_t x = (size_t)x0 + i;
-        unsigned b = 0, p = 0;
-        if (row) {
+    if (row) { /* interior columns without branches, then the two row ends */
+        const int8_t *rx = row + x0;
+        const unsigned edge = up ? 1u : 0u; /* missing diagonals repeat T; missing P-/P+ are 0 */
+        for (i = 1; i + 1 < len; i++)
+            pp->base[i] = (uint16_t)(2u * iabs8(rx[i]) + iabs8(rx[i - 1]) + iabs8(rx[i + 1]));
+        for (i = 0; i < len; i += (len > 1 ? len - 1 : 1)) {
+            const size_t x = (size_t)x0 + i;
             const unsigned c = iabs8(row[x]);
-            b = 2u * c + (x > 0 ? iabs8(row[x - 1]) : edge * c)
-                + (x + 1 < cols ? iabs8(row[x + 1]) : edge * c);
+            pp->base[i] = (uint16_t)(2u * c + (x > 0 ? iabs8(row[x - 1]) : edge * c)
+                                     + (x + 1 < cols ? iabs8(row[x + 1]) : edge * c));
         }
-        if (prev) {
-            p = iabs8(prev[x]);
-            p = p > 2 ? 2u : p;
+    } else {
+        memset(pp->base, 0, len * sizeof pp->base[0]);
+    }
+    if (prev) {
+        for (i = 0; i < len; i++) {
+            const unsigned p = iabs8(prev[x0 + i]);
+            pp->pc[i] = (uint8_t)((p > 2 ? 2u : p) * NACT);
         }
-        pp->base[i] = (uint16_t)b;
-        pp->pc[i] = (uint8_t)(p * NACT);
+    } else {
+        memset(pp->pc, 0, len);
     }
 }
 
 /* Left neighbours of the next code: l, t (the sign context's pair) and l3, see above. */
 typedef struct { int l, t, l3; } nbr_t;
 
-static unsigned act_class(unsigned act) { return act < ACT1 ? 0u : act < ACT2 ? 1u : 2u; }
+HOT unsigned act_class(unsigned act) { return act < ACT1 ? 0u : act < ACT2 ? 1u : 2u; }
 
 /* Zero-flag slot of a code with neighbour sum s. */
-static unsigned zero_slot(unsigned s, unsigned pc, unsigned a, unsigned *k)
+HOT unsigned zero_slot(unsigned s, unsigned pc, unsigned a, unsigned *k)
 {
     *k = k_class[s > 63 ? 63 : s];
     return ZERO_AT + *k * (NPREV * NACT) + pc + a;
 }
 
-static unsigned nbr_sum(const nbr_t *nb, unsigned base, int two_d)
+HOT unsigned nbr_sum(const nbr_t *nb, unsigned base, int two_d)
 {
     return two_d ? base + 2u * iabs8(nb->l)
                  : base + 2u * (iabs8(nb->l) + iabs8(nb->t)) + iabs8(nb->l3);
 }
 
 /* Moves the neighbours on by one code v (up = row above or NULL, x = the next column). */
-static void nbr_shift(nbr_t *nb, int v, const int8_t *up, uint32_t x, uint32_t cols)
+HOT void nbr_shift(nbr_t *nb, int v, const int8_t *up, uint32_t x, uint32_t cols)
 {
     if (up) {
         nb->l = v;
@@ -181,7 +193,7 @@ static void nbr_start(nbr_t *nb, const int8_t *up)
     nb->l = nb->t = up ? up[0] : 0; /* 2-D: L of column 0 repeats T */
 }
 
-static unsigned next_act(unsigned act, unsigned mag)
+HOT unsigned next_act(unsigned act, unsigned mag)
 {
     return act + (mag << (8 - ACT_SHIFT)) - (act >> ACT_SHIFT);
 }
@@ -196,7 +208,7 @@ typedef struct {
     int full;
 } enc_t;
 
-static void enc_bit(enc_t *e, model_t *m, unsigned i, unsigned bit)
+HOT void enc_bit(enc_t *e, model_t *m, unsigned i, unsigned bit)
 {
     uint32_t xmid = e->x1 + (uint32_t)(((uint64_t)(e->x2 - e->x1) * prob(m, i)) >> 16);
     if (bit) e->x2 = xmid;
@@ -320,7 +332,7 @@ typedef struct {
     int trunc;
 } dec_t;
 
-static unsigned dec_bit(dec_t *d, model_t *m, unsigned i)
+HOT unsigned dec_bit(dec_t *d, model_t *m, unsigned i)
 {
     uint32_t xmid = d->x1 + (uint32_t)(((uint64_t)(d->x2 - d->x1) * prob(m, i)) >> 16);
     unsigned bit = d->x <= xmid;
