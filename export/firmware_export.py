@@ -3,7 +3,9 @@
 The MCU runs the same integer encoder as every other target (docs/bundle-format.md), as portable C:
 
   include/sc_bridge.h sc_protocol.h sc_hal.h   the kernel, the UART protocol and the HAL interface
-  src/*.c                                      kernel, COBS framing, CRC-32, frames (C99, no malloc)
+  include/sc_lossless.h                        the ``ctx-ac`` lossless coder of the codes
+  src/*.c                                      kernel, COBS framing, CRC-32, frames, ``ctx-ac``
+                                               (C99, no malloc)
   hal/hal_semihost.c                           a HAL for QEMU / semihosting (replace with the board's)
   m4/startup.c mps2.ld                         startup and linker script for QEMU mps2-an386
   bundle.h                                     the model: int8 weights, bias, shifts (gen_header)
@@ -11,7 +13,10 @@ The MCU runs the same integer encoder as every other target (docs/bundle-format.
   README.md, manifest.json                     how to use it; sha256 of every file
 
 Codes are bit-identical to the Python runtime's (tests/test_bridge_firmware.py runs the kernel
-under qemu-system-arm against the numpy reference for every bundled model).
+under qemu-system-arm against the numpy reference for every bundled model), and so are their
+``ctx-ac`` payloads (``sc_ll_encode``: the bytes of ``get_coder("ctx-ac").encode(codes)``,
+tests/test_native_coder.py runs it on the Cortex-M4 under qemu, tests/test_firmware_export.py
+builds the exported copy).
 """
 
 from __future__ import annotations
@@ -25,26 +30,27 @@ from firmware_bridge.gen_header import HeaderError, write_header
 
 FIRMWARE_TARGET = "cortex-m4"
 FIRMWARE_SRC = Path(__file__).resolve().parent.parent / "firmware_bridge" / "firmware"
-COPIED = ("include/sc_bridge.h", "include/sc_protocol.h", "include/sc_hal.h",
-          "src/sc_encoder.c", "src/sc_cobs.c", "src/sc_crc32.c", "src/sc_frame.c",
+COPIED = ("include/sc_bridge.h", "include/sc_protocol.h", "include/sc_hal.h", "include/sc_lossless.h",
+          "src/sc_encoder.c", "src/sc_cobs.c", "src/sc_crc32.c", "src/sc_frame.c", "src/sc_lossless.c",
           "hal/hal_semihost.c", "m4/startup.c", "m4/mps2.ld")
 
 MAKEFILE = """\
 # Cortex-M4 build of the sensorcodec encoder for model {model} (written by sensor-export).
-#   make        build/libsensorcodec_m4.a (kernel + COBS + CRC + frames); link it with your firmware
+#   make        build/libsensorcodec_m4.a (kernel + COBS + CRC + frames + ctx-ac coder); link it
+#               with your firmware
 #   make size   code and data size of the library objects
 CROSS  ?= arm-none-eabi-
 CC     := $(CROSS)gcc
 AR     := $(CROSS)ar
 CFLAGS ?= -O2 -std=c99 -Wall -Wextra -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 \\
           -ffunction-sections -fdata-sections
-SRC    := src/sc_encoder.c src/sc_cobs.c src/sc_crc32.c src/sc_frame.c
+SRC    := src/sc_encoder.c src/sc_cobs.c src/sc_crc32.c src/sc_frame.c src/sc_lossless.c
 OBJ    := $(patsubst src/%.c,build/%.o,$(SRC)) build/model.o
 
 .PHONY: all size clean
 all: build/libsensorcodec_m4.a
 
-build/%.o: src/%.c include/sc_bridge.h include/sc_protocol.h
+build/%.o: src/%.c include/sc_bridge.h include/sc_protocol.h include/sc_lossless.h
 \t@mkdir -p build
 \t$(CC) $(CFLAGS) -Iinclude -c -o $@ $<
 
@@ -82,6 +88,17 @@ Use in your firmware:
     #include "bundle.h"              /* bundle_model, BUNDLE_C_LAT, BUNDLE_K, ... */
     static int16_t scratch[BUNDLE_K];
     {call}
+
+To send fewer bytes, code the int8 codes losslessly on the MCU with the `ctx-ac` coder
+(`include/sc_lossless.h`; no malloc, ~3.5 KB of stack); the payload is byte for byte what the
+Python runtime's `get_coder("ctx-ac").encode(codes)` writes, and the host decodes it with
+`get_coder("ctx-ac").decode(payload, codes_shape)`:
+
+    #include "sc_lossless.h"
+    static uint8_t payload[N_CODES + 1];     /* sc_ll_bound(N_CODES) */
+    size_t len;
+    sc_ll_encode(codes, BUNDLE_C_LAT, ROWS, COLS, payload, sizeof payload, &len);
+    /* 2-D: ROWS x COLS = the latent grid (height / BUNDLE_B0, width / BUNDLE_B1); 1-D: 1 x blocks */
 
 Provide the HAL of `include/sc_hal.h` for your board (`hal/hal_semihost.c` is the QEMU one) to use
 the UART bridge (COBS frames, CRC-32, HELLO/TIMESYNC) with `sensor-bridge` on the host.

@@ -21,10 +21,12 @@ HOST_MAIN = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include "sc_bridge.h"
+#include "sc_lossless.h"
 #include "bundle.h"
-/* argv: input file (raw channel-last samples), A [B]; writes the int8 codes to stdout */
+/* argv: input file (raw channel-last samples), payload file, A [B]; writes the int8 codes to
+ * stdout and their ctx-ac payload (sc_ll_encode) to the payload file */
 int main(int argc, char **argv) {
-    uint32_t a = (uint32_t)atoi(argv[2]), b = argc > 3 ? (uint32_t)atoi(argv[3]) : 1u;
+    uint32_t a = (uint32_t)atoi(argv[3]), b = argc > 4 ? (uint32_t)atoi(argv[4]) : 1u;
     size_t n = (size_t)a * b * BUNDLE_C_IN, blocks = (size_t)(a / BUNDLE_B0) * (b / BUNDLE_B1);
     FILE *f = fopen(argv[1], "rb");
     if (!f) return 2;
@@ -42,6 +44,18 @@ int main(int argc, char **argv) {
     sc_encode_1d_i16(&bundle_model, x, a, codes, xb);
 #endif
     fwrite(codes, 1, blocks * BUNDLE_C_LAT, stdout);
+    uint8_t *payload = malloc(blocks * BUNDLE_C_LAT + 1);
+    size_t len = 0;
+#if BUNDLE_DIMS == 2
+    uint32_t rows = a / BUNDLE_B0, cols = b / BUNDLE_B1;
+#else
+    uint32_t rows = 1, cols = (uint32_t)blocks;
+#endif
+    if (sc_ll_encode(codes, BUNDLE_C_LAT, rows, cols, payload, blocks * BUNDLE_C_LAT + 1, &len))
+        return 4;
+    FILE *g = fopen(argv[2], "wb");
+    if (!g || fwrite(payload, 1, len, g) != len) return 5;
+    fclose(g);
     return 0;
 }
 """
@@ -67,22 +81,30 @@ def test_cortex_m4_export_builds_and_matches_runtime(name, kind, tmp_path, capsy
     assert "cortex-m4" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["target"] == "cortex-m4" and manifest["model"] == name
-    for rel in ("bundle.h", "Makefile", "README.md", "include/sc_bridge.h", "src/sc_encoder.c"):
+    for rel in ("bundle.h", "Makefile", "README.md", "include/sc_bridge.h", "src/sc_encoder.c",
+                "include/sc_lossless.h", "src/sc_lossless.c"):
         assert (out / rel).is_file(), rel
-    assert set(manifest["files_sha256"]) >= {"bundle.h", "src/sc_encoder.c", "Makefile"}
+    assert set(manifest["files_sha256"]) >= {"bundle.h", "src/sc_encoder.c", "src/sc_lossless.c",
+                                             "Makefile"}
 
     if shutil.which("arm-none-eabi-gcc"):
         subprocess.run(["make", "-s", "-C", str(out)], check=True, capture_output=True, timeout=120)
-        assert (out / "build" / "libsensorcodec_m4.a").stat().st_size > 0
+        lib = out / "build" / "libsensorcodec_m4.a"
+        assert lib.stat().st_size > 0
+        members = subprocess.run(["arm-none-eabi-ar", "t", str(lib)], capture_output=True, text=True,
+                                 check=True).stdout.split()
+        assert {"sc_encoder.o", "sc_lossless.o"} <= set(members), members
 
     # The exported sources, compiled for this host, give the codes of the runtime's ONNX encoder.
     (tmp_path / "main.c").write_text(HOST_MAIN)
     exe = tmp_path / "enc"
     subprocess.run(["gcc", "-O2", "-std=c99", "-I", str(out / "include"), "-I", str(out), "-o", str(exe),
-                    str(tmp_path / "main.c"), str(out / "src" / "sc_encoder.c")], check=True, timeout=120)
+                    str(tmp_path / "main.c"), str(out / "src" / "sc_encoder.c"),
+                    str(out / "src" / "sc_lossless.c")], check=True, timeout=120)
     x = _real_input(kind)
     (tmp_path / "x.raw").write_bytes(x.tobytes())
-    c_codes = subprocess.run([str(exe), str(tmp_path / "x.raw"), *map(str, x.shape[:-1])],
+    payload = tmp_path / "codes.ctx-ac"
+    c_codes = subprocess.run([str(exe), str(tmp_path / "x.raw"), str(payload), *map(str, x.shape[:-1])],
                              capture_output=True, check=True, timeout=60).stdout
     import onnxruntime as ort
 
@@ -92,6 +114,16 @@ def test_cortex_m4_export_builds_and_matches_runtime(name, kind, tmp_path, capsy
     got = np.frombuffer(c_codes, np.int8)
     assert got.size == ref.size and len(np.unique(got)) >= 8
     assert got.tobytes() == ref.tobytes()
+
+    # The exported ctx-ac coder writes the runtime's payload of those codes, and it decodes back.
+    from encoder_runtime.entropy import available_coders, get_coder
+
+    blob = payload.read_bytes()
+    assert len(blob) < ref.size and blob[0] != 0  # coded, not stored
+    if "ctx-ac" in available_coders():
+        coder = get_coder("ctx-ac")
+        assert blob == coder.encode(ref)
+        assert np.array_equal(coder.decode(blob, ref.shape), ref)
 
 
 def test_cortex_m4_export_refuses_existing_folder(tmp_path, capsys):
