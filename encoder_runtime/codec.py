@@ -139,6 +139,11 @@ class Encoder(_Model):
             batch = np.pad(batch, pad, mode="edge")
         return np.ascontiguousarray(batch), dtype
 
+    def check_frame(self, shape: tuple[int, ...], dtype) -> None:
+        """Raise :class:`CodecError` unless frames of ``shape`` and ``dtype`` can be encoded (the
+        checks :meth:`encode_frame` makes, without running the model)."""
+        self._to_batch(np.zeros(shape, dtype))
+
     # --- encoding -------------------------------------------------------------------------
     def codes(self, array: np.ndarray) -> np.ndarray:
         """The integer codes (N, C_lat, *latent) int8 for one frame."""

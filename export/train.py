@@ -48,6 +48,11 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# --crop when not given: a few decoder receptive fields for photos, 0.26 s of 16 kHz audio, and
+# 96 of BasicMotions' 100 samples per series (a longer crop fits no IMU series at all).
+DEFAULT_CROP = {"image": 128, "audio": 4096, "timeseries": 96}
+
+
 def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray]:
     """Real training signals as (C, *spatial) integer arrays."""
     if modality == "timeseries":
@@ -243,7 +248,7 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
     snrs, mel_db = [], []
     codec.eval()
     with torch.no_grad():
-        for a in arrays:
+        for a in tqdm(arrays, desc="evaluating (held out)", unit="file", mininterval=5):
             b = cfg.block
             crop = tuple(slice(0, (s // b) * b) for s in a.shape[1:])
             a = a[(slice(None),) + crop]
@@ -297,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--decoder-steps", type=float, default=0.3,
                     help="fraction of steps that fine-tune the decoder on exact codes")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--crop", type=int, default=None,
+                    help="training crop in samples per axis (default per modality: " +
+                         ", ".join(f"{k} {v}" for k, v in DEFAULT_CROP.items()) + ")")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--decoder-width", type=int, default=96)
     ap.add_argument("--decoder-blocks", type=int, default=4)
@@ -305,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--name", default=None, help="bundle name (default: derived from the options)")
     ap.add_argument("--out", type=Path, default=Path("runs"), help="output folder")
     ap.add_argument("--resume", type=Path, help="checkpoint to resume from")
+    ap.add_argument("--force", action="store_true",
+                    help="overwrite the checkpoint and bundle an earlier run left in OUT/NAME")
     ap.add_argument("--init-bundle", metavar="NAME",
                     help="warm-start from an installed bundle's weights instead of a checkpoint "
                          "(combines with --code-gain / --widen-to)")
@@ -329,12 +338,52 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def refuse_overwrite(ap: argparse.ArgumentParser, args: argparse.Namespace, out_dir: Path) -> None:
+    """Exit 2 if ``out_dir`` holds an earlier run's checkpoint or bundle, unless --resume/--force."""
+    if args.resume or args.force:
+        return
+    left = [p.name for p in (out_dir / "checkpoint.safetensors", out_dir / "bundle") if p.exists()]
+    if left:
+        ap.error(f"{out_dir} already holds {' and '.join(left)} of an earlier run; pass "
+                 f"--resume {out_dir / 'checkpoint.safetensors'} to continue it, --force to overwrite "
+                 "it, or another --name/--out")
+
+
+class Progress:
+    """The training bar: with --time-budget its total is the budget in seconds, so the time left
+    shown is the budget's (not an estimate from --steps); otherwise steps with tqdm's ETA."""
+
+    def __init__(self, name: str, start_step: int, steps: int, budget: float) -> None:
+        self.budget, self.t0 = budget, time.time()
+        if budget:
+            self.bar = tqdm(total=budget, desc=name, unit="s", mininterval=5, smoothing=0,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                                       "[{elapsed} elapsed, {remaining} left{postfix}]")
+        else:
+            self.bar = tqdm(total=steps, initial=start_step, desc=name, unit="step", mininterval=5)
+
+    def fraction(self, step: int, steps: int) -> float:
+        """How far the schedule is (wall time under a budget, else steps)."""
+        return (time.time() - self.t0) / self.budget if self.budget else step / max(1, steps)
+
+    def advance(self, step: int, **postfix) -> None:
+        """One step done; ``postfix`` (if any) replaces the shown metrics."""
+        if postfix:
+            self.bar.set_postfix(step=step, **postfix, refresh=False)
+        self.bar.update(min(time.time() - self.t0, self.budget) - self.bar.n if self.budget else 1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.loss != "mse" and args.modality != "audio":
         ap.error(f"--loss {args.loss} is for audio (16 kHz spectra); use --loss mse for "
                  f"--modality {args.modality}")
+    if args.crop is None:
+        args.crop = DEFAULT_CROP[args.modality]
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
@@ -344,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"{args.modality}-c{args.latent}-l{args.lam:g}"
     out_dir = args.out / name
     ckpt_path = out_dir / "checkpoint.safetensors"
+    refuse_overwrite(ap, args, out_dir)
     arrays = (datasets.user_arrays(args.data, args.modality, "train") if args.data
               else load_training_arrays(args.modality))
     if args.max_train_files:
@@ -397,13 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"config": cfg.to_dict(), "args": {k: str(v) for k, v in vars(args).items()},
             "hardware": hardware, "command": command, "torch": torch.__version__}
     t0 = time.time()
-    bar = tqdm(range(start_step, total), initial=start_step,
-               total=None if args.time_budget else args.steps, desc=name, mininterval=5)
+    bar = Progress(name, start_step, args.steps, args.time_budget)
     log = []
     step = start_step
-    for step in bar:
-        frac = ((time.time() - t0) / args.time_budget if args.time_budget
-                else step / max(1, args.steps))
+    for step in range(start_step, total):
+        frac = bar.fraction(step, args.steps)
         if frac >= 1.0:
             break
         warm = min(1.0, (step + 1) / 100)
@@ -431,10 +479,13 @@ def main(argv: list[str] | None = None) -> int:
         if step % 50 == 0:
             peak = 255.0 if cfg.sample_dtype == "uint8" else 32768.0
             psnr = psnr_db(mse.item(), peak)
-            bar.set_postfix(psnr=f"{psnr:.2f}", rate=f"{rate.item():.3f}")
+            bar.advance(step, psnr=f"{psnr:.2f}", rate=f"{rate.item():.3f}")
             log.append({"step": step, "psnr": psnr, "rate_proxy": rate.item()})
+        else:
+            bar.advance(step)
         if (step + 1) % args.checkpoint_every == 0:
             save_checkpoint(ckpt_path, codec, opt, step + 1, meta)
+    bar.close()
     wall = time.time() - t0
     steps_done = max(step, start_step)
     if steps_done > start_step or not (args.resume or args.init_bundle):
@@ -468,8 +519,12 @@ def main(argv: list[str] | None = None) -> int:
     sample_info = {"rate_hz": 16000} if cfg.modality == "audio" else {}
     if cfg.modality == "timeseries":
         sample_info = {"rate_hz": datasets.IMU_RATE_HZ, "scale": datasets.IMU_SCALE}
+    print(f"{name}: exporting the bundle (ONNX encoder fp32 + int8, decoder) to {out_dir / 'bundle'} ...",
+          file=sys.stderr, flush=True)
+    t_export = time.time()
     write_bundle(codec, out_dir / "bundle", name, card=card, operating_point=op,
                  sample_info=sample_info, default=args.default)
+    print(f"{name}: bundle written in {time.time() - t_export:.1f} s", file=sys.stderr, flush=True)
     if args.install:
         import shutil
         from encoder_runtime.bundle import MODELS_DIR

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -311,3 +312,35 @@ def test_daemon_model_knob():
         resolve_model("quality:x", "image")
     with pytest.raises(ValueError, match=f"1..{len(rungs)}"):
         resolve_model("quality:0", "image")
+
+
+# --- item 8: training UX ---------------------------------------------------------------------------
+
+def imu_like_series(n: int = 8) -> list[np.ndarray]:
+    """Real signals at BasicMotions' size: 6 channels × 100 int16 samples cut from the bundled
+    speech sample (CI has no IMU data; the smoke run only needs a signal of the right length)."""
+    import soundfile as sf
+    x = sf.read(SAMPLES / "speech_16k.wav", dtype="int16")[0]
+    return [x[i * 600:(i + 1) * 600].reshape(6, 100).copy() for i in range(n)]
+
+
+def test_sensor_train_ux_timeseries(tmp_path, monkeypatch, capsys):
+    """Time series train with the default crop (128 > 100 samples failed), the bar under
+    --time-budget counts down the budget, evaluation and export say what they do, and a second
+    run into the same folder is refused unless --force."""
+    from export import train
+    monkeypatch.setattr(train, "load_training_arrays", lambda modality, split="train": imu_like_series())
+    args = ["--modality", "timeseries", "--latent", "2", "--batch", "2", "--decoder-width", "16",
+            "--decoder-blocks", "1", "--device", "cpu", "--checkpoint-every", "1000",
+            "--out", str(tmp_path), "--name", "ts"]
+    assert train.main(args + ["--time-budget", "2"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"ts: 100%\|.*\| 2/2 s \[.* elapsed, .* left", err), err[-2000:]
+    assert "evaluating (held out)" in err and "ts: exporting the bundle" in err, err[-2000:]
+    with pytest.raises(SystemExit) as exc:
+        train.main(args + ["--steps", "1"])
+    assert exc.value.code == 2
+    assert "already holds checkpoint.safetensors and bundle" in capsys.readouterr().err
+    before = (tmp_path / "ts" / "checkpoint.json").read_text()
+    assert train.main(args + ["--steps", "1", "--force", "--no-eval"]) == 0
+    assert (tmp_path / "ts" / "checkpoint.json").read_text() != before

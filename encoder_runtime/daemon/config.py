@@ -266,6 +266,8 @@ class ReceiveConfig:
                               help="how far past the stream's highest seq a record may reach")
     file_max_bytes: int = field(64 * 1024**2, "receiver", "size")
     decode: str = field("", "receiver", help="write reconstructions (.npy) under this folder")
+    mqtt: str = field("", "receiver", help="also take segments from an MQTT 5 shared subscription: "
+                      "mqtt[s]://[user:pass@]HOST:PORT/PREFIX?group=NAME&client_id=ID (see docs/daemon.md)")
     metrics: str = field("", "daemon")
     log_format: str = field("text", "daemon", "choice", ("text", "json"))
     log_level: str = field("info", "daemon", "choice", ("debug", "info", "warning", "error"))
@@ -291,6 +293,12 @@ class ReceiveConfig:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.tokens_file:
             self.load_tokens()
+        if self.mqtt:
+            from .mqtt import import_paho
+            from .mqtt_receiver import parse_subscribe_url
+
+            parse_subscribe_url(self.mqtt)
+            import_paho("mqtt")
         host = parse_hostport(self.listen, "listen")[0]
         if (host not in LOOPBACK_HOSTS and not self.allow_anonymous and not self.token
                 and not self.token_file and not self.tokens_file and not self.tls_client_ca):

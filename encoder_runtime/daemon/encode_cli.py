@@ -2,11 +2,13 @@
 
     sensor-encode [run] -c /etc/sensor-encode/config.toml [--flags...]
     sensor-encode --source synthetic:256x256x3,fps=10 --model raw --sink tcp://127.0.0.1:7700 --spool ./spool
-    sensor-encode check-config -c config.toml      # validate and print the effective config
+    sensor-encode check-config -c config.toml      # make run's checks and print the effective config
     sensor-encode list-sources                     # which source schemes work on this machine
 
-Flags override the config file. Exit codes: 0 ok (source finished / --max-frames reached and
-everything acknowledged, or SIGTERM handled), 1 runtime failure, 2 configuration error.
+Flags override the config file. SIGHUP re-reads the config: if it passes check-config's checks the
+pipeline restarts with it, otherwise the daemon logs why and keeps running the old one. Exit codes:
+0 ok (source finished / --max-frames reached and everything acknowledged, or SIGTERM handled),
+1 runtime failure, 2 configuration error.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 
 from .config import ConfigError, EncodeConfig, add_flags, describe, load_config, overrides_from_args
 from .logs import setup_logging
+from .preflight import prepare
 
 log = logging.getLogger("sensorcodec.encode")
 
@@ -47,6 +50,23 @@ def _list_sources() -> int:
     return 0
 
 
+def _reloader(service, config_path: str | None, overrides: dict, pending: dict):
+    """The SIGHUP handler's work, run on the service's main loop: re-read and check the config; on
+    success fill ``pending`` (the next service's config, source, encoder) and return True."""
+    def reload() -> bool:
+        try:
+            cfg = load_config(EncodeConfig, config_path, overrides)
+            same_source = cfg.source == service.cfg.source   # a device cannot be opened twice
+            prepared = prepare(cfg, service.source if same_source else None)
+        except ConfigError as exc:
+            log.error("SIGHUP: new config rejected, still running the old one: %s", exc)
+            return False
+        pending.update(cfg=cfg, source=None if same_source else prepared.source, encoder=prepared.encoder)
+        log.info("SIGHUP: config %s checked; restarting the pipeline with it", config_path or "(flags)")
+        return True
+    return reload
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sensor-encode``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -56,16 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "list-sources":
         return _list_sources()
     args = _build_parser().parse_args(argv)
+    overrides = overrides_from_args(args, EncodeConfig)
     try:
-        cfg = load_config(EncodeConfig, args.config, overrides_from_args(args, EncodeConfig))
+        cfg = load_config(EncodeConfig, args.config, overrides)
         if command == "check-config":
-            from .sources import open_source
-
-            open_source(cfg.source).close()
-            if cfg.sink.startswith("mqtt"):
-                from .mqtt import parse_mqtt_url
-
-                parse_mqtt_url(cfg.sink)
+            prepare(cfg).close()   # exactly what run checks before it streams
             print(json.dumps(describe(cfg), indent=2))
             return 0
         setup_logging(cfg.log_format, cfg.log_level, "sensor-encode")
@@ -75,14 +90,29 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sensor-encode: configuration error: {exc}", file=sys.stderr)
         return 2
+    current, terminated = [service], []
 
     def on_signal(signum, _frame):
         log.info("signal %d: draining and stopping", signum)
-        service.stop()
+        terminated.append(signum)
+        current[0].stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return service.run()
+    signal.signal(signal.SIGHUP, lambda _s, _f: current[0].request_reload())
+    while True:
+        pending: dict = {}
+        service.reload = _reloader(service, args.config, overrides, pending)
+        try:
+            rc = service.run()
+            if not service.reloading or terminated:
+                return rc
+            cfg = pending["cfg"]
+            setup_logging(cfg.log_format, cfg.log_level, "sensor-encode")
+            service = current[0] = EncodeService(cfg, pending["source"], pending["encoder"])
+        except ConfigError as exc:   # e.g. the metrics port is taken
+            print(f"sensor-encode: configuration error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import urllib.parse
 
 from ..container import ContainerError
 from .config import ConfigError
-from .tcp import Uploader
+from .tcp import Refused, Uploader
 
 log = logging.getLogger("sensorcodec.mqtt")
 
@@ -33,6 +33,15 @@ def parse_mqtt_url(url: str) -> dict:
             "password": urllib.parse.unquote(u.password or ""), "tls": u.scheme == "mqtts"}
 
 
+def import_paho(what: str = "sink mqtt://"):
+    """``paho.mqtt.client``, or a ConfigError saying that ``what`` needs it and how to install it."""
+    try:
+        import paho.mqtt.client as paho
+    except ImportError:
+        raise ConfigError(f"{what} needs paho-mqtt >= 2 (pip install 'sensorcodec[mqtt]')") from None
+    return paho
+
+
 class MqttUploader(Uploader):
     """Publishes sealed segments with QoS 1 to a broker."""
 
@@ -42,15 +51,16 @@ class MqttUploader(Uploader):
                  metrics=None, on_ack=None) -> None:
         super().__init__(spool, backoff_base=backoff_base, backoff_cap=backoff_cap, metrics=metrics,
                          on_ack=on_ack, name="uploader-mqtt")
-        try:
-            import paho.mqtt.client as paho
-        except ImportError:
-            raise ConfigError("sink mqtt:// needs paho-mqtt (pip install paho-mqtt)") from None
-        self._paho = paho
+        self._paho = import_paho()
         self.params = parse_mqtt_url(url)
         self.token, self.ssl_context = token, ssl_context
         self.window, self.ack_timeout, self.connect_timeout = window, ack_timeout, connect_timeout
         self.max_payload, self.client_id = max_payload, client_id
+
+    def describe(self) -> str:
+        """``mqtt://HOST:PORT/TOPIC``."""
+        p = self.params
+        return f"{'mqtts' if p['tls'] else 'mqtt'}://{p['host']}:{p['port']}/{p['topic']}"
 
     def session(self) -> None:
         paho, p = self._paho, self.params
@@ -67,8 +77,12 @@ class MqttUploader(Uploader):
         if p["tls"] or self.ssl_context is not None:
             client.tls_set_context(self.ssl_context)
 
+        refused: list = []
+
         def on_connect(_c, _u, _flags, reason, _props):
             if reason.is_failure:
+                if getattr(reason, "value", None) in (0x86, 0x87):  # bad user name/password, not authorized
+                    refused.append(str(reason))
                 lost.set()
             else:
                 up.set()
@@ -87,6 +101,8 @@ class MqttUploader(Uploader):
         client.loop_start()
         try:
             if not up.wait(self.connect_timeout) or lost.is_set():
+                if refused:
+                    raise Refused(f"MQTT broker {p['host']}:{p['port']} refused: {refused[0]}")
                 raise ConnectionError(f"MQTT broker {p['host']}:{p['port']} did not accept the connection")
             # A broker cannot say what subscribers stored: provisional numbering becomes final.
             self.spool.settle_numbering(None)

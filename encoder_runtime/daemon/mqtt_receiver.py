@@ -37,7 +37,7 @@ from pathlib import Path
 from ..container import PREAMBLE, preamble, scan_records
 from . import wire
 from .config import STREAM_ID_RE, ConfigError
-from .mqtt import parse_mqtt_url
+from .mqtt import import_paho, parse_mqtt_url
 from .receiver import Decoder, store_segment
 from .store import Store
 from .wire import ProtocolError
@@ -121,11 +121,7 @@ class MqttReceiver:
                  max_seq_jump: int = 1 << 24, max_buffer_bytes: int = 256 * 1024**2, token: str = "",
                  metrics=None, decoder: Decoder | None = None, max_rejected_bytes: int = 64 * 1024**2,
                  keepalive: int = 30) -> None:
-        try:
-            import paho.mqtt.client as paho
-        except ImportError:
-            raise ConfigError("--mqtt needs paho-mqtt >= 2 (pip install 'sensorcodec[mqtt]')") from None
-        self._paho = paho
+        self._paho = import_paho("--mqtt")
         self.params = parse_subscribe_url(url)
         self.topic = f"$share/{self.params['group']}/{self.params['prefix']}/#"
         self.store, self.metrics, self.decoder, self.token = store, metrics, decoder, token

@@ -2,7 +2,7 @@
 
     sensor-receive --listen 127.0.0.1:7700 --store ./store [--token-file F | --tokens-file F]
                    [--tls-cert C --tls-key K [--tls-client-ca CA]] [--allow-anonymous]
-                   [--mqtt mqtt://HOST:PORT/PREFIX?group=NAME&client_id=ID]
+                   [--mqtt mqtt://HOST:PORT/PREFIX?group=NAME&client_id=ID]   (or mqtt = "..." in [receiver])
     sensor-receive ls ./store [--json]
     sensor-receive check-config -c receiver.toml
 
@@ -34,8 +34,6 @@ def _build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", help="TOML config file (flags win)")
     add_flags(p, ReceiveConfig)
-    p.add_argument("--mqtt", metavar="URL", help="also take segments from an MQTT 5 shared subscription: "
-                   "mqtt[s]://[user:pass@]HOST:PORT/PREFIX?group=NAME&client_id=ID (see docs/daemon.md)")
     return p
 
 
@@ -67,13 +65,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(describe(cfg), indent=2))
         return 0
     setup_logging(cfg.log_format, cfg.log_level, "sensor-receive")
+    metrics = ReceiveMetrics()
+    if cfg.metrics:
+        try:
+            serve(metrics.registry, *parse_hostport(cfg.metrics, "metrics"))
+        except ConfigError as exc:   # the port is taken
+            print(f"sensor-receive: configuration error: {exc}", file=sys.stderr)
+            return 2
     host, port = parse_hostport(cfg.listen, "listen")
     ctx = server_ssl_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
     token, tokens = cfg.auth_token(), cfg.load_tokens()
     if not token and not tokens and not cfg.tls_client_ca and host not in LOOPBACK_HOSTS:
         log.warning("listening on %s without a token or client certificates (allow_anonymous): "
                     "anyone can send data", host)
-    metrics = ReceiveMetrics()
     try:
         rx = Receiver(host, port, cfg.store, token=token, tokens=tokens, token_streams=cfg.stream_patterns(),
                       ssl_context=ctx, cert_streams=cfg.client_streams,
@@ -89,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sensor-receive: cannot listen on {cfg.listen}: {exc}", file=sys.stderr)
         return 1
     sub = None
-    if args.mqtt:
+    if cfg.mqtt:
         try:
-            sub = MqttReceiver(args.mqtt, rx.store, max_record_bytes=cfg.max_record_bytes,
+            sub = MqttReceiver(cfg.mqtt, rx.store, max_record_bytes=cfg.max_record_bytes,
                                max_segment_bytes=cfg.max_segment_bytes, max_gap_frames=cfg.max_gap_frames,
                                max_seq_jump=cfg.max_seq_jump, max_buffer_bytes=cfg.max_buffer_bytes,
                                metrics=metrics, decoder=rx.decoder)
@@ -100,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         sub.start()
         sub.subscribed.wait(15.0)  # report it on the status line; it keeps retrying either way
-    if cfg.metrics:
-        serve(metrics.registry, *parse_hostport(cfg.metrics, "metrics"))
     stop = threading.Event()
 
     def on_signal(signum, _frame):

@@ -16,12 +16,14 @@ import re
 import socket
 import threading
 import time
+from typing import Callable
 
 from . import sdnotify
-from .config import ConfigError, EncodeConfig, parse_hostport
+from .config import EncodeConfig, parse_hostport
 from .metrics import EncodeMetrics, serve
 from .pipeline import EncodeWorker, FrameQueue
-from .sources import Source, open_source
+from .preflight import prepare
+from .sources import Source
 from .spool import Spool
 
 log = logging.getLogger("sensorcodec.encode")
@@ -57,15 +59,8 @@ class EncodeService:
     def __init__(self, cfg: EncodeConfig, source: Source | None = None, encoder=None) -> None:
         self.cfg = cfg
         self.metrics = EncodeMetrics()
-        self.source = source if source is not None else open_source(cfg.source)
-        if encoder is None:
-            from .codecs import load_encoder
-
-            try:
-                encoder = load_encoder(cfg.model, cfg.threads, self.source.modality, cfg.variant)
-            except (FileNotFoundError, KeyError, ValueError, ImportError) as exc:  # BundleError is a ValueError
-                raise ConfigError(f"model {cfg.model!r}: {exc}") from None
-        self.encoder = encoder
+        prepared = prepare(cfg, source, encoder)   # the checks check-config makes
+        self.source, self.encoder = prepared.source, prepared.encoder
         self.stream_id = cfg.stream_id or default_stream_id(cfg.source)
         self.spool = Spool(cfg.spool, self.stream_id, max_bytes=cfg.spool_max_bytes,
                            min_free_bytes=cfg.spool_min_free_bytes, when_full=cfg.when_full,
@@ -75,6 +70,10 @@ class EncodeService:
         self.queue = FrameQueue(cfg.queue_size, policy, self.metrics)
         self.worker = EncodeWorker(self.queue, self.encoder, self.spool, self.metrics)
         self.uploader = None
+        self.metrics_server = None
+        self.reload: Callable[[], bool] | None = None   # set by the CLI: SIGHUP → re-read the config
+        self.reload_requested = threading.Event()
+        self.reloading = False
         self.stop_event = threading.Event()
         self.source_done = threading.Event()
         self.source_error: BaseException | None = None
@@ -102,17 +101,18 @@ class EncodeService:
     def run(self) -> int:
         """Run until the source ends and everything is acknowledged, or until :meth:`stop`."""
         cfg = self.cfg
+        if cfg.metrics:   # first: a busy port is a ConfigError before anything else starts
+            self.metrics_server = serve(self.metrics.registry, *parse_hostport(cfg.metrics, "metrics"))
         header = self.encoder.stream_header(self.stream_id)
         header.setdefault("stream_id", self.stream_id)
         try:
             report = self.spool.open(header)
         except OSError as exc:   # e.g. permissions; a full disk is handled inside the spool
             log.error("spool %s: cannot open: %s", self.spool.dir, exc)
+            self._stop_metrics()
             return 1
         if report["truncated_bytes"] or report["sealed_active"]:
             log.warning("spool recovered after an unclean stop: %s", report)
-        if cfg.metrics:
-            self.metrics_server = serve(self.metrics.registry, *parse_hostport(cfg.metrics, "metrics"))
         self.uploader = make_uploader(cfg, self.spool, self.metrics)
         self.spool.on_seal = self.uploader.wake
         self.uploader.start()
@@ -128,6 +128,11 @@ class EncodeService:
         rc = 0
         while not self.stop_event.is_set():
             time.sleep(0.02)
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                if self.reload is not None and self.reload():
+                    self.reloading = True
+                    break   # the new config checked out: stop this pipeline, the CLI starts the next
             self.spool.tick()
             now = time.monotonic()
             if wd and now - last_wd >= wd:
@@ -153,10 +158,20 @@ class EncodeService:
         """Request a graceful shutdown (signal-handler safe)."""
         self.stop_event.set()
 
+    def request_reload(self) -> None:
+        """Ask the main loop to call :attr:`reload` (signal-handler safe)."""
+        self.reload_requested.set()
+
+    def _stop_metrics(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
+
     def shutdown(self, rc: int = 0) -> int:
         """Drain, seal, upload for the rest of the budget, then stop; returns the exit code."""
         deadline = time.monotonic() + self.cfg.shutdown_timeout
-        sdnotify.notify("STOPPING=1")
+        sdnotify.notify("RELOADING=1" if self.reloading else "STOPPING=1")
         self.stop_event.set()
         self.source.close()
         self.queue.close()
@@ -170,6 +185,7 @@ class EncodeService:
         if self.uploader is not None:
             self.uploader.stop()
             self.uploader.join(max(0.1, deadline - time.monotonic()))
+        self._stop_metrics()
         left = len(self.spool.pending())
         log.info("sensor-encode stopped: %d frames encoded, %d acked, %d segments left in the spool",
                  self.worker.frames, self.uploader.acked_frames if self.uploader else 0, left)

@@ -59,6 +59,11 @@ class Source:
     def __iter__(self) -> Iterator[SourceItem]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def frame_spec(self) -> tuple[tuple[int, ...], np.dtype] | None:
+        """Shape and dtype of the frames this source will deliver, where known before the first one
+        (``None``: only the frames will tell). Raises ConfigError when a reader package is missing."""
+        return None
+
     def close(self) -> None:
         """Release devices/files; safe to call twice."""
 
@@ -153,6 +158,10 @@ class SyntheticSource(Source):
             yield SourceItem(self.frame(i), mono, wall)
             i += 1
 
+    def frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
+        """The configured shape and dtype."""
+        return self.shape, self.dtype
+
     def close(self) -> None:
         self._stop = True
 
@@ -161,32 +170,64 @@ IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", 
 AUDIO_EXT = {".wav", ".flac", ".ogg"}
 
 
+def _reader(path: Path):
+    """The optional package that reads ``path`` (Pillow's ``Image`` or ``soundfile``); ConfigError
+    naming the file and the package when it is not installed."""
+    if path.suffix.lower() in IMAGE_EXT:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise ConfigError(f"{path}: reading images needs Pillow (pip install pillow)") from None
+        return Image
+    try:
+        import soundfile
+    except (ImportError, OSError):
+        raise ConfigError(f"{path}: reading audio needs soundfile (pip install soundfile)") from None
+    return soundfile
+
+
+def _unsupported(path: Path) -> ConfigError:
+    return ConfigError(f"{path}: unsupported file type {path.suffix.lower()!r} "
+                       f"(images {sorted(IMAGE_EXT)}, .npy, audio {sorted(AUDIO_EXT)})")
+
+
+def file_frame_spec(path: Path, chunk: int = 4096) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the frames :func:`read_frames_from_file` yields for ``path``, from the
+    file's header only (an audio file's last chunk may be shorter)."""
+    ext = path.suffix.lower()
+    try:
+        if ext == ".npy":
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            return tuple(arr.shape), arr.dtype
+        if ext in IMAGE_EXT:
+            with _reader(path).open(path) as im:
+                return (im.height, im.width) + (() if im.mode == "L" else (3,)), np.dtype(np.uint8)
+        if ext in AUDIO_EXT:
+            return (chunk, _reader(path).info(str(path)).channels), np.dtype(np.int16)
+    except ConfigError:
+        raise
+    except Exception as exc:  # unreadable file: the reader's own words
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    raise _unsupported(path)
+
+
 def read_frames_from_file(path: Path, chunk: int = 4096) -> Iterator[np.ndarray]:
     """Frames in one file: an image or ``.npy`` is one frame; audio is cut into ``chunk`` samples."""
     ext = path.suffix.lower()
     if ext == ".npy":
         yield np.load(path, allow_pickle=False)
     elif ext in IMAGE_EXT:
-        try:
-            from PIL import Image
-        except ImportError:
-            raise ConfigError(f"{path}: reading images needs Pillow (pip install pillow)") from None
-        with Image.open(path) as im:
+        with _reader(path).open(path) as im:
             yield np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
     elif ext in AUDIO_EXT:
-        try:
-            import soundfile
-        except ImportError:
-            raise ConfigError(f"{path}: reading audio needs soundfile (pip install soundfile)") from None
-        with soundfile.SoundFile(str(path)) as f:
+        with _reader(path).SoundFile(str(path)) as f:
             while True:
                 block = f.read(chunk, dtype="int16", always_2d=True)
                 if len(block) == 0:
                     break
                 yield block
     else:
-        raise ConfigError(f"{path}: unsupported file type {ext!r} "
-                          f"(images {sorted(IMAGE_EXT)}, .npy, audio {sorted(AUDIO_EXT)})")
+        raise _unsupported(path)
 
 
 class FileSource(Source):
@@ -227,6 +268,10 @@ class FileSource(Source):
             self.modality = None
 
     CACHE_BYTES = 64 * 1024**2  # with loop=1, keep decoded frames up to this size after the first pass
+
+    def frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
+        """The first file's frame shape and dtype (read from its header)."""
+        return file_frame_spec(self.files[0], self.chunk)
 
     def _frames(self) -> Iterator[np.ndarray]:
         for p in self.files:
@@ -269,6 +314,10 @@ class StdinSource(Source):
         self.modality = "image" if dtype == np.uint8 and len(shape) in (2, 3) else None
         self.stream = stream if stream is not None else sys.stdin.buffer
         self.frame_bytes = int(np.prod(shape)) * dtype.itemsize
+
+    def frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
+        """The declared shape and dtype."""
+        return self.shape, self.dtype
 
     def __iter__(self) -> Iterator[SourceItem]:
         while True:
@@ -384,7 +433,7 @@ class MicSource(Source):
 
         self._q: _q.Queue = _q.Queue(maxsize=64)
         self._lost = 0
-        self.chunk = chunk
+        self.chunk, self.channels = chunk, channels
 
         def callback(indata, frames, _time, status):
             mono, wall = now_ns()
@@ -399,6 +448,10 @@ class MicSource(Source):
                                                blocksize=chunk, dtype="int16", callback=callback)
         self._stream.start()
         self._stop = False
+
+    def frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
+        """``chunk`` int16 samples × ``channels``."""
+        return (self.chunk, self.channels), np.dtype(np.int16)
 
     def __iter__(self) -> Iterator[SourceItem]:
         import queue as _q

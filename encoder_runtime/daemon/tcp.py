@@ -4,7 +4,9 @@ One connection at a time; up to ``window`` segments in flight, oldest first. A s
 deleted from the spool only when the receiver acknowledged it (after its fsync). Any error —
 refused connection, reset, corrupted bytes, no acknowledgement within ``ack_timeout`` — closes
 the connection, returns the in-flight segments to the spool, and reconnects after a full-jitter
-exponential backoff ``uniform(0, min(cap, base * 2**n))``, forever.
+exponential backoff ``uniform(0, min(cap, base * 2**n))``, forever. A receiver that refuses the
+credentials (``unauthorized``/``forbidden``) is logged as an error on every attempt and retried
+after the full, unjittered ``min(cap, base * 2**n)``: a wrong token never hammers the receiver.
 """
 
 from __future__ import annotations
@@ -39,9 +41,28 @@ class Backoff:
         self.attempt += 1
         return delay
 
+    def full_delay(self) -> float:
+        """The capped exponential delay without jitter (and count the attempt)."""
+        delay = min(self.cap, self.base * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return delay
+
     def reset(self) -> None:
         """A connection worked: start again from ``base``."""
         self.attempt = 0
+
+
+class Refused(ConnectionError):
+    """The receiver refused the credentials (``code`` ``unauthorized`` or ``forbidden``)."""
+
+    CODES = ("unauthorized", "forbidden")
+
+
+def refusal(msg: dict) -> ConnectionError:
+    """The exception for a receiver's ``error`` answer to our hello."""
+    code = msg.get("code")
+    cls = Refused if code in Refused.CODES else ConnectionError
+    return cls(f"receiver refused: {code}: {msg.get('message')}")
 
 
 def client_ssl_context(ca: str = "", cert: str = "", key: str = "") -> ssl.SSLContext:
@@ -94,11 +115,16 @@ class Uploader(threading.Thread):
                 self.connected.clear()
                 if self.stop_event.is_set():
                     break
+                refused = isinstance(exc, Refused)   # wrong credentials: loud, and no jitter
                 if self.metrics:
-                    self.metrics.uploads.inc(1, "error")
-                delay = self.backoff.next_delay()
-                log.warning("sink connection failed: %s; retrying in %.2fs (attempt %d)",
-                            exc, delay, self.backoff.attempt)
+                    self.metrics.uploads.inc(1, "refused" if refused else "error")
+                delay = self.backoff.full_delay() if refused else self.backoff.next_delay()
+                if refused:
+                    log.error("sink %s: %s; check token/token_file (or the client certificate); retrying "
+                              "in %.2fs (attempt %d)", self.describe(), exc, delay, self.backoff.attempt)
+                else:
+                    log.warning("sink connection failed: %s; retrying in %.2fs (attempt %d)",
+                                exc, delay, self.backoff.attempt)
                 self.stop_event.wait(delay)
             except Exception:
                 log.exception("uploader: unexpected error")
@@ -160,6 +186,10 @@ class Uploader(threading.Thread):
     def session(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """Where segments go, for log lines."""
+        return self.name
+
 
 class TcpUploader(Uploader):
     """Uploads segments to ``sensor-receive`` over TCP or TLS."""
@@ -173,6 +203,10 @@ class TcpUploader(Uploader):
         self.host, self.port, self.token = host, port, token
         self.ssl_context, self.server_name = ssl_context, server_name or host
         self.window, self.ack_timeout, self.connect_timeout = window, ack_timeout, connect_timeout
+
+    def describe(self) -> str:
+        """``tcp://HOST:PORT`` (or tls://)."""
+        return f"{'tls' if self.ssl_context else 'tcp'}://{self.host}:{self.port}"
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
@@ -204,7 +238,7 @@ class TcpUploader(Uploader):
                 recs = self._recv_records(sock, reader)
             msg = wire.parse_control(recs.pop(0))
             if msg["type"] != "welcome":
-                raise ConnectionError(f"receiver refused: {msg.get('code')}: {msg.get('message')}")
+                raise refusal(msg)
             # Never number below what the receiver already stores (a wiped spool restarts at 0).
             self.spool.settle_numbering(msg.get("next_seq"))
             self.connected.set()
