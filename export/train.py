@@ -48,9 +48,10 @@ PRESETS: dict[str, dict] = {
 }
 
 
-# --crop when not given: a few decoder receptive fields for photos, 0.26 s of 16 kHz audio, and
-# 96 of BasicMotions' 100 samples per series (a longer crop fits no IMU series at all).
-DEFAULT_CROP = {"image": 128, "audio": 4096, "timeseries": 96}
+# --crop when not given: a few decoder receptive fields for photos, 0.26 s of 16 kHz audio,
+# 96 of BasicMotions' 100 samples per series (a longer crop fits no IMU series at all) and 32³
+# frames×rows×columns for video (a 128³ cube would not fit the shortest clips' frame size).
+DEFAULT_CROP = {"image": 128, "audio": 4096, "timeseries": 96, "video": 32}
 
 
 def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray]:

@@ -329,6 +329,7 @@ def test_sensor_train_ux_timeseries(tmp_path, monkeypatch, capsys):
     --time-budget counts down the budget, evaluation and export say what they do, and a second
     run into the same folder is refused unless --force."""
     from export import train
+    assert set(train.DEFAULT_CROP) == set(train.PRESETS)   # every modality has a default crop
     monkeypatch.setattr(train, "load_training_arrays", lambda modality, split="train": imu_like_series())
     args = ["--modality", "timeseries", "--latent", "2", "--batch", "2", "--decoder-width", "16",
             "--decoder-blocks", "1", "--device", "cpu", "--checkpoint-every", "1000",

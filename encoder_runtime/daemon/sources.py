@@ -507,6 +507,14 @@ class FrameGroupSource(Source):
                 yield SourceItem(np.stack(group), first.t_mono_ns, first.t_wall_ns)
                 group, first = [], None
 
+    def frame_spec(self) -> tuple[tuple[int, ...], np.dtype] | None:
+        """``frames`` × the inner source's frame (grey frames become RGB)."""
+        spec = self.inner.frame_spec()
+        if spec is None:
+            return None
+        shape, dtype = spec
+        return (self.frames,) + tuple(shape) + ((3,) if len(shape) == 2 else ()), dtype
+
     def close(self) -> None:
         self.inner.close()
 
