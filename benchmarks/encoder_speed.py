@@ -8,6 +8,8 @@ Rows (all 1 thread, same frames, same process, passes interleaved across rows):
 * ``ours/<model>/<variant>``: ``Encoder.encode_frame`` (validation, ONNX graph, the bundle's default
   lossless coder, frame packing) for every bundled image model, fp32 and int8 graphs; ``graph`` rows
   time ``Encoder.codes`` only (no entropy coding).
+* ``ctx-ac/<default model>/<variant>``: the same with the native ``ctx-ac`` coder instead of the
+  bundle's default (when the extension is built).
 * ``torch/<model>``: the torch integer simulation (``BlockEncoder.codes``, float64) + the same coder.
 * ``jpeg-q75`` (Pillow, libjpeg-turbo), ``webp-q75`` (method 4) and ``webp-q75-m0``, ``avif-q75-s10``
   (speed 10, max_threads 1): the classic encoders, the baseline being JPEG q75.
@@ -573,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
                 x = torch.from_numpy(img).permute(2, 0, 1)[None].double()
                 return coder.encode(te.codes(x)[0].to(torch.int8).numpy())
         rows[f"torch/{n} (int simulation)"] = torch_full
+    if "ctx-ac" in entropy.available_coders():  # the native coder instead of the default one
+        from encoder_runtime.bundle import default_model
+        n = default_model("image")
+        for v in ("fp32", "int8"):
+            rows[f"ctx-ac/{n}/{v}"] = Encoder.load(n, variant=v, coder="ctx-ac").encode_frame
     t0 = time.perf_counter()
     enc = time_rows(rows, photos, repeats, slow_s=5.0)
     base = enc[BASELINE]

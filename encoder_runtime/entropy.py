@@ -24,8 +24,8 @@ Coders (``available_coders()`` lists those that can run here):
     neighbours, the previous channel and the local activity) in portable C shared with the
     firmware (``firmware_bridge/firmware/src/sc_lossless.c``), via the extension module
     ``encoder_runtime._sclossless``; unavailable when the extension was not built. About
-    0.59-0.85x the size of zstd-19 on the bundled models' codes (~50 M codes/s); bitstream in
-    docs/container-format.md.
+    0.59-0.85x the size of zstd-19 on the bundled models' codes (80-96 M codes/s encode on the
+    image models, 50-90 on audio, one core); bitstream in docs/container-format.md.
 ``jpegls`` (optional)
     JPEG-LS (CharLS, lossless) on a channel mosaic of ``codes + 128``. Needs the optional
     package ``pyjpegls`` or ``imagecodecs`` (imported lazily); unavailable without them.

@@ -3,7 +3,9 @@ description in ``firmware_bridge/firmware/src/sc_lossless.c`` / docs/container-f
 
 Slow (a few microseconds per binary decision) and meant only for tests: it checks that the
 native coder writes exactly the documented bitstream (``encode`` must give the C encoder's
-bytes, ``decode`` must read them back). Raises ``ValueError`` on malformed payloads.
+bytes, ``decode`` must read them back). One walk over the codes (``_scan``: contexts and
+binarisation) serves both directions: the writer codes the given bits, the reader decodes
+them. Raises ``ValueError`` on malformed payloads.
 """
 
 from __future__ import annotations
@@ -70,8 +72,79 @@ def _contexts(cur: list[int], up: list[int] | None, prev: list[int] | None, x: i
     return (k * NPREV + p) * NACT + a, SIGN_AT + _sgn(l) * 3 + _sgn(t), MAG_AT + (k * NACT + a) * NUNARY
 
 
-def _scan(shape: tuple[int, int, int], code_at):
-    """Walk the codes in coding order, calling ``code_at(ctx, c, r, x) -> value``."""
+class _Interval:
+    """The carry-less coder's bounds [x1, x2], shared by the encoder and the decoder."""
+
+    def __init__(self, model: _Model) -> None:
+        self.m, self.x1, self.x2 = model, 0, 0xFFFFFFFF
+
+    def split(self, i: int) -> int:
+        return self.x1 + (((self.x2 - self.x1) * self.m.prob(i)) >> 16)
+
+    def narrow(self, i: int, bit: int, xmid: int) -> list[int]:
+        """Keeps the half of ``bit``, adapts slot i; returns the equal top bytes shifted out."""
+        if bit:
+            self.x2 = xmid
+        else:
+            self.x1 = xmid + 1
+        self.m.update(i, bit)
+        shifted = []
+        while not ((self.x1 ^ self.x2) & 0xFF000000):
+            shifted.append(self.x2 >> 24)
+            self.x1 = (self.x1 << 8) & 0xFFFFFFFF
+            self.x2 = ((self.x2 << 8) & 0xFFFFFFFF) | 255
+        return shifted
+
+
+class _Writer(_Interval):
+    def __init__(self, model: _Model) -> None:
+        super().__init__(model)
+        self.out = bytearray()
+
+    def bit(self, i: int, b: int) -> int:
+        """Codes bit b in slot i; returns it."""
+        self.out += bytes(self.narrow(i, b, self.split(i)))
+        return b
+
+
+class _Reader(_Interval):
+    def __init__(self, model: _Model, buf: bytes) -> None:
+        super().__init__(model)
+        self.buf, self.x, self.pos = buf, int.from_bytes(buf[:4], "big"), 4
+
+    def bit(self, i: int, _b: int = 0) -> int:
+        """Decodes the bit of slot i (``_b``, the encoder's argument, is ignored)."""
+        xmid = self.split(i)
+        b = int(self.x <= xmid)
+        for _ in self.narrow(i, b, xmid):
+            if self.pos >= len(self.buf):
+                raise ValueError("payload truncated")
+            self.x = ((self.x << 8) & 0xFFFFFFFF) | self.buf[self.pos]
+            self.pos += 1
+        return b
+
+
+def _code_value(io: _Writer | _Reader, ctx: tuple[int, int, int], v: int) -> int:
+    """Codes (writer) or decodes (reader; ``v`` is ignored) one code: the binarisation."""
+    zc, sc, mc = ctx
+    if not io.bit(zc, int(v != 0)):
+        return 0
+    neg, mag = io.bit(sc, int(v < 0)), abs(v)
+    for j in range(1, NUNARY + 1):
+        if not io.bit(mc + j - 1, int(mag > j)):
+            return -j if neg else j
+    e = 0
+    for j in range(ESC_BITS):
+        e = (e << 1) | io.bit(ESC_AT + j, ((mag - NUNARY - 1) >> (ESC_BITS - 1 - j)) & 1)
+    mag = NUNARY + 1 + e
+    if mag > 128 or (mag == 128 and not neg):
+        raise ValueError("decoded value outside int8")
+    return -mag if neg else mag
+
+
+def _scan(shape: tuple[int, int, int], io: _Writer | _Reader,
+          src: list | None = None) -> list:
+    """Walks the codes in coding order: codes ``src`` (writer) or decodes them (reader)."""
     c_n, rows, cols = shape
     out = [[[0] * cols for _ in range(rows)] for _ in range(c_n)]
     act = 0
@@ -81,7 +154,7 @@ def _scan(shape: tuple[int, int, int], code_at):
             up = out[c][r - 1] if r else None
             prev = out[c - 1][r] if c else None
             for x in range(cols):
-                v = code_at(_contexts(cur, up, prev, x, act), c, r, x)
+                v = _code_value(io, _contexts(cur, up, prev, x, act), src[c][r][x] if src else 0)
                 cur[x] = v
                 act += (abs(v) << 5) - (act >> 3)
     return out
@@ -90,45 +163,11 @@ def _scan(shape: tuple[int, int, int], code_at):
 def encode(codes: np.ndarray) -> bytes:
     """The format-1 payload of int8 codes (C, rows, cols), or the stored form when not smaller."""
     codes = np.ascontiguousarray(codes, np.int8)
-    n = codes.size
-    vals = codes.tolist()
-    m, out = _Model(), bytearray()
-    st = {"x1": 0, "x2": 0xFFFFFFFF}
-
-    def bit(i: int, b: int) -> None:
-        x1, x2 = st["x1"], st["x2"]
-        xmid = x1 + (((x2 - x1) * m.prob(i)) >> 16)
-        if b:
-            x2 = xmid
-        else:
-            x1 = xmid + 1
-        m.update(i, b)
-        while not ((x1 ^ x2) & 0xFF000000):
-            out.append(x2 >> 24)
-            x1, x2 = (x1 << 8) & 0xFFFFFFFF, ((x2 << 8) & 0xFFFFFFFF) | 255
-        st["x1"], st["x2"] = x1, x2
-
-    def code_at(ctx, c, r, x):
-        v = vals[c][r][x]
-        zc, sc, mc = ctx
-        bit(zc, v != 0)
-        if v:
-            bit(sc, v < 0)
-            mag = abs(v)
-            for j in range(1, NUNARY + 1):
-                bit(mc + j - 1, mag > j)
-                if mag <= j:
-                    break
-            else:
-                e = mag - NUNARY - 1
-                for j in range(ESC_BITS):
-                    bit(ESC_AT + j, (e >> (ESC_BITS - 1 - j)) & 1)
-        return v
-
-    _scan(codes.shape, code_at)
-    if len(out) + 4 >= n:
+    w = _Writer(_Model())
+    _scan(codes.shape, w, codes.tolist())
+    if len(w.out) + 4 >= codes.size:
         return bytes([FORMAT_STORED]) + codes.tobytes()
-    return bytes([FORMAT_AC]) + bytes(out) + st["x1"].to_bytes(4, "big")
+    return bytes([FORMAT_AC]) + bytes(w.out) + w.x1.to_bytes(4, "big")
 
 
 def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -146,45 +185,8 @@ def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         raise ValueError("payload truncated")
     if len(data) > n:
         raise ValueError("bytes after the last code")
-    buf = data[1:]
-    m = _Model()
-    st = {"x1": 0, "x2": 0xFFFFFFFF, "x": int.from_bytes(buf[:4], "big"), "pos": 4}
-
-    def bit(i: int) -> int:
-        x1, x2, xv = st["x1"], st["x2"], st["x"]
-        xmid = x1 + (((x2 - x1) * m.prob(i)) >> 16)
-        b = int(xv <= xmid)
-        if b:
-            x2 = xmid
-        else:
-            x1 = xmid + 1
-        m.update(i, b)
-        while not ((x1 ^ x2) & 0xFF000000):
-            x1, x2 = (x1 << 8) & 0xFFFFFFFF, ((x2 << 8) & 0xFFFFFFFF) | 255
-            if st["pos"] >= len(buf):
-                raise ValueError("payload truncated")
-            xv = ((xv << 8) & 0xFFFFFFFF) | buf[st["pos"]]
-            st["pos"] += 1
-        st["x1"], st["x2"], st["x"] = x1, x2, xv
-        return b
-
-    def code_at(ctx, c, r, x):
-        zc, sc, mc = ctx
-        if not bit(zc):
-            return 0
-        neg = bit(sc)
-        for mag in range(1, NUNARY + 1):
-            if not bit(mc + mag - 1):
-                return -mag if neg else mag
-        e = 0
-        for j in range(ESC_BITS):
-            e = (e << 1) | bit(ESC_AT + j)
-        mag = NUNARY + 1 + e
-        if mag > 128 or (mag == 128 and not neg):
-            raise ValueError("decoded value outside int8")
-        return -mag if neg else mag
-
-    out = _scan(shape, code_at)
-    if st["pos"] != len(buf):
+    rd = _Reader(_Model(), data[1:])
+    out = _scan(shape, rd)
+    if rd.pos != len(rd.buf):
         raise ValueError("bytes after the last code")
     return np.array(out, np.int8).reshape(shape)
