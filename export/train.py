@@ -2,7 +2,8 @@
 
 Loss = distortion + λ · rate proxy (bits per sample position, Gaussian entropy bound of the
 noisy codes); distortion = 10·log10(MSE) by default, or with ``--loss mel|stft`` (audio) a
-weighted sum of it and a log-mel / multi-resolution STFT dB distance (export/losses.py).
+weighted sum of it and a log-mel / multi-resolution STFT dB distance, with ``--loss grad``
+(images) of it and the image-gradient MSE in dB (export/losses.py).
 Phase 1 trains encoder and decoder with additive uniform noise and the int8 weights the device
 uses (quantization-aware); phase 2 freezes the encoder and fine-tunes the decoder on the exact
 deployed integer codes. Checkpoints are safetensors + JSON (no pickles) and
@@ -29,7 +30,7 @@ from encoder_runtime.entropy import DEFAULT_CODER, get_coder
 from encoder_runtime.metrics import psnr_db, snr_db
 
 from . import data as datasets
-from .losses import LOSSES, distortion, log_mel_distance
+from .losses import AUDIO_LOSSES, IMAGE_LOSSES, LOSSES, distortion, log_mel_distance
 from .model import Codec, CodecConfig, to_blocks
 from .onnx_export import write_bundle
 from .warmstart import scale_code_gain, widen
@@ -78,19 +79,25 @@ def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray
     return out
 
 
-def with_speech16k(arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
-    """``arrays`` plus the real 16 kHz speech train split (export/data.py ``speech_clips``),
-    repeated so that about ``weight`` of the training crops come from it (crops are drawn in
-    proportion to signal length)."""
-    import soundfile as sf
+def mix_in(arrays: list[np.ndarray], extra: list[np.ndarray], weight: float, flag: str
+           ) -> list[np.ndarray]:
+    """``arrays`` plus ``extra`` repeated so that about ``weight`` of the training crops come from
+    ``extra`` (crops are drawn in proportion to signal size)."""
     if not 0 < weight < 1:
-        raise SystemExit(f"--speech-train-weight {weight}: expected a fraction in (0, 1)")
+        raise SystemExit(f"{flag} {weight}: expected a fraction in (0, 1)")
+    if not extra:
+        raise SystemExit(f"{flag}: no signals to mix in")
+    base = sum(a[0].size for a in arrays)
+    reps = max(1, round(weight / (1 - weight) * base / sum(a[0].size for a in extra)))
+    return arrays + extra * reps
+
+
+def with_speech16k(arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
+    """``arrays`` plus the real 16 kHz speech train split (export/data.py ``speech_clips``) as
+    about ``weight`` of the crops."""
+    import soundfile as sf
     speech = [sf.read(p, dtype="int16")[0].reshape(1, -1) for p, _ in datasets.speech_clips("train")]
-    if not speech:
-        raise SystemExit("--speech-train-weight: the 16 kHz speech train split is empty")
-    base = sum(a.shape[-1] for a in arrays)
-    reps = max(1, round(weight / (1 - weight) * base / sum(a.shape[-1] for a in speech)))
-    return arrays + speech * reps
+    return mix_in(arrays, speech, weight, "--speech-train-weight")
 
 
 class CropSampler:
@@ -292,11 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="distortion: mse = 10·log10(MSE); mel / stft (audio) add a log-mel or "
                          "multi-resolution STFT dB distance (export/losses.py)")
     ap.add_argument("--mse-weight", type=float, default=0.25,
-                    help="with --loss mel|stft: weight of the 10·log10(MSE) term")
+                    help="with --loss mel|stft|grad: weight of the 10·log10(MSE) term")
     ap.add_argument("--perceptual-weight", type=float, default=1.0,
-                    help="with --loss mel|stft: weight of the dB spectral distance")
+                    help="with --loss mel|stft|grad: weight of the dB spectral / gradient distance")
     ap.add_argument("--speech-train-weight", type=float, default=0.0, metavar="F",
                     help="audio: draw about F of the crops from the real 16 kHz speech train split")
+    ap.add_argument("--text-train-weight", type=float, default=0.0, metavar="F",
+                    help="image: draw about F of the crops from rendered text pages "
+                         "(export/text_data.py; never the benchmark's held-out texts)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--time-budget", type=float, default=0,
                     help="train for this many seconds instead (schedule follows wall time)")
@@ -380,9 +390,13 @@ class Progress:
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.loss != "mse" and args.modality != "audio":
+    if args.loss in AUDIO_LOSSES and args.modality != "audio":
         ap.error(f"--loss {args.loss} is for audio (16 kHz spectra); use --loss mse for "
                  f"--modality {args.modality}")
+    if args.loss in IMAGE_LOSSES and args.modality != "image":
+        ap.error(f"--loss {args.loss} is for images; use --loss mse for --modality {args.modality}")
+    if args.text_train_weight and args.modality != "image":
+        ap.error("--text-train-weight is for --modality image")
     if args.crop is None:
         args.crop = DEFAULT_CROP[args.modality]
     torch.manual_seed(args.seed)
@@ -401,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         arrays = arrays[: args.max_train_files]
     if args.speech_train_weight:
         arrays = with_speech16k(arrays, args.speech_train_weight)
+    if args.text_train_weight:
+        from .text_data import text_arrays
+        arrays = mix_in(arrays, text_arrays("train"), args.text_train_weight, "--text-train-weight")
     sampler = CropSampler(arrays, args.crop, preset["dims"], device, args.seed, args.scale_aug)
 
     start_step, meta = 0, {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.losses import distortion, log_mel_distance, mel_filterbank, stft_distance
+from export.losses import distortion, gradient_mse, log_mel_distance, mel_filterbank, stft_distance
 
 SR = 16000
 
@@ -98,6 +98,80 @@ def test_sensor_train_mel_loss_smoke(tmp_path, monkeypatch):
     meta = json.loads((tmp_path / "t" / "checkpoint.json").read_text())
     assert meta["args"]["loss"] == "mel" and meta["step"] >= 2
     assert (tmp_path / "t" / "bundle" / "manifest.json").is_file()
+
+
+def _page() -> torch.Tensor:
+    """A real rendered text page (BSD licence, the tests' text), (1, 3, H, W) float 0..255."""
+    from benchmarks.doc_perception import TEST_TEXT, read_text, render_page
+    img = render_page(read_text(*TEST_TEXT), "DejaVu Sans", 16).image[:128, :256]
+    return torch.from_numpy(img.transpose(2, 0, 1).copy()).float()[None]
+
+
+def test_gradient_loss_charges_blurred_glyphs_more_than_equal_mse_offset():
+    """A blurred text crop and a flat offset of the same MSE: the pixel MSE cannot tell them
+    apart, the gradient MSE is 0 for the offset and large for the blur; ``grad`` ranks them."""
+    x = _page()
+    blur = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    mse_blur = ((blur - x) ** 2).mean()
+    flat = x + mse_blur.sqrt()
+    assert abs(((flat - x) ** 2).mean() / mse_blur - 1) < 1e-4
+    assert gradient_mse(flat, x).item() < 1e-6 < gradient_mse(blur, x).item()
+    assert distortion(blur, x, "grad", mse_weight=0.5)[0] > distortion(flat, x, "grad", mse_weight=0.5)[0] + 10
+    d, mse = distortion(x, x.clone(), "grad")
+    assert mse.item() == 0.0 and d.dim() == 0
+    blur.requires_grad_(True)
+    distortion(blur, x, "grad")[0].backward()
+    assert torch.isfinite(blur.grad).all() and blur.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="expected \\(N, C, H, W\\)"):
+        gradient_mse(x[0, 0, 0], x[0, 0, 0])
+
+
+def test_text_pages_avoid_the_benchmark_texts():
+    from benchmarks.doc_perception import HELD_OUT_TEXTS, TEST_TEXT
+    from export.text_data import TRAIN_TEXTS, VAL_TEXTS, text_arrays, text_pages
+    assert not (set(TRAIN_TEXTS) | set(VAL_TEXTS)) & (set(HELD_OUT_TEXTS) | {TEST_TEXT[0]})
+    assert not set(TRAIN_TEXTS) & set(VAL_TEXTS)
+    val = text_pages("val", 2)
+    assert all(p.source.split("@")[0] in VAL_TEXTS and p.text for p in val)
+    a = text_arrays("train", 1)[0]
+    assert a.shape == (3, 512, 768) and a.dtype == np.uint8 and a.min() == 0 and a.max() == 255
+    with pytest.raises(ValueError, match="text split"):
+        text_pages("test")
+
+
+def test_sensor_train_grad_loss_with_text_smoke(tmp_path, monkeypatch):
+    """A few decoder fine-tune steps of a tiny image model with --loss grad and rendered text
+    pages mixed in; the checkpoint records both options."""
+    from export import train
+    photo = _page()[0].numpy().astype(np.uint8)[::-1].copy()  # stands in for the photo split
+    monkeypatch.setattr(train, "load_training_arrays", lambda modality, split="train": [photo])
+    rc = train.main(["--modality", "image", "--latent", "4", "--loss", "grad", "--mse-weight", "0.5",
+                     "--text-train-weight", "0.5", "--steps", "3", "--batch", "2", "--crop", "32",
+                     "--decoder-width", "8", "--decoder-blocks", "1", "--no-eval", "--device", "cpu",
+                     "--checkpoint-every", "1000", "--out", str(tmp_path), "--name", "t"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "t" / "checkpoint.json").read_text())
+    assert meta["args"]["loss"] == "grad" and meta["args"]["text_train_weight"] == "0.5"
+
+
+def test_mix_in_weight():
+    from export.train import mix_in
+    a, b = [np.zeros((3, 100, 100), np.uint8)], [np.zeros((3, 10, 10), np.uint8)]
+    mixed = mix_in(a, b, 0.5, "--text-train-weight")
+    assert len(mixed) == 1 + 100
+    with pytest.raises(SystemExit, match="--text-train-weight 1.5"):
+        mix_in(a, b, 1.5, "--text-train-weight")
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--modality", "audio", "--loss", "grad"], "--loss grad is for images"),
+    (["--modality", "audio", "--text-train-weight", "0.3"], "--text-train-weight is for --modality image")])
+def test_sensor_train_rejects_image_options_for_audio(argv, msg, capsys):
+    from export.train import main
+    with pytest.raises(SystemExit) as exc:
+        main(argv + ["--steps", "1"])
+    assert exc.value.code == 2
+    assert msg in capsys.readouterr().err
 
 
 def test_sensor_train_rejects_mel_for_images(capsys):
