@@ -45,9 +45,14 @@ def _stdio_path(fmt: str | None, what: str) -> Path:
     return path
 
 
-def _modality_for(path: Path, array: np.ndarray, modality: str | None, warnings: list[str]) -> str:
-    """The input's modality: from the file type, else --modality, else guessed (with a warning)."""
-    kind = modality_of(path)
+def _modality_for(path: Path, array: np.ndarray, modality: str | None, warnings: list[str],
+                  meta: dict | None = None) -> str:
+    """The input's modality: from the file type, else --modality, else guessed (with a warning).
+    Volumes (NIfTI, TIFF stacks) go to the 8-bit ``volume`` or the 12-bit ``volume16`` models
+    by dtype."""
+    kind = (meta or {}).get("kind") or modality_of(path)
+    if kind == "volume":
+        return "volume16" if array.dtype == np.uint16 else "volume"
     if kind != "array":
         return kind
     if modality:
@@ -58,14 +63,15 @@ def _modality_for(path: Path, array: np.ndarray, modality: str | None, warnings:
     return kind
 
 
-def _choose_model(path: Path, args, array: np.ndarray, warnings: list[str]) -> str:
+def _choose_model(path: Path, args, array: np.ndarray, warnings: list[str],
+                  meta: dict | None = None) -> str:
     """--model, else the ladder rung -q/--bpp asks for, else the modality's default model."""
     quality, bpp = getattr(args, "quality", None), getattr(args, "bpp", None)
     if args.model:
         if quality is not None or bpp is not None:
             raise BundleError("--model: give either --model or -q/--bpp, not both")
         return args.model
-    kind = _modality_for(path, array, getattr(args, "modality", None), warnings)
+    kind = _modality_for(path, array, getattr(args, "modality", None), warnings, meta)
     return resolve_knob(kind, quality, bpp) or default_model(kind)
 
 
@@ -106,13 +112,15 @@ def _quality(ref: np.ndarray, out: np.ndarray, modality: str) -> dict:
     mse = float(((ref64 - out64) ** 2).mean())
     if modality == "image":
         return {"psnr_db": round(psnr_db(mse), 3)}
+    if modality in ("volume", "volume16"):  # PSNR on the data's bit depth (8 or 12)
+        return {"psnr_db": round(psnr_db(mse, 255.0 if ref.dtype == np.uint8 else 4095.0), 3)}
     sig = float((ref64 ** 2).mean())
     return {"snr_db": round(snr_db(sig, mse), 3)}
 
 
 def cmd_encode(args) -> int:
     path, array, meta, warnings = _read(args)
-    enc = Encoder.load(_choose_model(path, args, array, warnings), threads=args.threads)
+    enc = Encoder.load(_choose_model(path, args, array, warnings, meta), threads=args.threads)
     array, meta = _fit_audio(path, array, meta, enc, warnings)
     for w in warnings:
         _warn(w)
@@ -158,6 +166,9 @@ def _check_target(header: dict, out: Path) -> None:
         return
     if stream == "video" and target == "image":
         return  # one image per video frame
+    if stream in ("volume", "volume16") and (target == "volume" or out.suffix.lower() in
+                                             (".tif", ".tiff")):
+        return  # NIfTI or a TIFF stack
     fits = {"image": "an image format (.png, …) or .npy", "audio": ".wav, .flac or .npy",
             "video": ".y4m, image frames (name_%04d.png) or .npy"}
     raise MediaError(f"{out}: cannot write {stream} frames as {target}; write "
@@ -275,7 +286,7 @@ def cmd_roundtrip(args) -> int:
     for path in inputs:
         warnings: list[str] = []
         array, meta = read_input(path, warnings=warnings)
-        name = _choose_model(Path(path), args, array, warnings)
+        name = _choose_model(Path(path), args, array, warnings, meta)
         for w in warnings:
             _warn(w)
         enc, dec = Encoder.load(name, threads=args.threads), Decoder.load(name, threads=args.threads)

@@ -123,6 +123,10 @@ class Encoder(_Model):
             want = np.dtype(b.sample_dtype)
             if a.dtype != want:
                 raise CodecError(f"model {b.name!r} encodes {want} arrays; got {a.dtype}")
+            bits = b.manifest["sample"].get("bits")
+            if bits and int(a.max()) > 2 ** int(bits) - 1:
+                raise CodecError(f"model {b.name!r} encodes {bits}-bit samples (0..{2 ** int(bits) - 1}"
+                                 f" in {want}); the array holds {int(a.max())}")
             if a.ndim == dims:
                 a = a[..., None]
             if a.ndim != dims + 1 or a.shape[-1] != ch:
@@ -392,7 +396,8 @@ class Decoder(_Model):
         info_dt = np.dtype(info.dtype)
         if info_dt.kind in "iu":
             lim = np.iinfo(info_dt)
-            x = np.clip(np.round(x), lim.min, lim.max)
+            bits = b.manifest["sample"].get("bits")
+            x = np.clip(np.round(x), lim.min, 2 ** int(bits) - 1 if bits else lim.max)
         return x.astype(info_dt)
 
     def frames(self, blob: bytes) -> list[np.ndarray]:

@@ -1,8 +1,9 @@
 """Read and write the file formats `sensor-codec` accepts: images, WAV/FLAC audio, .npy arrays,
-video (.y4m, folders of frames, ffmpeg containers: encoder_runtime/video_io.py).
+video (.y4m, folders of frames, ffmpeg containers: encoder_runtime/video_io.py),
+3-D volumes (NIfTI ``.nii``/``.nii.gz``, multi-page TIFF stacks; encoder_runtime/volume_io.py).
 
-Pillow (images) and soundfile (FLAC) are optional (`pip install sensorcodec[media]`); WAV PCM
-and .npy need only the standard library and numpy.
+Pillow (images) and soundfile (FLAC) are optional (`pip install sensorcodec[media]`), nibabel
+too (`sensorcodec[volume]`, NIfTI); WAV PCM and .npy need only the standard library and numpy.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ class MediaError(ValueError):
 
 
 def modality_of(path: Path) -> str:
-    """'image', 'audio', 'video' or 'array' from a file name (a folder: video frames);
-    MediaError for anything else."""
+    """'image', 'audio', 'video', 'volume' (NIfTI) or 'array' from a file name (a folder: video
+    frames); MediaError for anything else. A multi-page TIFF is named 'image' here and read as a
+    volume by :func:`read_input`."""
+    if Path(path).name.lower().endswith((".nii", ".nii.gz")):
+        return "volume"
     ext = Path(path).suffix.lower()
     if ext in VIDEO_EXT or (not ext and Path(path).is_dir()):
         return "video"
@@ -39,7 +43,8 @@ def modality_of(path: Path) -> str:
         return "array"
     raise MediaError(f"{path}: unsupported file type {ext or '(none)'!r}; expected an image "
                      f"({', '.join(sorted(IMAGE_EXT))}), audio (.wav, .flac), video "
-                     f"({', '.join(sorted(VIDEO_EXT))} or a folder of frames) or .npy")
+                     f"({', '.join(sorted(VIDEO_EXT))} or a folder of frames), a volume (.nii, "
+                     f".nii.gz, multi-page .tif) or .npy")
 
 
 def _pillow():
@@ -52,7 +57,8 @@ def _pillow():
 
 def read_input(path: Path, data: bytes | None = None,
                warnings: list[str] | None = None) -> tuple[np.ndarray, dict]:
-    """Load a file → (array, meta). Images come back H×W×3 or H×W uint8.
+    """Load a file → (array, meta). Images come back H×W×3 or H×W uint8; volumes (NIfTI, TIFF
+    stacks of 2+ pages) as 3-D integer arrays with ``meta["kind"] == "volume"``.
 
     With ``data`` the bytes are read instead of the file and ``path`` only names them and their
     format (e.g. ``Path("-.png")`` for stdin). Lossy conversions (a transparent alpha channel
@@ -69,6 +75,18 @@ def read_input(path: Path, data: bytes | None = None,
         raise MediaError(f"{path}: no such file")
     src = io.BytesIO(data) if data is not None else path
     try:
+        if kind == "volume":
+            from .volume_io import read_nifti
+            return read_nifti(path, data)
+        if kind == "image" and path.suffix.lower() in (".tif", ".tiff"):
+            from .volume_io import read_tiff_stack, tiff_pages
+            _pillow()
+            if tiff_pages(src) > 1:
+                if data is not None:
+                    src.seek(0)
+                return read_tiff_stack(path, src)
+            if data is not None:
+                src.seek(0)
         if kind == "image":
             Image = _pillow()
             with Image.open(src) as im:
@@ -134,6 +152,15 @@ def encode_media(array: np.ndarray, path: Path, meta: dict | None = None) -> byt
     kind = modality_of(path)
     meta = meta or {}
     buf = io.BytesIO()
+    if kind == "volume":
+        from .volume_io import nifti_bytes
+        return nifti_bytes(array, path, meta)
+    if kind == "image" and path.suffix.lower() in (".tif", ".tiff") and (
+            meta.get("kind") == "volume" or array.dtype == np.uint16 or (
+                array.ndim == 3 and array.shape[2] not in (3, 4))):
+        from .volume_io import tiff_stack_bytes
+        _pillow()
+        return tiff_stack_bytes(array if array.ndim == 3 else array[None], meta)
     if kind == "image":
         if array.dtype != np.uint8 or array.ndim not in (2, 3):
             raise MediaError(f"{path}: decoded data (shape {array.shape}, {array.dtype}) is not "

@@ -28,8 +28,9 @@ def int8_encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.
     """Integer encoder graph with the same I/O as the fp32 one."""
     d = cfg.dims
     sp = _spatial_names(d)
-    if cfg.sample_dtype not in ("uint8", "int16"):
-        raise ValueError(f"int8 encoder graph supports uint8 or int16 samples, not {cfg.sample_dtype}")
+    if cfg.sample_dtype not in ("uint8", "int16", "uint16"):
+        raise ValueError(f"int8 encoder graph supports uint8, int16 or uint16 samples, not "
+                         f"{cfg.sample_dtype}")
     x = helper.make_tensor_value_info("samples", ONNX_DTYPES[cfg.sample_dtype], ["N", *sp, "C"])
     y = helper.make_tensor_value_info("codes", TensorProto.INT8, ["N", cfg.latent_channels]
                                       + [f"{s}_lat" for s in sp])
@@ -42,11 +43,13 @@ def int8_encoder_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray]) -> onnx.
 
 def _split_int16_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray], x, y, nodes, layout
                        ) -> onnx.ModelProto:
-    """int16 samples: two ConvInteger passes over the high and low bytes, int32 accumulation."""
+    """int16 / uint16 samples: two ConvInteger passes over the high and low bytes of the sample
+    made unsigned (int16 + 32768), int32 accumulation."""
     d = cfg.dims
     w = arrays["weight"].astype(np.int8)
+    offset = 32768 if cfg.sample_dtype == "int16" else 0
     bias = (arrays["bias"].astype(np.int64)
-            - 32768 * w.reshape(w.shape[0], -1).astype(np.int64).sum(1))
+            - offset * w.reshape(w.shape[0], -1).astype(np.int64).sum(1))
     if np.abs(bias).max(initial=0) >= 2 ** 31:
         raise ValueError("bias does not fit int32")
     attrs = conv_attrs(cfg)
@@ -54,7 +57,7 @@ def _split_int16_graph(cfg: CodecConfig, arrays: dict[str, np.ndarray], x, y, no
              numpy_helper.from_array(step_scales(arrays).reshape((1, -1) + (1,) * d), "step_scale"),
              numpy_helper.from_array(np.array(-cfg.code_max, np.float32), "lo"),
              numpy_helper.from_array(np.array(cfg.code_max, np.float32), "hi"),
-             numpy_helper.from_array(np.array(32768, np.int32), "offset"),
+             numpy_helper.from_array(np.array(offset, np.int32), "offset"),
              numpy_helper.from_array(np.array(256, np.int32), "byte"),
              numpy_helper.from_array(bias.astype(np.int32).reshape((1, -1) + (1,) * d), "bias")]
     nodes = nodes + [

@@ -30,7 +30,7 @@ ACC_LIMIT = 2 ** 24  # float32 holds every integer below this exactly
 class CodecConfig:
     """Everything that defines a model's shapes and arithmetic (stored in the bundle)."""
 
-    modality: str = "image"          # image | audio | timeseries | volume
+    modality: str = "image"          # image | audio | timeseries | volume | volume16
     dims: int = 2                    # spatial dims of one frame
     in_channels: int = 3
     levels: int = 3                  # Haar WPT levels → block = 2**levels per axis
@@ -55,6 +55,11 @@ class CodecConfig:
 
     @property
     def sample_max_abs(self) -> float:
+        """Largest |sample|: the dtype's, or 2**extra["sample_bits"] - 1 for a narrower unsigned
+        range (e.g. 12-bit scanner data in uint16) that the runtime enforces."""
+        bits = self.extra.get("sample_bits")
+        if bits:
+            return float(2 ** int(bits) - 1)
         return {"uint8": 255.0, "int16": 32768.0, "int8": 128.0, "uint16": 65535.0}[self.sample_dtype]
 
     @property

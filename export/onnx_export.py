@@ -200,6 +200,8 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
         "format": "sensorcodec-bundle", "format_version": 1, "name": name,
         "modality": cfg.modality,
         "sample": {"dtype": cfg.sample_dtype, "layout": layout, "channels": cfg.in_channels,
+                   **({"bits": int(cfg.extra["sample_bits"])} if cfg.extra.get("sample_bits")
+                      else {}),
                    **(sample_info or {})},
         "transform": {"wavelet": "haar", "levels": cfg.levels, "dims": cfg.dims,
                       "block": [cfg.block] * cfg.dims, "folded": True, "padding": "edge"},

@@ -46,13 +46,22 @@ PRESETS: dict[str, dict] = {
     # RGB video: one 3-D block over (frames, rows, columns); export/video_data.py
     "video": dict(modality="video", dims=3, in_channels=3, levels=2, sample_dtype="uint8",
                   sample_center=128.0),
+    # 3-D MRI volumes (export/volume_data.py): 8-bit, and 12-bit scanner data held in uint16
+    "volume": dict(modality="volume", dims=3, in_channels=1, levels=2, sample_dtype="uint8",
+                   sample_center=128.0),
+    "volume16": dict(modality="volume16", dims=3, in_channels=1, levels=2, sample_dtype="uint16",
+                     sample_center=2048.0, extra={"sample_bits": 12}),
 }
+#: modality → volume_data kind
+VOLUME_KINDS = {"volume": "u8", "volume16": "u12"}
 
 
 # --crop when not given: a few decoder receptive fields for photos, 0.26 s of 16 kHz audio,
 # 96 of BasicMotions' 100 samples per series (a longer crop fits no IMU series at all) and 32³
-# frames×rows×columns for video (a 128³ cube would not fit the shortest clips' frame size).
-DEFAULT_CROP = {"image": 128, "audio": 4096, "timeseries": 96, "video": 32}
+# frames×rows×columns for video (a 128³ cube would not fit the shortest clips' frame size), 24³
+# voxels of an MRI volume and 16³ of the 12-bit ones (the 24-slice training volumes).
+DEFAULT_CROP = {"image": 128, "audio": 4096, "timeseries": 96, "video": 32, "volume": 24,
+                "volume16": 16}
 
 
 def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray]:
@@ -63,6 +72,9 @@ def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray
         from .video_data import video_arrays
         # evaluate groups of 16 frames (what the CLI codes per record), train on whole clips
         return video_arrays(split, group=16 if split == "test" else 0)
+    if modality in VOLUME_KINDS:
+        from .volume_data import volume_arrays
+        return volume_arrays(VOLUME_KINDS[modality], split)
     datasets.fetch()
     if modality == "image":
         from PIL import Image
@@ -265,6 +277,8 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
             rec = codec.decoder(codes)
             if cfg.sample_dtype == "uint8":
                 rec = rec.round().clamp(0, 255)
+            elif cfg.sample_dtype == "uint16":
+                rec = rec.round().clamp(0, cfg.sample_max_abs)
             else:
                 rec = rec.round().clamp(-32768, 32767)
             err = ((rec - x) ** 2).sum().item()
@@ -278,7 +292,10 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
     mse = sq_err / n_samples
     out = {"coder": coder.name, "frames": len(arrays), "bits_per_position": bits / positions,
            "mse": mse}
-    if cfg.sample_dtype == "uint8":  # images, video: per pixel
+    if cfg.modality in VOLUME_KINDS:  # PSNR on the data's bit depth, bits per voxel
+        out["bits_per_sample"] = bits / positions
+        out["psnr_db"] = psnr_db(mse, cfg.sample_max_abs)
+    elif cfg.sample_dtype == "uint8":  # images, video: per pixel
         out["bpp"] = bits / positions
         out["psnr_db"] = psnr_db(mse, peak)
     else:
@@ -495,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 5.0)
         opt.step()
         if step % 50 == 0:
-            peak = 255.0 if cfg.sample_dtype == "uint8" else 32768.0
+            peak = (255.0 if cfg.sample_dtype == "uint8" else cfg.sample_max_abs
+                    if cfg.modality in VOLUME_KINDS else 32768.0)
             psnr = psnr_db(mse.item(), peak)
             bar.advance(step, psnr=f"{psnr:.2f}", rate=f"{rate.item():.3f}")
             log.append({"step": step, "psnr": psnr, "rate_proxy": rate.item()})

@@ -3,8 +3,9 @@
 ``SCHEME:ARG,key=value,...``:
 
 - ``synthetic:HxWxC,fps=0,count=0,dtype=uint8`` moving test pattern (fps 0 = as fast as possible)
-- ``dir:PATH,loop=0,fps=0,kind=`` every image / ``.npy`` / WAV / FLAC file in a folder, sorted by
-  name; one kind per stream (``kind=image|audio|npy``, default: the first file's kind); with
+- ``dir:PATH,loop=0,fps=0,kind=`` every image / ``.npy`` / WAV / FLAC / volume (NIfTI ``.nii``,
+  ``.nii.gz``; multi-page TIFF with ``kind=volume``) file in a folder, sorted by name; one kind
+  per stream (``kind=image|audio|npy|volume``, default: the first file's kind); with
   ``loop=1`` the decoded frames are kept after the first pass (up to 64 MiB)
 - ``file:PATH,chunk=4096,fps=0`` one image or ``.npy`` (one frame), or audio cut into chunks
 - ``stdin:HxWxC,dtype=uint8`` fixed-size raw frames on standard input
@@ -168,6 +169,7 @@ class SyntheticSource(Source):
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 AUDIO_EXT = {".wav", ".flac", ".ogg"}
+VOLUME_EXT = {".nii", ".nii.gz"}
 
 
 def _reader(path: Path):
@@ -188,7 +190,8 @@ def _reader(path: Path):
 
 def _unsupported(path: Path) -> ConfigError:
     return ConfigError(f"{path}: unsupported file type {path.suffix.lower()!r} "
-                       f"(images {sorted(IMAGE_EXT)}, .npy, audio {sorted(AUDIO_EXT)})")
+                       f"(images {sorted(IMAGE_EXT)}, .npy, audio {sorted(AUDIO_EXT)}, volumes "
+                       f"{sorted(VOLUME_EXT)})")
 
 
 def file_frame_spec(path: Path, chunk: int = 4096) -> tuple[tuple[int, ...], np.dtype]:
@@ -211,10 +214,31 @@ def file_frame_spec(path: Path, chunk: int = 4096) -> tuple[tuple[int, ...], np.
     raise _unsupported(path)
 
 
-def read_frames_from_file(path: Path, chunk: int = 4096) -> Iterator[np.ndarray]:
-    """Frames in one file: an image or ``.npy`` is one frame; audio is cut into ``chunk`` samples."""
-    ext = path.suffix.lower()
-    if ext == ".npy":
+def _ext(path: Path) -> str:
+    """Lower-case extension, ``.nii.gz`` as one."""
+    return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
+
+
+def _read_volume(path: Path) -> np.ndarray:
+    """A NIfTI file or a multi-page TIFF as one 3-D frame (encoder_runtime/volume_io.py)."""
+    from ..media import MediaError, read_input
+    try:
+        array, meta = read_input(path)
+    except MediaError as exc:
+        raise ConfigError(str(exc)) from None
+    if meta.get("kind") != "volume":
+        raise ConfigError(f"{path}: not a volume (a single-page image); use kind=image")
+    return array
+
+
+def read_frames_from_file(path: Path, chunk: int = 4096, volume: bool = False
+                          ) -> Iterator[np.ndarray]:
+    """Frames in one file: an image, volume or ``.npy`` is one frame; audio is cut into ``chunk``
+    samples. With ``volume`` a TIFF is read as a multi-page stack."""
+    ext = _ext(path)
+    if ext in VOLUME_EXT or (volume and ext in (".tif", ".tiff")):
+        yield _read_volume(path)
+    elif ext == ".npy":
         yield np.load(path, allow_pickle=False)
     elif ext in IMAGE_EXT:
         with _reader(path).open(path) as im:
@@ -243,39 +267,48 @@ class FileSource(Source):
             if not self.path.is_dir():
                 raise ConfigError(f"dir: {self.path} is not a folder")
             files = sorted(p for p in self.path.iterdir()
-                           if p.suffix.lower() in IMAGE_EXT | AUDIO_EXT | {".npy"})
+                           if _ext(p) in IMAGE_EXT | AUDIO_EXT | VOLUME_EXT | {".npy"})
             if not files:
-                raise ConfigError(f"dir: {self.path} holds no images, .npy or audio files")
+                raise ConfigError(f"dir: {self.path} holds no images, .npy, audio or volume files")
             # One stream holds one kind of frame: the kind named by kind=, else the first file's.
-            kinds = {"image": IMAGE_EXT, "audio": AUDIO_EXT, "npy": {".npy"}}
+            kinds = {"image": IMAGE_EXT, "audio": AUDIO_EXT, "npy": {".npy"},
+                     "volume": VOLUME_EXT | {".tif", ".tiff"}}
             if kind and kind not in kinds:
                 raise ConfigError(f"dir: kind must be one of {', '.join(kinds)}, got {kind!r}")
-            kind = kind or next(k for k, ext in kinds.items() if files[0].suffix.lower() in ext)
-            self.files = [p for p in files if p.suffix.lower() in kinds[kind]]
+            kind = kind or next(k for k, ext in kinds.items() if _ext(files[0]) in ext)
+            self.files = [p for p in files if _ext(p) in kinds[kind]]
             if not self.files:
                 raise ConfigError(f"dir: {self.path} holds no {kind} files")
             skipped = len(files) - len(self.files)
             if skipped:
                 print(f"dir: {self.path}: streaming the {len(self.files)} {kind} files, skipping {skipped} "
-                      f"of other kinds (choose with kind=image|audio|npy)", file=sys.stderr)
+                      f"of other kinds (choose with kind=image|audio|npy|volume)", file=sys.stderr)
         else:
             if not self.path.is_file():
                 raise ConfigError(f"file: {self.path} does not exist")
             self.files = [self.path]
-        if self.files[0].suffix.lower() in AUDIO_EXT:
+            kind = "volume" if _ext(self.path) in VOLUME_EXT else ""
+        self.volume = kind == "volume"
+        if self.volume:  # 8-bit volumes → the "volume" models, 12-bit in uint16 → "volume16"
+            first = _read_volume(self.files[0])
+            self.modality = "volume16" if first.dtype == np.uint16 else "volume"
+        elif _ext(self.files[0]) in AUDIO_EXT:
             self.modality = "audio"
-        elif self.files[0].suffix.lower() == ".npy":
+        elif _ext(self.files[0]) == ".npy":
             self.modality = None
 
     CACHE_BYTES = 64 * 1024**2  # with loop=1, keep decoded frames up to this size after the first pass
 
     def frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
-        """The first file's frame shape and dtype (read from its header)."""
+        """The first file's frame shape and dtype (read from its header; a volume is read)."""
+        if self.volume:
+            first = _read_volume(self.files[0])
+            return tuple(first.shape), first.dtype
         return file_frame_spec(self.files[0], self.chunk)
 
     def _frames(self) -> Iterator[np.ndarray]:
         for p in self.files:
-            yield from read_frames_from_file(p, self.chunk)
+            yield from read_frames_from_file(p, self.chunk, self.volume)
 
     def __iter__(self) -> Iterator[SourceItem]:
         pacer = _Pacer(self.fps)
