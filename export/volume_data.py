@@ -132,13 +132,13 @@ def _gunzip(blob: bytes) -> bytes:
     return gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
 
 
-def fetch_volumes(cache: Path = datasets.DEFAULT_CACHE) -> Path:
-    """Derive every volume of :data:`SOURCES` into ``cache/volumes`` (downloads what is missing)
-    and warn when a derived file differs from data/manifest.json."""
+def fetch_volumes(cache: Path = datasets.DEFAULT_CACHE, names: list[str] | None = None) -> Path:
+    """Derive the volumes ``names`` (default: all of :data:`SOURCES`) into ``cache/volumes``
+    (downloads what is missing) and warn when a derived file differs from data/manifest.json."""
     datasets.claim_cache_dirs(cache, ("volumes",))
     want = json.loads(datasets.MANIFEST.read_text()).get("volumes", {}).get("files", {}) \
         if datasets.MANIFEST.exists() else {}
-    for name in SOURCES:
+    for name in names or SOURCES:
         p = _derive(cache, name)
         rel = str(p.relative_to(cache))
         if rel in want and sha256_file(p) != want[rel]["sha256"]:
@@ -151,9 +151,9 @@ def volume_paths(kind: str, split: str, cache: Path = datasets.DEFAULT_CACHE) ->
     """Derived ``.npy`` volumes of ``kind`` ('u8' or 'u12') and ``split`` ('train' or 'test')."""
     if kind not in KINDS or split not in ("train", "test"):
         raise ValueError(f"volume kind/split {kind!r}/{split!r}: expected u8|u12 and train|test")
-    fetch_volumes(cache)
-    return [cache / "volumes" / kind / split / f"{n}.npy"
-            for n, (k, s, *_) in SOURCES.items() if k == kind and s == split]
+    names = [n for n, (k, s, *_) in SOURCES.items() if k == kind and s == split]
+    fetch_volumes(cache, names)
+    return [cache / "volumes" / kind / split / f"{n}.npy" for n in names]
 
 
 def volume_arrays(kind: str, split: str, cache: Path = datasets.DEFAULT_CACHE) -> list[np.ndarray]:

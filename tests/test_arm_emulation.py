@@ -58,6 +58,8 @@ def _real_frames(manifest: dict) -> np.ndarray | list[np.ndarray]:
         return _timeseries_frames(manifest)
     if modality == "video" and dtype == "uint8":
         return _video_groups(manifest)
+    if modality in ("volume", "volume16"):
+        return _volume_frames(manifest)
     pytest.fail(f"{manifest.get('name')}: no real data for a {dtype} {modality} bundle here: "
                 "every bundled model must be checked under emulation")
 
@@ -103,6 +105,20 @@ def _video_groups(manifest: dict) -> list[np.ndarray]:
 
     clip = read_y4m((PROJECT_ROOT / "encoder_runtime" / "samples" / "city_8f.y4m").read_bytes())[0]
     return [clip, np.ascontiguousarray(clip[1:6, 3:70, 5:99]), np.ascontiguousarray(clip[4:8, :37, :41])]
+
+
+def _volume_frames(manifest: dict) -> list[np.ndarray]:
+    """Three crops (sizes not multiples of the block; ~30 k voxels, fast under emulation) of the
+    bundled held-out MRI sample of the bundle's bit depth (Colin27 u8 / dipy b0 12-bit u16), as
+    (X, Y, Z) arrays."""
+    from encoder_runtime.media import read_input
+
+    samples = PROJECT_ROOT / "encoder_runtime" / "samples"
+    name = "mri_colin27_crop.nii.gz" if manifest["sample"]["dtype"] == "uint8" else "mri_dipy_s0_10slices.nii.gz"
+    vol = read_input(samples / name)[0]
+    assert vol.dtype == np.dtype(manifest["sample"]["dtype"])
+    return [np.ascontiguousarray(vol[10:46, 20:63, 2:10]), np.ascontiguousarray(vol[3:40, 5:30, 1:]),
+            np.ascontiguousarray(vol[-9:, -13:, -5:])]
 
 
 def _image_tiles(manifest: dict, count: int = 6, size: int = 128) -> np.ndarray:
