@@ -2,7 +2,8 @@
 the decoded signal and on the clean signal: accuracy, rate and MACs per example.
 
 Two tasks, each held out by recording (no recognizer sees a test recording in training; no codec
-was trained on any of these recordings):
+was trained on any of these recordings; es-MX is read by the speaker of the English prompts the
+audio codecs were trained on):
 
 * **Speech: spoken-language identification, 4 voices** (Debian ``asterisk-core-sounds-{es,fr,it,ru}-wav``
   1.6.1-1, CC-BY-SA-3.0; IVR prompts, one professional voice per language: es-MX Allison, fr-CA June,
@@ -12,11 +13,12 @@ was trained on any of these recordings):
   of the prompt's loudest window (the ``silence/`` folder is left out), capped per language (random prompts, fixed seed). Every prompt
   is encoded whole as one frame of a stream by each bundled 16 kHz audio model; the codes are read
   back from the stream with ``Decoder.frame_codes`` (lossless decoding only) and the decoded
-  waveform with ``Decoder.decode_frame``. Recognizer: one small 1-D CNN family
-  (conv-ReLU-conv-ReLU-[mean, max]-linear, width 32), fed with
+  waveform with ``Decoder.decode_frame``. Recognizer: one small 1-D CNN
+  (conv5-ReLU-conv5-ReLU-[mean, max]-linear, width 16) on 100 frames of 10 ms with 40 features:
 
-  - latents: the codes (C x 1000 per second), first conv kernel = stride = 10 codes (10 ms);
-  - decoded / clean: 40 log-mel bands (512-point STFT, 10 ms hop, 60-4000 Hz), first conv k=5.
+  - decoded / clean: 40 log-mel bands (512-point STFT, 10 ms hop, 60-4000 Hz);
+  - latents: a learned log-energy front end on the codes (C x 1000 per second): 40 filters of
+    10 codes, stride 2, squared, averaged over 5 outputs (10 ms), log, batch norm.
 
 * **Image: Fashion-MNIST** (Debian ``dataset-fashion-mnist``; official train / test split), the grey
   28x28 image edge-padded to 32x32 and replicated to RGB for the bundled rgb-* models (the loaders
@@ -25,7 +27,7 @@ was trained on any of these recordings):
 
 Every recognizer is trained on the *train* split of the representation it is tested on (matched),
 seeds fixed; accuracy is mean +- std over ``--seeds`` seeds (speech) or one seed (image). MACs per
-example: the recognizer's (the log-mel front end as an estimate: 2 N log2 N per real FFT frame plus
+example: the recognizer's, front end included (the log-mel one as an estimate: 2 N log2 N per real FFT frame plus
 the window, the power and the mel filters' non-zero taps), and the decoder's (counted from the
 bundled ONNX graph) that the latent path does not run.
 
@@ -216,16 +218,55 @@ def labels(prompts: list[dict]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # recognizer: one small 1-D CNN family
 
-def cnn_macs(c_in: int, t_in: int, k1: int, s1: int, width: int, n_classes: int) -> int:
-    t1 = (t_in - k1) // s1 + 1 if s1 > 1 else t_in
-    return t1 * (c_in * k1 * width + width * width * 5) + 2 * width * n_classes
+#: learned log-energy front end on the codes: conv(FILTERS, k, stride) -> square -> mean over POOL
+#: outputs (10 ms at 1000 codes/s) -> log; the counterpart of the fixed log-mel front end
+FRONT = {"filters": 40, "kernel": 10, "stride": 2, "pool": 5}
 
 
-def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, *, k1: int,
-              s1: int, width: int = 32, epochs: int = 20, seeds: int = 3, batch: int = 64,
-              n_classes: int = 4) -> dict:
-    """conv(k1, stride s1)-ReLU-conv(5)-ReLU-[mean, max]-linear on per-channel standardised
-    (N, C, T) inputs; Adam, minibatches; test accuracy mean/std over seeds, MACs per example."""
+def cnn_macs(c_in: int, t_in: int, width: int, n_classes: int, learned_front: bool) -> int:
+    """Multiply-adds per example of :func:`train_cnn`'s network (front end included)."""
+    macs = 0
+    if learned_front:
+        t = (t_in - FRONT["kernel"]) // FRONT["stride"] + 1
+        macs += t * FRONT["filters"] * (c_in * FRONT["kernel"] + 2)      # conv, square, pool
+        c_in, t_in = FRONT["filters"], t // FRONT["pool"]
+    return macs + t_in * (c_in * 5 * width + width * width * 5) + 2 * width * n_classes
+
+
+def _make_net(c_in: int, width: int, n_classes: int, learned_front: bool):
+    torch = _torch()
+    from torch import nn
+
+    class LogEnergy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(c_in, FRONT["filters"], FRONT["kernel"], stride=FRONT["stride"])
+            self.pool = nn.AvgPool1d(FRONT["pool"])
+            self.norm = nn.BatchNorm1d(FRONT["filters"])       # folds into the next conv
+
+        def forward(self, x):
+            return self.norm(torch.log(self.pool(self.conv(x) ** 2) + 1e-3))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.front = LogEnergy() if learned_front else nn.Identity()
+            c = FRONT["filters"] if learned_front else c_in
+            self.body = nn.Sequential(nn.Conv1d(c, width, 5, padding=2), nn.ReLU(),
+                                      nn.Conv1d(width, width, 5, padding=2), nn.ReLU())
+            self.fc = nn.Linear(2 * width, n_classes)
+
+        def forward(self, x):
+            h = self.body(self.front(x))
+            return self.fc(torch.cat([h.mean(-1), h.amax(-1)], 1))
+    return Net()
+
+
+def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, *,
+              learned_front: bool = False, width: int = 16, epochs: int = 12, seeds: int = 2,
+              batch: int = 64, n_classes: int = 4) -> dict:
+    """[learned log-energy front end]-conv(5)-ReLU-conv(5)-ReLU-[mean, max]-linear on per-channel
+    standardised (N, C, T) inputs; Adam, minibatches; test accuracy mean/std over seeds, MACs."""
     torch = _torch()
     from torch import nn
     mu = xtr.mean(axis=(0, 2), keepdims=True, dtype=np.float64)
@@ -237,30 +278,25 @@ def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
     accs = []
     for seed in range(seeds):
         torch.manual_seed(seed)
-        net = nn.Sequential(nn.Conv1d(c_in, width, k1, stride=s1, padding=0 if s1 > 1 else k1 // 2),
-                            nn.ReLU(), nn.Conv1d(width, width, 5, padding=2), nn.ReLU())
-        fc = nn.Linear(2 * width, n_classes)
-        params = list(net.parameters()) + list(fc.parameters())
-        opt = torch.optim.Adam(params, lr=3e-3, weight_decay=1e-3)
-
-        def logits(x):
-            h = net(x)
-            return fc(torch.cat([h.mean(-1), h.amax(-1)], 1))
+        net = _make_net(c_in, width, n_classes, learned_front)
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-3)
         g = torch.Generator().manual_seed(seed)
+        net.train()
         for _ in range(epochs):
             perm = torch.randperm(len(xt), generator=g)
             for i in range(0, len(xt), batch):
                 idx = perm[i:i + batch]
-                loss = nn.functional.cross_entropy(logits(xt[idx]), yt[idx])
+                loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+        net.eval()
         with torch.no_grad():
-            pred = torch.cat([logits(xe[i:i + 256]).argmax(1) for i in range(0, len(xe), 256)])
+            pred = torch.cat([net(xe[i:i + 256]).argmax(1) for i in range(0, len(xe), 256)])
         accs.append(float((pred.numpy() == yte).mean()))
     return {"acc": float(np.mean(accs)), "acc_std": float(np.std(accs)), "accs": accs,
             "input_shape": [int(c_in), int(t_in)],
-            "macs": int(cnn_macs(c_in, t_in, k1, s1, width, n_classes))}
+            "macs": int(cnn_macs(c_in, t_in, width, n_classes, learned_front))}
 
 
 def run_speech(args) -> dict:
@@ -282,7 +318,7 @@ def run_speech(args) -> dict:
 
     mel_tr, mel_te = log_mel(cut_windows(tr)), log_mel(cut_windows(te))
     front = log_mel_macs(mel_te.shape[2])
-    clean = train_cnn(mel_tr, ytr, mel_te, yte, k1=5, s1=1, **fit)
+    clean = train_cnn(mel_tr, ytr, mel_te, yte, **fit)
     add("clean", "log-mel", clean, kbps=RATE * 16 / 1000, source_kbps=8000 * 16 / 1000,
         recognizer_macs=clean["macs"] + front, frontend_macs=front, decoder_macs=0)
     for m in args.speech_models:
@@ -292,12 +328,12 @@ def run_speech(args) -> dict:
         common = {"kbps": cte["kbps"], "bits_per_sample": cte["bits_per_sample"],
                   "encoder_macs": macs["encoder_macs"], "decoder_macs_avoided": 0}
         d = train_cnn(log_mel(cut_windows(tr, ctr["decoded"])), ytr,
-                      log_mel(cut_windows(te, cte["decoded"])), yte, k1=5, s1=1, **fit)
+                      log_mel(cut_windows(te, cte["decoded"])), yte, **fit)
         add("decoded", m, d, **common, recognizer_macs=d["macs"] + front, frontend_macs=front,
             decoder_macs=macs["decoder_macs"])
         lat = train_cnn(cut_windows(tr, codes=ctr["codes"], block=b).astype(np.float32), ytr,
                         cut_windows(te, codes=cte["codes"], block=b).astype(np.float32), yte,
-                        k1=10, s1=10, **fit)
+                        learned_front=True, **fit)
         add("latents", m, lat, **{**common, "decoder_macs_avoided": macs["decoder_macs"]},
             recognizer_macs=lat["macs"], frontend_macs=0, decoder_macs=0)
     return {"rows": rows, "voices": voices, "languages": langs, "example_seconds": WIN / RATE,
@@ -306,9 +342,10 @@ def run_speech(args) -> dict:
             "test": {"prompts": len(te), "windows": int(len(yte)),
                      "per_language": np.bincount(yte, minlength=len(langs)).tolist(),
                      "prompt_names": [p["name"] for p in te]},
-            "recognizer": f"1-D CNN conv(k1,s1)-ReLU-conv(5)-ReLU-[mean,max]-linear, width "
+            "recognizer": f"1-D CNN conv(5)-ReLU-conv(5)-ReLU-[mean,max]-linear, width "
                           f"{args.width}, Adam lr 3e-3, batch 64, {args.epochs} epochs, "
-                          f"{args.seeds} seeds; log-mel {MEL}",
+                          f"{args.seeds} seeds; on log-mel {MEL} (clean, decoded) or on a "
+                          f"learned log-energy front end {FRONT} (latents)",
             "wall_s": round(time.time() - t0, 1)}
 
 
