@@ -33,7 +33,9 @@ bundled ONNX graph) that the latent path does not run.
 
 Usage::
 
-    python -m benchmarks.latent_recognizers                       # full run (a few minutes)
+    python -m benchmarks.latent_recognizers                       # full run (speech 28 min, image
+                                                                  # 23 min wall on a loaded 2-core VM)
+    python -m benchmarks.latent_recognizers --tasks image         # one task; the JSON keeps the other
     python -m benchmarks.latent_recognizers --quick --out /tmp/l  # smoke run
 
 Writes ``latent_recognizers.json`` and ``latent_recognizers.png`` into ``--out``.
