@@ -57,10 +57,11 @@ def real_frame(modality: str, channels: int, block: list[int], folder: Path) -> 
         h, w = (img.shape[0] // block[0]) * block[0], (img.shape[1] // block[1]) * block[1]
         arr = img[None, :h, :w, :channels]
     elif modality == "audio":
-        a, _ = read_input(REPO / "encoder_runtime" / "samples" / "speech_16k.wav")
-        a = a if a.ndim == 1 else a[:, 0]
+        clip = "loop_amen_stereo_44k.wav" if channels == 2 else "speech_16k.wav"
+        a, _ = read_input(REPO / "encoder_runtime" / "samples" / clip)
+        a = a.reshape(len(a), -1)[:, :channels]
         n = (min(len(a), 48000) // block[0]) * block[0]
-        arr = a[None, :n, None]
+        arr = a[None, :n]
     else:
         try:
             from export.train import load_training_arrays

@@ -264,7 +264,7 @@ def load_code_file(path: Path, pixels_per_code: int, stacked: bool) -> "CodeSet"
 
 def bundled_code_sets(models: Sequence[str] | None = None) -> list[CodeSet]:
     """Real codes of the bundled models (``Encoder.codes``) on the bundled samples: the three
-    sample photos for image models, the speech and drum-loop clips for audio models, the 40
+    sample photos for image models, the speech and drum-loop clips for audio models (the stereo drum loop for stereo ones), the 40
     BasicMotions test recordings for IMU models (skipped when that data set is not cached).
     ``pixels_per_code`` is the model's input samples per code position (its transform block)."""
     from encoder_runtime.codec import Encoder
@@ -279,6 +279,7 @@ def bundled_code_sets(models: Sequence[str] | None = None) -> list[CodeSet]:
     for f in ("speech_16k.wav", "loop_amen_16k.wav"):
         x = read_input(samples / f)[0]
         inputs["audio"].append(np.ascontiguousarray(x if x.ndim == 1 else x[:, 0]))
+    inputs["audio-stereo"] = [read_input(samples / "loop_amen_stereo_44k.wav")[0]]
     try:
         from export.train import load_training_arrays
 
@@ -290,10 +291,11 @@ def bundled_code_sets(models: Sequence[str] | None = None) -> list[CodeSet]:
     for man in sorted((REPO / "encoder_runtime" / "models").glob("*/manifest.json")):
         name = man.parent.name
         m = json.loads(man.read_text())
-        if (models and name not in models) or m["modality"] not in inputs:
+        kind = "audio-stereo" if m["modality"] == "audio" and m["sample"]["channels"] == 2 else m["modality"]
+        if (models and name not in models) or kind not in inputs:
             continue
         enc = Encoder.load(name)
-        frames = [np.ascontiguousarray(enc.codes(x)[0]) for x in inputs[m["modality"]]]
+        frames = [np.ascontiguousarray(enc.codes(x)[0]) for x in inputs[kind]]
         sets.append(CodeSet(name, frames, int(np.prod(m["transform"]["block"]))))
     return sets
 

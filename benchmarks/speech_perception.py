@@ -104,9 +104,10 @@ def interp_log_rate(curve: list[tuple[float, float]], kbps: float) -> float | No
 
 
 def audio_models() -> list[str]:
-    """Names of every bundled model with modality audio."""
+    """Names of every bundled mono audio model (the stereo ones are not speech models)."""
     from encoder_runtime import list_models
-    return [m["name"] for m in list_models() if m["modality"] == "audio"]
+    return [m["name"] for m in list_models()
+            if m["modality"] == "audio" and m["sample"]["channels"] == 1]
 
 
 def conditions(models: list[str], quick: bool = False) -> list[tuple[str, str, Callable]]:

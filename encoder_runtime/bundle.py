@@ -22,7 +22,7 @@ from .container import parse_json_object
 from .errors import BundleError
 
 __all__ = ["MODELS_DIR", "NAME_PATTERN", "Bundle", "BundleError", "check_model_name",
-           "default_model", "list_model_names", "list_models", "load_bundle", "resolve",
+           "codes_channels", "default_model", "joint_channels", "list_model_names", "list_models", "load_bundle", "resolve",
            "sha256_file"]
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -250,15 +250,36 @@ def list_models() -> list[dict]:
     return [load_bundle(n, verify=False).summary() for n in list_model_names()]
 
 
-def default_model(modality: str) -> str:
-    """The bundled model a modality uses when none is named (flagged 'default' in its manifest)."""
+def codes_channels(manifest: dict, modality: str, channels: int | None = None) -> bool:
+    """Whether a model (its manifest) is one of ``modality``'s family for ``channels``: audio
+    models code ``channels`` channels jointly (None: 1, the mono models that code each channel of
+    a signal as a batch item); other modalities ignore ``channels``."""
+    if manifest["modality"] != modality:
+        return False
+    return modality != "audio" or int(manifest["sample"]["channels"]) == (channels or 1)
+
+
+def joint_channels(modality: str, channels: int) -> int | None:
+    """``channels`` when a bundled ``modality`` model codes that many channels jointly, else None
+    (e.g. stereo audio → 2 when a stereo model is bundled, else the mono models per channel)."""
+    if modality == "audio" and channels > 1 and any(
+            codes_channels(load_bundle(n, verify=False).manifest, modality, channels)
+            for n in list_model_names()):
+        return channels
+    return None
+
+
+def default_model(modality: str, channels: int | None = None) -> str:
+    """The bundled model a modality uses when none is named (flagged 'default' in its manifest);
+    for audio, among the models coding ``channels`` channels jointly (None: the mono models)."""
     best = None
     for n in list_model_names():
         m = load_bundle(n, verify=False).manifest
-        if m["modality"] == modality:
+        if codes_channels(m, modality, channels):
             if m.get("default"):
                 return n
             best = best or n
     if best is None:
-        raise BundleError(f"no bundled model for modality {modality!r}; pass --model")
+        what = f"{channels}-channel {modality}" if channels and channels > 1 else repr(modality)
+        raise BundleError(f"no bundled model for modality {what}; pass --model")
     return best

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, container
-from .bundle import default_model, list_models, load_bundle
+from .bundle import default_model, joint_channels, list_models, load_bundle
 from .codec import Decoder, Encoder
 from .errors import BundleError, MalformedInputError
 from .frame import FrameError, parse_frame
@@ -72,7 +72,8 @@ def _choose_model(path: Path, args, array: np.ndarray, warnings: list[str],
             raise BundleError("--model: give either --model or -q/--bpp, not both")
         return args.model
     kind = _modality_for(path, array, getattr(args, "modality", None), warnings, meta)
-    return resolve_knob(kind, quality, bpp) or default_model(kind)
+    channels = joint_channels(kind, array.shape[1] if array.ndim == 2 else 1)
+    return resolve_knob(kind, quality, bpp, channels) or default_model(kind, channels)
 
 
 def _fit_audio(path: Path, array: np.ndarray, meta: dict, enc: Encoder,
@@ -250,12 +251,17 @@ def cmd_info(args) -> int:
 
 def cmd_models(args) -> int:
     models = list_models()
-    defaults = {kind: default_model(kind) for kind in {m["modality"] for m in models}}
-    rungs = {kind: [n for n, _ in ladder(kind)] for kind in defaults}
+
+    def family(m: dict) -> tuple[str, int | None]:  # audio: one ladder per joint channel count
+        ch = int(m["sample"]["channels"])
+        return m["modality"], (ch if m["modality"] == "audio" and ch > 1 else None)
+
+    defaults = {f: default_model(*f) for f in {family(m) for m in models}}
+    rungs = {f: [n for n, _ in ladder(*f)] for f in defaults}
     for m in models:
-        m["default"] = defaults[m["modality"]] == m["name"]
-        m["quality"] = (rungs[m["modality"]].index(m["name"]) + 1
-                        if m["name"] in rungs[m["modality"]] else None)
+        f = family(m)
+        m["default"] = defaults[f] == m["name"]
+        m["quality"] = rungs[f].index(m["name"]) + 1 if m["name"] in rungs[f] else None
         m["measured_rate"] = measured_rate(load_bundle(m["name"], verify=False).manifest)
     if args.json:
         print(json.dumps(models, indent=1))
@@ -269,7 +275,8 @@ def cmd_models(args) -> int:
         print(f"{'*' if m['default'] else ' '} {m['name']:<16}{m['modality']:<11}"
               f"{m['quality'] or '':>3}{m['latent_channels']:>7}"
               f"{m['macs_per_sample'] or 0:>9.1f}{rate:>8.3f}{q:>10.2f}{m['bytes'] / 1e6:>9.2f}M")
-    print("\nlegend: * = default model of its modality (used without --model, -q or --bpp)\n"
+    print("\nlegend: * = default model of its modality (used without --model, -q or --bpp; audio:"
+          "\n          one per jointly coded channel count, picked by the input's channels)\n"
           "        rate = measured on held-out data: bits per pixel (image), per sample (audio,"
           " timeseries)\n"
           "        encode -q N picks rung N (-q column) of the input's modality, 1 = lowest rate;"

@@ -545,12 +545,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cache = fetch(args.cache, write_manifest=args.write_manifest, force=args.force)
         fetch_speech(args.cache)
+        from .stereo_data import SUB as STEREO, fetch_stereo, manifest_files as stereo_files
+        fetch_stereo(args.cache)
     except DataError as exc:
         print(f"sensor-data: error: {exc}", file=sys.stderr)
         return 2
     if args.write_manifest:
         manifest = json.loads(MANIFEST.read_text())
         manifest["speech"] = speech_manifest(args.cache)
+        manifest[STEREO] = stereo_files(args.cache)
         MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"{cache}: {len(image_paths('train', cache))} train / {len(image_paths('test', cache))} "
           f"test photos, {len(audio_paths('train', cache))} train / "

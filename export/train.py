@@ -51,9 +51,17 @@ PRESETS: dict[str, dict] = {
                    sample_center=128.0),
     "volume16": dict(modality="volume16", dims=3, in_channels=1, levels=2, sample_dtype="uint16",
                      sample_center=2048.0, extra={"sample_bits": 12}),
+    # stereo 44.1 kHz coded jointly: one projection mixes both channels (export/stereo_data.py)
+    "audio-stereo": dict(modality="audio", dims=1, in_channels=2, levels=4, sample_dtype="int16",
+                         sample_center=0.0),
+    # the per-channel baseline: the same stereo data, each channel a mono signal
+    "audio44k": dict(modality="audio", dims=1, in_channels=1, levels=4, sample_dtype="int16",
+                     sample_center=0.0),
 }
 #: modality → volume_data kind
 VOLUME_KINDS = {"volume": "u8", "volume16": "u12"}
+#: sample rate recorded in the bundle's sample_info (audio presets not listed: 16 kHz)
+PRESET_RATES = {"audio-stereo": 44100, "audio44k": 44100}
 
 
 # --crop when not given: a few decoder receptive fields for photos, 0.26 s of 16 kHz audio,
@@ -61,7 +69,7 @@ VOLUME_KINDS = {"volume": "u8", "volume16": "u12"}
 # frames×rows×columns for video (a 128³ cube would not fit the shortest clips' frame size), 24³
 # voxels of an MRI volume and 16³ of the 12-bit ones (the 24-slice training volumes).
 DEFAULT_CROP = {"image": 128, "audio": 4096, "timeseries": 96, "video": 32, "volume": 24,
-                "volume16": 16}
+                "volume16": 16, "audio-stereo": 4096, "audio44k": 4096}
 
 
 def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray]:
@@ -75,6 +83,10 @@ def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray
     if modality in VOLUME_KINDS:
         from .volume_data import volume_arrays
         return volume_arrays(VOLUME_KINDS[modality], split)
+    if modality in ("audio-stereo", "audio44k"):
+        from .stereo_data import stereo_arrays
+        stereo = stereo_arrays(split)
+        return stereo if modality == "audio-stereo" else [a[i:i + 1] for a in stereo for i in (0, 1)]
     datasets.fetch()
     if modality == "image":
         from PIL import Image
@@ -407,7 +419,7 @@ class Progress:
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.loss in AUDIO_LOSSES and args.modality != "audio":
+    if args.loss in AUDIO_LOSSES and PRESETS[args.modality]["modality"] != "audio":
         ap.error(f"--loss {args.loss} is for audio (16 kHz spectra); use --loss mse for "
                  f"--modality {args.modality}")
     if args.loss in IMAGE_LOSSES and args.modality != "image":
@@ -552,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     op = {k: round(v, 4) for k, v in metrics.items() if k in ("bpp", "psnr_db", "snr_db_mean",
                                                               "bits_per_sample")}
-    sample_info = {"rate_hz": 16000} if cfg.modality == "audio" else {}
+    sample_info = {"rate_hz": PRESET_RATES.get(args.modality, 16000)} if cfg.modality == "audio" else {}
     if cfg.modality == "timeseries":
         sample_info = {"rate_hz": datasets.IMU_RATE_HZ, "scale": datasets.IMU_SCALE}
     print(f"{name}: exporting the bundle (ONNX encoder fp32 + int8, decoder) to {out_dir / 'bundle'} ...",

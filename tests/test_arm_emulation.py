@@ -66,15 +66,21 @@ def _real_frames(manifest: dict) -> np.ndarray | list[np.ndarray]:
 
 def _audio_excerpts(manifest: dict) -> list[np.ndarray]:
     """Mono int16 excerpts of the bundled clips: 1 s of speech, odd lengths (4001 samples, the
-    whole 28053-sample drum loop, one block + 1), and a drum-loop part of 8191 samples."""
+    whole 28053-sample drum loop, one block + 1), and a drum-loop part of 8191 samples; for a
+    stereo model, (T, 2) excerpts of the bundled stereo loop (odd lengths and the whole clip)."""
     from encoder_runtime.media import read_input
 
     samples = PROJECT_ROOT / "encoder_runtime" / "samples"
+    block = int(manifest["transform"]["block"][0])
+    if int(manifest["sample"]["channels"]) == 2:  # joint stereo: the bundled stereo drum loop
+        st = read_input(samples / "loop_amen_stereo_44k.wav")[0]
+        assert st.dtype == np.int16 and st.shape[1] == 2
+        parts = [st[:20_000], st[31_111:35_112], st[-(block + 1):], st]
+        return [np.ascontiguousarray(p) for p in parts]
     speech = read_input(samples / "speech_16k.wav")[0]
     loop = read_input(samples / "loop_amen_16k.wav")[0]
     speech, loop = (a if a.ndim == 1 else a[:, 0] for a in (speech, loop))
     assert speech.dtype == loop.dtype == np.int16
-    block = int(manifest["transform"]["block"][0])
     parts = [speech[24_000:40_000], speech[61_111:65_112], loop, loop[3_000:11_191],
              speech[100_003:100_004 + block]]
     assert {len(p) % block for p in parts} != {0} and all(len(p) >= block for p in parts)

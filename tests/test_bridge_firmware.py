@@ -151,13 +151,19 @@ QEMU_M4 = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "non
            "-semihosting-config", "enable=on,target=native", "-icount", "shift=3"]
 
 
-def _real_input(kind: str) -> np.ndarray:
+def _real_input(kind: str, channels: int = 1) -> np.ndarray:
     """A textured 64x64 RGB tile of Kite.png (rows 192:256, cols 0:64; uint8 HWC) or 8192 samples (0.51 s from t = 1 s) of speech_16k.wav
-    (int16 (T, 1))."""
+    (int16 (T, 1)); stereo: 8192 samples (from t = 0.2 s) of loop_amen_stereo_44k.wav (int16 (T, 2))."""
     if kind == "video":  # one group of 4 frames, 64x64, of the bundled held-out clip
         from encoder_runtime.video_io import read_y4m
         clip = read_y4m((SAMPLES / "city_8f.y4m").read_bytes())[0]
         return np.ascontiguousarray(clip[2:6, 32:96, 0:64])
+    if kind == "audio" and channels == 2:
+        import wave
+        with wave.open(str(SAMPLES / "loop_amen_stereo_44k.wav")) as w:
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 44100)
+            pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+        return np.ascontiguousarray(pcm[8820:8820 + 8192].astype(np.int16))
     if kind == "image":
         Image = pytest.importorskip("PIL.Image")
         im = np.asarray(Image.open(SAMPLES / "Kite.png").convert("RGB"))
@@ -177,7 +183,7 @@ def _input_header(x: np.ndarray) -> str:
 
 
 def _m4_real_bundles() -> list[tuple[str, str]]:
-    """Every bundled audio model (the whole 16 kHz ladder) and the default RGB model."""
+    """Every bundled audio model (the 16 kHz ladder, the stereo models) and the default RGB model."""
     audio = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")
                    if json.loads(p.read_text()).get("modality") == "audio")
     video = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")
@@ -193,7 +199,7 @@ def test_cortex_m4_under_qemu_equals_onnxruntime_on_real_bundle(name, kind, tmp_
     bundle = MODELS / name
     if not (bundle / "encoder_int.npz").exists():
         pytest.skip(f"no bundle {name}")
-    x = _real_input(kind)
+    x = _real_input(kind, int(json.loads((bundle / "manifest.json").read_text())["sample"]["channels"]))
     # the C image: header generated from the real bundle + the real data embedded in flash
     gen_header.write_header(bundle, tmp_path / "bundle.h", prefix="bundle")
     # a 3-D (video) bundle runs on the 2-D kernel with time folded into channels (gen_header)

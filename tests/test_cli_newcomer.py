@@ -207,8 +207,10 @@ def test_models_marks_the_default_and_rungs():
     p = codec("models")
     assert p.returncode == 0, p.stderr.decode()
     starred = [line.split()[1] for line in p.stdout.decode().splitlines() if line.startswith("*")]
-    kinds = {load_bundle(n, verify=False).modality for n in list_model_names()}
-    assert sorted(starred) == sorted(default_model(k) for k in kinds)
+    bundles = [load_bundle(n, verify=False) for n in list_model_names()]
+    families = {(b.modality, b.channels if b.modality == "audio" and b.channels > 1 else None)
+                for b in bundles}  # audio: one default per jointly coded channel count
+    assert sorted(starred) == sorted(default_model(*f) for f in families)
     rows = json.loads(codec("models", "--json").stdout)
     ladder = [r["name"] for r in sorted((r for r in rows if r["modality"] == "image"),
                                         key=lambda r: r["quality"])]

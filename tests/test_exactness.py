@@ -152,27 +152,36 @@ def held_out_photos() -> list[np.ndarray]:
     return [read_input(p)[0] for p in paths]
 
 
-def held_out_clips(limit: int = 60) -> list[np.ndarray]:
-    """Bundled sample clips plus cached held-out speech/wideband clips; int16 mono."""
+def held_out_clips(limit: int = 60, channels: int = 1) -> list[np.ndarray]:
+    """Bundled sample clips plus cached held-out clips, int16: mono (the first channel of each
+    file; speech/wideband test split) or ``channels``-channel (the files that have that many:
+    the bundled stereo sample and the cached stereo 44.1 kHz test split)."""
     paths = sorted(SAMPLES.glob("*.wav"))
     try:
         from export.data import DEFAULT_CACHE, audio_paths
-        if (DEFAULT_CACHE / ".derived").exists():
+        if channels == 1 and (DEFAULT_CACHE / ".derived").exists():
             extra = [p for p in audio_paths("test") if p.suffix == ".wav"]
             wide = [p for p in extra if "wideband" in p.name]
             speech = [p for p in extra if "wideband" not in p.name]
             paths += wide + speech[: max(0, limit - len(wide))]
+        if channels == 2:
+            from export.stereo_data import SUB
+            paths += sorted((DEFAULT_CACHE / SUB / "test").glob("*.wav"))
     except ImportError:
         pass
     out = []
     for p in paths:
         a, _ = read_input(p)
-        out.append(a if a.ndim == 1 else a[:, 0])
+        a = a.reshape(len(a), -1)
+        if channels == 1:
+            out.append(a[:, 0])
+        elif a.shape[1] == channels:
+            out.append(a)
     return out
 
 
 PHOTOS = held_out_photos() if IMAGE_MODELS else []
-CLIPS = held_out_clips() if AUDIO_MODELS else []
+CLIPS = {c: held_out_clips(channels=c) for c in {BUNDLES[n].channels for n in AUDIO_MODELS}}
 
 
 def _batches_by_shape(frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -247,13 +256,15 @@ def test_audio_codes_bit_exact_everywhere(name):
     tenc = torch_encoder_from_bundle(name)
     stats: dict = {}
     blocks = frames = 0
-    assert len(CLIPS) >= 2
+    clips = CLIPS[b.channels]
+    assert len(clips) >= (2 if b.channels == 1 else 1)
     rng = np.random.default_rng(99)
-    for k, clip in enumerate(CLIPS):
-        for part in (clip, clip[int(rng.integers(0, len(clip) // 2)):][: int(rng.integers(16, 4001))]):
+    for k, clip in enumerate(clips):
+        for part in (clip, *(clip[int(rng.integers(0, len(clip) // 2)):][: int(rng.integers(16, 4001))]
+                             for _ in range(1 if b.channels == 1 else 4))):
             if len(part) < b.block[0]:
                 continue
-            padded = edge_pad(part[None, :, None], b.block)
+            padded = edge_pad(part.reshape(1, len(part), -1), b.block)
             want = reference_codes(padded, arrays, b.block, cmax, stats)
             assert_graphs(fp32, int8, tenc, padded, want)
             for v, enc in encs.items():
@@ -261,11 +272,11 @@ def test_audio_codes_bit_exact_everywhere(name):
             blocks += want[:, 0].size
             frames += 1
     # float input in [-1, 1] is quantized to int16 by the runtime, then the same codes
-    clip = CLIPS[0]
+    clip = clips[0]
     assert_same("Encoder.codes on float input", encs["fp32"].codes(clip / 32767.0),
                 encs["int8"].codes(clip))
     assert stats["max_abs_acc"] < ACC_LIMIT
-    assert blocks >= 10_000
+    assert blocks >= (10_000 if b.channels == 1 else 4_000)  # stereo: one bundled 1.8 s clip
     print(f"{name}: {frames} frames, {blocks} blocks, {blocks * b.latent_channels} codes, "
           f"{stats['ties']} exact .5 ties, {stats['clipped']} clipped, max|acc| {stats['max_abs_acc']}")
 

@@ -99,6 +99,9 @@ def frame_payloads(draw, model: str) -> bytes:
     if b.modality == "image":
         shape = [draw(st.integers(8, 40)), draw(st.integers(8, 40))] + draw(st.sampled_from([[], [3]]))
         dtype, n = "uint8", 1
+    elif b.modality == "audio" and b.channels > 1:  # a joint multichannel model: one batch item
+        shape = [draw(st.integers(16, 400)), b.channels]
+        dtype, n = draw(st.sampled_from(["int16", "float32"])), 1
     elif b.modality == "audio":
         shape = [draw(st.integers(16, 400))] + draw(st.sampled_from([[], [1], [2]]))
         dtype, n = draw(st.sampled_from(["int16", "float32"])), (shape[1] if len(shape) > 1 else 1)

@@ -236,8 +236,8 @@ def test_fuzz_decoder_subprocess(real_codes, tmp_path):
 
 
 def _codes_of_every_bundled_model() -> dict[str, np.ndarray]:
-    """One real frame's codes per bundled model: a sample photo, a speech excerpt, or a
-    BasicMotions test recording (IMU models, only where that data set is cached)."""
+    """One real frame's codes per bundled model: a sample photo, a speech excerpt (a stereo drum
+    loop excerpt for stereo models), or a BasicMotions test recording (IMU models, only where that data set is cached)."""
     from encoder_runtime.codec import Encoder
     from encoder_runtime.media import read_input
 
@@ -245,6 +245,7 @@ def _codes_of_every_bundled_model() -> dict[str, np.ndarray]:
     photo = read_input(SAMPLES / "Kite.png")[0]
     speech = read_input(SAMPLES / "speech_16k.wav")[0]
     speech = np.ascontiguousarray((speech if speech.ndim == 1 else speech[:, 0])[30_000:62_001])
+    stereo = np.ascontiguousarray(read_input(SAMPLES / "loop_amen_stereo_44k.wav")[0][:32_001])
     try:
         from export.train import load_training_arrays
 
@@ -253,8 +254,9 @@ def _codes_of_every_bundled_model() -> dict[str, np.ndarray]:
         imu = None
     out = {}
     for man in sorted(models.glob("*/manifest.json")):
-        modality = json.loads(man.read_text())["modality"]
-        x = {"image": photo, "audio": speech, "timeseries": imu}[modality]
+        m = json.loads(man.read_text())
+        x = {"image": photo, "audio": speech if m["sample"]["channels"] == 1 else stereo,
+             "timeseries": imu}[m["modality"]]
         if x is not None:
             out[man.parent.name] = np.ascontiguousarray(Encoder.load(man.parent.name).codes(x)[0])
     return out

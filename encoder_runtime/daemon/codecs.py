@@ -86,10 +86,14 @@ class RawDecoder:
         return np.frombuffer(data, dtype).reshape(shape)
 
 
-def resolve_model(model: str, modality: str | None) -> str:
+def resolve_model(model: str, modality: str | None, channels: int = 1) -> str:
     """``""``/``"default"`` → the bundled default model for the source's modality;
     ``"quality:N"`` / ``"bpp:X"`` → that rung of the modality's quality ladder (the bundled models
-    ordered by measured rate, as ``sensor-codec encode -q N`` / ``--bpp X``)."""
+    ordered by measured rate, as ``sensor-codec encode -q N`` / ``--bpp X``). Audio of
+    ``channels`` > 1 picks among the models coding that many channels jointly when one is
+    bundled (else the mono models, each channel a batch item)."""
+    from encoder_runtime.bundle import joint_channels
+    joint = joint_channels(modality, channels) if modality else None
     knob, sep, value = model.partition(":")
     if sep and knob in ("quality", "bpp"):
         if modality is None:
@@ -97,8 +101,8 @@ def resolve_model(model: str, modality: str | None) -> str:
                              "name a model")
         from encoder_runtime.ladder import model_for_quality, model_for_rate
         try:
-            return (model_for_quality(modality, int(value)) if knob == "quality"
-                    else model_for_rate(modality, float(value)))
+            return (model_for_quality(modality, int(value), joint) if knob == "quality"
+                    else model_for_rate(modality, float(value), joint))
         except ValueError as exc:  # BundleError is a ValueError too
             raise ValueError(f"model {model!r}: expected quality:N (an integer) or bpp:X (a "
                              f"number): {str(exc).splitlines()[0]}") from None
@@ -108,7 +112,7 @@ def resolve_model(model: str, modality: str | None) -> str:
         raise ValueError("this source has no default model; name one with --model (or --model raw)")
     from encoder_runtime.bundle import default_model
 
-    name = default_model(modality)
+    name = default_model(modality, joint)
     if not name:
         raise ValueError(f"no bundled {modality} model; name one with --model (or --model raw)")
     return name
@@ -127,8 +131,10 @@ def encoder_variant(bundle, requested: str = "") -> str:
     return str(target.get("default_variant") or "fp32")
 
 
-def load_encoder(model: str, threads: int = 1, modality: str | None = "image", variant: str = "") -> Any:
-    """Load the encoder named by ``--model`` (``default``, a bundle name/directory, or ``raw``).
+def load_encoder(model: str, threads: int = 1, modality: str | None = "image", variant: str = "",
+                 channels: int = 1) -> Any:
+    """Load the encoder named by ``--model`` (``default``, a bundle name/directory, or ``raw``);
+    ``channels``: the source's channel count (see :func:`resolve_model`).
 
     ``default`` is the bundled default model for the source's modality; the learned
     :class:`encoder_runtime.Encoder` is the normal path, ``raw`` only a debugging pass-through.
@@ -138,7 +144,7 @@ def load_encoder(model: str, threads: int = 1, modality: str | None = "image", v
     from encoder_runtime import Encoder  # the learned codec (onnxruntime)
     from encoder_runtime.bundle import load_bundle
 
-    name = resolve_model(model, modality)
+    name = resolve_model(model, modality, channels)
     bundle = load_bundle(name, verify=False)  # Encoder.load verifies every file's sha256
     if modality and bundle.modality != modality:
         raise ValueError(f"model {bundle.name!r} is a {bundle.modality} model but the source gives "

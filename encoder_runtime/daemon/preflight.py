@@ -51,7 +51,8 @@ def load_fitting_encoder(cfg: EncodeConfig, source: Source) -> Any:
     from .codecs import load_encoder
 
     try:
-        encoder = load_encoder(cfg.model, cfg.threads, source.modality, cfg.variant)
+        encoder = load_encoder(cfg.model, cfg.threads, source.modality, cfg.variant,
+                               channels=source.channels)
     except (FileNotFoundError, KeyError, ValueError, ImportError) as exc:  # BundleError is a ValueError
         raise ConfigError(f"model {cfg.model!r}: {exc}") from None
     check_fit(cfg, source, encoder)

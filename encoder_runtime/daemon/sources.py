@@ -56,6 +56,7 @@ class Source:
     policy = "block"
     name = "source"
     modality = "image"   # which kind of bundled model fits by default ("image", "audio", None)
+    channels = 1         # audio: channels per frame (a stereo source picks a joint stereo model)
 
     def __iter__(self) -> Iterator[SourceItem]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -254,6 +255,15 @@ def read_frames_from_file(path: Path, chunk: int = 4096, volume: bool = False
         raise _unsupported(path)
 
 
+def _audio_channels(path: Path) -> int:
+    """The channel count of an audio file (1 when soundfile cannot tell; reading fails later)."""
+    try:
+        import soundfile
+        return int(soundfile.info(str(path)).channels)
+    except Exception:  # missing soundfile or an unreadable file: reported when frames are read
+        return 1
+
+
 class FileSource(Source):
     """Frames from one file or every supported file in a folder."""
 
@@ -294,6 +304,7 @@ class FileSource(Source):
             self.modality = "volume16" if first.dtype == np.uint16 else "volume"
         elif _ext(self.files[0]) in AUDIO_EXT:
             self.modality = "audio"
+            self.channels = _audio_channels(self.files[0])
         elif _ext(self.files[0]) == ".npy":
             self.modality = None
 
