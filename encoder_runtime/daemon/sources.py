@@ -255,15 +255,6 @@ def read_frames_from_file(path: Path, chunk: int = 4096, volume: bool = False
         raise _unsupported(path)
 
 
-def _audio_channels(path: Path) -> int:
-    """The channel count of an audio file (1 when soundfile cannot tell; reading fails later)."""
-    try:
-        import soundfile
-        return int(soundfile.info(str(path)).channels)
-    except Exception:  # missing soundfile or an unreadable file: reported when frames are read
-        return 1
-
-
 class FileSource(Source):
     """Frames from one file or every supported file in a folder."""
 
@@ -304,7 +295,7 @@ class FileSource(Source):
             self.modality = "volume16" if first.dtype == np.uint16 else "volume"
         elif _ext(self.files[0]) in AUDIO_EXT:
             self.modality = "audio"
-            self.channels = _audio_channels(self.files[0])
+            self.channels = file_frame_spec(self.files[0], chunk)[0][1]
         elif _ext(self.files[0]) == ".npy":
             self.modality = None
 
