@@ -277,7 +277,8 @@ def cmd_models(args) -> int:
               f"{m['macs_per_sample'] or 0:>9.1f}{rate:>8.3f}{q:>10.2f}{m['bytes'] / 1e6:>9.2f}M")
     print("\nlegend: * = default model of its modality (used without --model, -q or --bpp; audio:"
           "\n          one per jointly coded channel count, picked by the input's channels)\n"
-          "        rate = measured on held-out data: bits per pixel (image), per sample (audio,"
+          "        rate = measured on held-out data: bits per pixel (image), per sample (audio; stereo:"
+          " per sample pair;"
           " timeseries)\n"
           "        encode -q N picks rung N (-q column) of the input's modality, 1 = lowest rate;"
           "\n        encode --bpp X picks the model whose measured rate is closest to X")
