@@ -142,6 +142,7 @@ def run(clips: list[np.ndarray]) -> dict:
 
 def plot(res: dict, out: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -155,6 +156,9 @@ def plot(res: dict, out: Path) -> None:
     ax.text(res["flac_kbps"], ax.get_ylim()[0], " FLAC (lossless)", rotation=90, va="bottom",
             fontsize=8, color="grey")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([25, 50, 100, 200, 500])
     ax.set_xlabel("kbit/s (stereo, 44.1 kHz)")
     ax.set_ylabel("SNR (dB, mean over clips)")
     ax.set_title(f"held-out stereo clips ({res['clips']} files, {res['duration_s']:.1f} s)")

@@ -104,3 +104,15 @@ def test_daemon_dir_source_of_stereo_files_uses_the_stereo_model(tmp_path):
             assert (w.getnchannels(), w.getframerate()) == (2, 44100)
     finally:
         r.stop()
+
+
+def test_benchmark_runs_on_the_bundled_clip():
+    from benchmarks import multichannel_audio as bench
+    x = read_input(CLIP)[0]
+    res = bench.run([x])
+    assert [r["model"] for r in res["joint"]] == STEREO
+    assert len(res["per_channel"]) >= 2                        # benchmarks/baselines/audio44k-*
+    for r in res["joint"] + res["per_channel"]:
+        assert 10 < r["kbps"] < res["pcm_kbps"] / 3 and r["kbps_file"] > r["kbps"] and r["snr_db"] > 10
+    assert 0 < res["flac_kbps"] < res["pcm_kbps"]
+    assert np.isfinite(res["bd_rate_percent"]["joint_vs_per_channel"])
