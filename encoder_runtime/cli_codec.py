@@ -111,7 +111,7 @@ def _rate_stats(array: np.ndarray, nbytes: int, modality: str) -> dict:
 def _quality(ref: np.ndarray, out: np.ndarray, modality: str) -> dict:
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
     mse = float(((ref64 - out64) ** 2).mean())
-    if modality == "image":
+    if modality in ("image", "video"):
         return {"psnr_db": round(psnr_db(mse), 3)}
     if modality in ("volume", "volume16"):  # PSNR on the data's bit depth (8 or 12)
         return {"psnr_db": round(psnr_db(mse, 255.0 if ref.dtype == np.uint8 else 4095.0), 3)}
@@ -287,7 +287,7 @@ def cmd_models(args) -> int:
 
 def cmd_roundtrip(args) -> int:
     """Encode + decode real sample files and print size, rate and quality (the README demo)."""
-    inputs = args.inputs or (sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix in (".png", ".wav"))
+    inputs = args.inputs or (sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix in (".png", ".wav", ".y4m"))
                              if SAMPLES_DIR.is_dir() else [])
     if not inputs:
         raise FileNotFoundError("no input files given and no bundled samples found")

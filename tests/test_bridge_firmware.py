@@ -112,8 +112,8 @@ def test_c_kernel_equals_onnxruntime_on_bundle(bundle, tmp_path):
     if not (bundle / "encoder.onnx").exists():
         pytest.skip(f"{bundle} has no encoder.onnx")
     model = reference.load_model(bundle / "encoder_int.npz", bundle / "manifest.json")
-    if model["weight"].ndim - 2 not in (1, 2):
-        pytest.skip("the C kernel covers 1-D and 2-D bundles")
+    if model["weight"].ndim - 2 not in (1, 2, 3):
+        pytest.skip("the C kernel covers 1-D, 2-D and (folded) 3-D bundles")
     hdr = tmp_path / "bundle.h"
     gen_header.write_header(bundle, hdr, prefix="bundle")
     exe = tmp_path / "sc_encode"
@@ -121,7 +121,15 @@ def test_c_kernel_equals_onnxruntime_on_bundle(bundle, tmp_path):
                     "-o", str(exe), str(FW / "tools/sc_encode.c"), *(str(p) for p in sorted((FW / "src").glob("*.c")))],
                    check=True, timeout=60)
     w = model["weight"]
-    if w.ndim == 4:  # image: a real photo
+    x_in = None
+    if w.ndim == 5:  # video: a real frame group; the C kernel sees time folded into channels
+        from encoder_runtime.video_io import read_y4m
+        b = w.shape[2:]
+        x_in = read_y4m((MODELS.parent / "samples" / "city_8f.y4m").read_bytes())[0][
+            : b[0], : 96 // b[1] * b[1], : 128 // b[2] * b[2]]
+        x = gen_header.frames_to_channels(x_in)
+        args = [str(x.shape[0]), str(x.shape[1])]
+    elif w.ndim == 4:  # image: a real photo
         skimage = pytest.importorskip("skimage.data")
         b = w.shape[2:]
         x = skimage.astronaut()[:128 // b[0] * b[0], :192 // b[1] * b[1], : w.shape[1]]
@@ -136,9 +144,12 @@ def test_c_kernel_equals_onnxruntime_on_bundle(bundle, tmp_path):
                             np.int8)
     sess = ort.InferenceSession(str(bundle / "encoder.onnx"), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
-    feed = x[None].astype(np.float32 if "float" in inp.type else x.dtype)
+    x_in = x if x_in is None else np.ascontiguousarray(x_in)
+    feed = x_in[None].astype(np.float32 if "float" in inp.type else x.dtype)
     ort_codes = np.asarray(sess.run(None, {inp.name: feed})[0])[0]
-    ref = reference.encode(x, model["weight"], model["bias"], model["shift"], model["code_max"])
+    ref = reference.encode(x_in, model["weight"], model["bias"], model["shift"], model["code_max"])
+    if w.ndim == 5:
+        ort_codes, ref = ort_codes[:, 0], ref[:, 0]   # one temporal block
     if ort_codes.shape != ref.shape and ort_codes.ndim == ref.ndim:  # channel-last output
         ort_codes = np.moveaxis(ort_codes, -1, 0)
     assert np.array_equal(ort_codes.astype(np.int64), ref.astype(np.int64)), "ONNX Runtime != numpy reference"

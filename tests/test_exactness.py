@@ -13,7 +13,9 @@ Paths compared, for each bundled model (generic over ``list_model_names()``):
 Data: the bundled held-out sample photos and clips (``encoder_runtime/samples``) plus the held-out
 test split of ``sensor-data fetch`` when it is cached: whole 768×512 photos as batched frames
 (every 8×8 tile of them) and hundreds of random crops of odd sizes; whole speech/wideband clips
-and random excerpts for audio models. ``sensor-export --checkpoint`` is tested at the end.
+and random excerpts for audio models; for video models the bundled held-out clip
+(``city_8f.y4m``) and, when cached, three 16-frame groups of the held-out clips, each with random
+frame-range crops. ``sensor-export --checkpoint`` is tested at the end.
 """
 
 from __future__ import annotations
