@@ -16,13 +16,13 @@ initialised on. Derived files are checked against ``data/manifest.json`` ("video
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from encoder_runtime import video_io
 from encoder_runtime.bundle import sha256_file
 
 from .data import DEFAULT_CACHE, MANIFEST, DataError, cache_dir, download_deb
@@ -52,12 +52,11 @@ VIDEO_SPLITS = ("train", "test")
 
 
 def ffmpeg_path() -> str:
-    """The ``ffmpeg`` executable, or DataError saying how to install it."""
-    exe = shutil.which("ffmpeg")
-    if not exe:
-        raise DataError("video needs ffmpeg (Debian: apt-get install ffmpeg; see "
-                        "scripts/apt/video.txt)")
-    return exe
+    """The ``ffmpeg`` executable (encoder_runtime.video_io.ffmpeg), or DataError."""
+    try:
+        return video_io.ffmpeg()
+    except video_io.VideoError as exc:
+        raise DataError(f"{exc} (scripts/apt/video.txt)") from None
 
 
 def decode_video(source: Path | str, frames: int = 0, scale: int = 1) -> np.ndarray:
