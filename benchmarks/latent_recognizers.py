@@ -5,12 +5,13 @@ Two tasks, each held out by recording (no recognizer sees a test recording in tr
 was trained on any of these recordings; es-MX is read by the speaker of the English prompts the
 audio codecs were trained on):
 
-* **Speech: spoken-language identification, 4 voices** (Debian ``asterisk-core-sounds-{es,fr,it,ru}-wav``
-  1.6.1-1, CC-BY-SA-3.0; IVR prompts, one professional voice per language: es-MX Allison, fr-CA June,
-  it-IT Carlo, ru-RU; 8 kHz PCM16, resampled to 16 kHz). A prompt goes to ``test`` when the sha256
-  of its path inside the voice folder is 0 mod 4 (the same prompt name lands in the same split in
-  every language), else ``train``. Examples are 1 s windows (hop 0.5 s) whose RMS is at least 10 %
-  of the prompt's loudest window (the ``silence/`` folder is left out), capped per language (random prompts, fixed seed). Every prompt
+* **Speech: spoken-language identification, 4 voices** (Debian
+  ``asterisk-core-sounds-{es,fr,it,ru}-wav`` 1.6.1-1, CC-BY-SA-3.0; IVR prompts, one professional
+  voice per language: es-MX Allison, fr-CA June, it-IT Carlo, ru-RU; 8 kHz PCM16, resampled to
+  16 kHz). A prompt goes to ``test`` when the sha256 of its path inside the voice folder is 0 mod 4
+  (the same prompt name lands in the same split in every language), else ``train``. Examples are
+  1 s windows (hop 0.5 s) whose RMS is at least 10 % of the prompt's loudest window (the
+  ``silence/`` folder is left out), capped per language (random prompts, fixed seed). Every prompt
   is encoded whole as one frame of a stream by each bundled 16 kHz audio model; the codes are read
   back from the stream with ``Decoder.frame_codes`` (lossless decoding only) and the decoded
   waveform with ``Decoder.decode_frame``. Recognizer: one small 1-D CNN
@@ -27,15 +28,15 @@ audio codecs were trained on):
 
 Every recognizer is trained on the *train* split of the representation it is tested on (matched),
 seeds fixed; accuracy is mean +- std over ``--seeds`` seeds (speech) or one seed (image). MACs per
-example: the recognizer's, front end included (the log-mel one as an estimate: 2 N log2 N per real FFT frame plus
-the window, the power and the mel filters' non-zero taps), and the decoder's (counted from the
-bundled ONNX graph) that the latent path does not run.
+example: the recognizer's, front end included (the log-mel one as an estimate: 2 N log2 N per
+real FFT frame plus the window, the power and the mel filters' non-zero taps), and the decoder's
+(counted from the bundled ONNX graph) that the latent path does not run.
 
 Usage::
 
-    python -m benchmarks.latent_recognizers                       # full run (speech 28 min, image
-                                                                  # 23 min wall on a loaded 2-core VM)
-    python -m benchmarks.latent_recognizers --tasks image         # one task; the JSON keeps the other
+    python -m benchmarks.latent_recognizers               # full run (speech 28 min, image 23 min
+                                                          # wall on a loaded 2-core VM)
+    python -m benchmarks.latent_recognizers --tasks image # one task; the JSON keeps the other
     python -m benchmarks.latent_recognizers --quick --out /tmp/l  # smoke run
 
 Writes ``latent_recognizers.json`` and ``latent_recognizers.png`` into ``--out``.
@@ -60,7 +61,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.perception import _model_macs, _threads, _torch, fm_ours, load_fmnist, train_mlp  # noqa: E402
+from benchmarks.perception import (_model_macs, _threads, _torch,  # noqa: E402
+                                   fit_minibatch, fm_ours, load_fmnist, train_mlp)
 
 SOUNDS_DIR = Path(os.environ.get("ASTERISK_SOUNDS_DIR", "/usr/share/asterisk/sounds"))
 #: language -> (Debian package, voice folder); one voice per language
@@ -112,8 +114,9 @@ def check_voices(langs: list[str], root: Path = SOUNDS_DIR) -> dict:
     for lang, d in got.items():
         pin = want.get(lang)
         if pin and (pin["sha256"], pin["files"]) != (d["sha256"], d["files"]):
-            raise SystemExit(f"{root / d['folder']}: {d['files']} files, digest {d['sha256'][:16]}…;"
-                             f" data/manifest.json {MANIFEST_KEY}.{lang} pins {pin['files']} files, "
+            raise SystemExit(f"{root / d['folder']}: {d['files']} files, digest "
+                             f"{d['sha256'][:16]}…; data/manifest.json {MANIFEST_KEY}.{lang} "
+                             f"pins {pin['files']} files, "
                              f"{pin['sha256'][:16]}… ({pin['package']} {pin['version']})")
     return got
 
@@ -270,7 +273,6 @@ def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
     """[learned log-energy front end]-conv(5)-ReLU-conv(5)-ReLU-[mean, max]-linear on per-channel
     standardised (N, C, T) inputs; Adam, minibatches; test accuracy mean/std over seeds, MACs."""
     torch = _torch()
-    from torch import nn
     mu = xtr.mean(axis=(0, 2), keepdims=True, dtype=np.float64)
     sd = xtr.std(axis=(0, 2), keepdims=True, dtype=np.float64) + 1e-3
     xt = torch.from_numpy(((xtr - mu) / sd).astype(np.float32))
@@ -282,17 +284,7 @@ def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
         torch.manual_seed(seed)
         net = _make_net(c_in, width, n_classes, learned_front)
         opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-3)
-        g = torch.Generator().manual_seed(seed)
-        net.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(xt), generator=g)
-            for i in range(0, len(xt), batch):
-                idx = perm[i:i + batch]
-                loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        net.eval()
+        fit_minibatch(net, opt, xt, yt, epochs=epochs, batch=batch, seed=seed)
         with torch.no_grad():
             pred = torch.cat([net(xe[i:i + 256]).argmax(1) for i in range(0, len(xe), 256)])
         accs.append(float((pred.numpy() == yte).mean()))
@@ -358,15 +350,18 @@ def run_image(args) -> dict:
     t0 = time.time()
     xtr, ytr = load_fmnist("train")
     xte, yte = load_fmnist("test")
-    xtr, ytr, xte, yte = xtr[: args.fm_train], ytr[: args.fm_train], xte[: args.fm_test], yte[: args.fm_test]
+    xtr, ytr = xtr[: args.fm_train], ytr[: args.fm_train]
+    xte, yte = xte[: args.fm_test], yte[: args.fm_test]
     npx = xte.shape[0] * 28 * 28
     rows = []
 
     def add(method, setting, fit, bpp, **extra):
-        rows.append({"task": "fashion-mnist", "method": method, "setting": setting, "acc": fit["acc"],
+        rows.append({"task": "fashion-mnist", "method": method, "setting": setting,
+                     "acc": fit["acc"],
                      "bpp": bpp, "input_dims": fit["input_dims"], "recognizer_macs": fit["macs"],
                      **extra})
-        print(f"  image   {method:8s} {setting:14s} acc={fit['acc']:.4f}  {bpp:.3f} bpp", flush=True)
+        print(f"  image   {method:8s} {setting:14s} acc={fit['acc']:.4f}  {bpp:.3f} bpp",
+              flush=True)
 
     add("clean", "pixels", train_mlp(xtr, ytr, xte, yte, epochs=args.fm_epochs), 8.0,
         decoder_macs=0)
@@ -376,7 +371,8 @@ def run_image(args) -> dict:
         macs = _model_macs(m, [1, C, 4, 4], [1, 32, 32, 3])
         bpp = float(cte["bits"] / npx)
         common = {"encoder_macs": macs["encoder_macs"], "latent_shape": [C, 4, 4]}
-        add("decoded", m, train_mlp(ctr["decoded"], ytr, cte["decoded"], yte, epochs=args.fm_epochs),
+        add("decoded", m,
+            train_mlp(ctr["decoded"], ytr, cte["decoded"], yte, epochs=args.fm_epochs),
             bpp, **common, decoder_macs=macs["decoder_macs"], decoder_macs_avoided=0)
         add("latents", m, train_mlp(ctr["codes"], ytr, cte["codes"], yte, epochs=args.fm_epochs),
             bpp, **common, decoder_macs=0, decoder_macs_avoided=macs["decoder_macs"])
@@ -395,7 +391,8 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     for ax, key, xkey, xlabel, title in [
-            (axes[0], "speech", "kbps", "kbit/s (FRAME payload)", "Spoken-language ID (4 voices), 1-D CNN"),
+            (axes[0], "speech", "kbps", "kbit/s (FRAME payload)",
+             "Spoken-language ID (4 voices), 1-D CNN"),
             (axes[1], "image", "bpp", "bits per pixel (mosaic-amortised)", "Fashion-MNIST, MLP")]:
         task = results.get(key)
         if not task:
@@ -447,7 +444,8 @@ def _versions() -> dict:
         except (OSError, subprocess.CalledProcessError):
             deb[pkg] = None
     return {"machine": platform.machine(), "processor": platform.processor(),
-            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "threads": _threads(),
             "cpu_count": os.cpu_count(), "debian_packages": deb}
 

@@ -120,6 +120,26 @@ def unmosaic(mos: np.ndarray, th: int, tw: int, side: int = MOSAIC) -> np.ndarra
 # ---------------------------------------------------------------------------------------------
 # classifiers (torch, CPU, deterministic seeds)
 
+def fit_minibatch(net, opt, xt, yt, *, epochs: int, batch: int, seed: int, sched=None) -> None:
+    """Cross-entropy training of ``net`` on tensors (xt, yt) in shuffled minibatches (order drawn
+    from ``seed``), stepping ``sched`` after each step if given; leaves ``net`` in eval mode."""
+    torch = _torch()
+    from torch import nn
+    g = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(xt), batch):
+            idx = perm[i:i + batch]
+            loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+    net.eval()
+
+
 def train_mlp(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, *,
               hidden: int = 256, epochs: int = 12, seed: int = 0, lr: float = 1e-3,
               batch: int = 128, n_classes: int = 10) -> dict:
@@ -136,20 +156,9 @@ def train_mlp(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
     net = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
     xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    g = torch.Generator().manual_seed(seed)
     steps = epochs * ((len(xt) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr * 3, total_steps=steps)
-    net.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(xt), batch):
-            idx = perm[i:i + batch]
-            loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    net.eval()
+    fit_minibatch(net, opt, xt, yt, epochs=epochs, batch=batch, seed=seed, sched=sched)
     with torch.no_grad():
         pred = net(torch.from_numpy(xte)).argmax(1).numpy()
     return {"acc": float((pred == yte).mean()), "input_dims": int(d),

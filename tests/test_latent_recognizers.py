@@ -99,7 +99,8 @@ def test_cnn_macs_match_the_network(c_in, t_in, learned):
 def test_quick_run(tmp_path):
     b = _bench()
     if not all((b.SOUNDS_DIR / folder).is_dir() for _, folder in b.VOICES.values()):
-        pytest.skip("asterisk-core-sounds-{es,fr,it,ru}-wav not installed (scripts/apt/latents.txt)")
+        pytest.skip("asterisk-core-sounds-{es,fr,it,ru}-wav not installed "
+                    "(scripts/apt/latents.txt)")
     from benchmarks.perception import FMNIST_DIR
     if not (FMNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("dataset-fashion-mnist not installed (scripts/apt/perception.txt)")
