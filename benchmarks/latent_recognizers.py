@@ -62,7 +62,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.perception import (_model_macs, _threads, _torch,  # noqa: E402
-                                   fit_minibatch, fm_ours, load_fmnist, train_mlp)
+                                   fit_minibatch, fm_ours, fmnist_subsets, train_mlp)
 
 SOUNDS_DIR = Path(os.environ.get("ASTERISK_SOUNDS_DIR", "/usr/share/asterisk/sounds"))
 #: language -> (Debian package, voice folder); one voice per language
@@ -348,10 +348,7 @@ def run_speech(args) -> dict:
 
 def run_image(args) -> dict:
     t0 = time.time()
-    xtr, ytr = load_fmnist("train")
-    xte, yte = load_fmnist("test")
-    xtr, ytr = xtr[: args.fm_train], ytr[: args.fm_train]
-    xte, yte = xte[: args.fm_test], yte[: args.fm_test]
+    xtr, ytr, xte, yte = fmnist_subsets(args.fm_train, args.fm_test)
     npx = xte.shape[0] * 28 * 28
     rows = []
 

@@ -99,6 +99,13 @@ def load_fmnist(split: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def fmnist_subsets(n_train: int, n_test: int) -> tuple[np.ndarray, ...]:
+    """(train images, labels, test images, labels): the first n of each official split."""
+    xtr, ytr = load_fmnist("train")
+    xte, yte = load_fmnist("test")
+    return xtr[:n_train], ytr[:n_train], xte[:n_test], yte[:n_test]
+
+
 def mosaics(tiles: np.ndarray, side: int = MOSAIC):
     """Yield (start, count, mosaic) for consecutive groups of side*side tiles (last one padded
     with copies of its final tile, which are not counted)."""
@@ -331,10 +338,7 @@ def _model_macs(model: str, shape_codes: list[int], shape_in: list[int]) -> dict
 
 def run_fashion(args) -> dict:
     t0 = time.time()
-    xtr, ytr = load_fmnist("train")
-    xte, yte = load_fmnist("test")
-    xtr, ytr = xtr[: args.fm_train], ytr[: args.fm_train]
-    xte, yte = xte[: args.fm_test], yte[: args.fm_test]
+    xtr, ytr, xte, yte = fmnist_subsets(args.fm_train, args.fm_test)
     npx = xte.shape[0] * 28 * 28
     ep = args.fm_epochs
     rows = []
