@@ -294,7 +294,8 @@ def audio_paths(split: str, cache: Path = DEFAULT_CACHE) -> list[Path]:
 # --- The user's own files (sensor-train --data DIR) ------------------------------------------------
 USER_EXT = {"image": (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".bmp",
                       ".webp"),
-            "audio": (".wav", ".flac", ".ogg")}
+            "audio": (".wav", ".flac", ".ogg"),
+            "hyperspectral": (".npy",)}
 #: Share of a user's files (by hash of the relative file name) held out for validation.
 USER_VAL_PERCENT = 10
 
@@ -327,11 +328,14 @@ def user_split(folder: Path, modality: str) -> dict[str, list[Path]]:
 
 def user_arrays(folder: Path, modality: str, split: str = "train") -> list[np.ndarray]:
     """The ``split`` ('train' or 'val') of :func:`user_split` as (C, *spatial) integer arrays:
-    images RGB uint8 (3, H, W), audio mono 16 kHz int16 (1, N) (mixed down and resampled)."""
+    images RGB uint8 (3, H, W), audio mono 16 kHz int16 (1, N) (mixed down and resampled),
+    spectral cubes (B, H, W) from H×W×B ``.npy`` files as they are."""
     arrays = []
     for p in user_split(folder, modality)[split]:
         try:
-            if modality == "image":
+            if modality == "hyperspectral":
+                arrays.append(np.load(p, allow_pickle=False).transpose(2, 0, 1).copy())
+            elif modality == "image":
                 from PIL import Image
                 with Image.open(p) as im:
                     arrays.append(np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy())

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from encoder_runtime.entropy import DEFAULT_CODER, get_coder
-from encoder_runtime.metrics import psnr_db, snr_db
+from encoder_runtime.metrics import psnr_db, snr_db, spectral_angle_deg
 
 from . import data as datasets
 from .losses import AUDIO_LOSSES, IMAGE_LOSSES, LOSSES, distortion, log_mel_distance
@@ -57,6 +57,10 @@ PRESETS: dict[str, dict] = {
     # the per-channel baseline: the same stereo data, each channel a mono signal
     "audio44k": dict(modality="audio", dims=1, in_channels=1, levels=4, sample_dtype="int16",
                      sample_center=0.0),
+    # 32-band spectral cubes, 12-bit samples in uint16 (export/hyperspectral_data.py): the bands
+    # are channels, one Haar level (2×2 blocks) keeps the folded kernel's int8 weights fine enough
+    "hyperspectral": dict(modality="hyperspectral", dims=2, in_channels=32, levels=1,
+                          sample_dtype="uint16", sample_center=256.0, extra={"sample_bits": 12}),
 }
 #: modality → volume_data kind
 VOLUME_KINDS = {"volume": "u8", "volume16": "u12"}
@@ -87,6 +91,9 @@ def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray
         from .stereo_data import stereo_arrays
         stereo = stereo_arrays(split)
         return stereo if modality == "audio-stereo" else [a[i:i + 1] for a in stereo for i in (0, 1)]
+    if modality == "hyperspectral":
+        from .hyperspectral_data import training_arrays
+        return training_arrays(split)
     datasets.fetch()
     if modality == "image":
         from PIL import Image
@@ -277,7 +284,7 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
     cfg = codec.cfg
     dev = next(codec.parameters()).device
     sq_err, n_samples, bits, peak = 0.0, 0, 0, 255.0
-    snrs, mel_db = [], []
+    snrs, mel_db, sams = [], [], []
     codec.eval()
     with torch.no_grad():
         for a in tqdm(arrays, desc="evaluating (held out)", unit="file", mininterval=5):
@@ -297,6 +304,9 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
             sq_err += err
             n_samples += x.numel()
             snrs.append(snr_db((x ** 2).sum().item(), err))
+            if cfg.modality == "hyperspectral":
+                sams.append(spectral_angle_deg(x[0].cpu().numpy(), rec[0].cpu().numpy(),
+                                               offset=cfg.sample_center, axis=0))
             if cfg.modality == "audio":
                 mel_db.append(log_mel_distance(rec.double(), x.double()).item())
             bits += 8 * len(coder.encode(codes[0].cpu().numpy().astype(np.int8)))
@@ -310,6 +320,10 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
     elif cfg.sample_dtype == "uint8":  # images, video: per pixel
         out["bpp"] = bits / positions
         out["psnr_db"] = psnr_db(mse, peak)
+    elif cfg.modality == "hyperspectral":  # per sample = per band value; PSNR on the 12-bit range
+        out["bits_per_sample"] = bits / n_samples
+        out["psnr_db"] = psnr_db(mse, cfg.sample_max_abs)
+        out["sam_deg_mean"] = float(np.mean(sams))
     else:
         out["snr_db_mean"] = float(np.mean(snrs))
         if mel_db:
@@ -442,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
               else load_training_arrays(args.modality))
     if args.max_train_files:
         arrays = arrays[: args.max_train_files]
+    wrong = [a.shape for a in arrays if a.ndim != preset["dims"] + 1
+             or a.shape[0] != preset["in_channels"]]
+    if wrong:
+        raise SystemExit(f"--modality {args.modality}: expected signals with {preset['in_channels']} "
+                         f"channels and {preset['dims']} axes, got shape (C, ...) {wrong[0]}")
     if args.speech_train_weight:
         arrays = with_speech16k(arrays, args.speech_train_weight)
     if args.text_train_weight:
@@ -524,8 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 5.0)
         opt.step()
         if step % 50 == 0:
-            peak = (255.0 if cfg.sample_dtype == "uint8" else cfg.sample_max_abs
-                    if cfg.modality in VOLUME_KINDS else 32768.0)
+            peak = 255.0 if cfg.sample_dtype == "uint8" else (
+                cfg.sample_max_abs if cfg.extra.get("sample_bits") else 32768.0)
             psnr = psnr_db(mse.item(), peak)
             bar.advance(step, psnr=f"{psnr:.2f}", rate=f"{rate.item():.3f}")
             log.append({"step": step, "psnr": psnr, "rate_proxy": rate.item()})
@@ -563,10 +582,13 @@ def main(argv: list[str] | None = None) -> int:
         "train_log_tail": log[-5:] or resumed_meta.get("train_log_tail", []),
     }
     op = {k: round(v, 4) for k, v in metrics.items() if k in ("bpp", "psnr_db", "snr_db_mean",
-                                                              "bits_per_sample")}
+                                                              "bits_per_sample", "sam_deg_mean")}
     sample_info = {"rate_hz": PRESET_RATES.get(args.modality, 16000)} if cfg.modality == "audio" else {}
     if cfg.modality == "timeseries":
         sample_info = {"rate_hz": datasets.IMU_RATE_HZ, "scale": datasets.IMU_SCALE}
+    if cfg.modality == "hyperspectral":
+        from .hyperspectral_data import sample_info as hs_info
+        sample_info = hs_info()
     print(f"{name}: exporting the bundle (ONNX encoder fp32 + int8, decoder) to {out_dir / 'bundle'} ...",
           file=sys.stderr, flush=True)
     t_export = time.time()

@@ -60,6 +60,8 @@ def _real_frames(manifest: dict) -> np.ndarray | list[np.ndarray]:
         return _video_groups(manifest)
     if modality in ("volume", "volume16"):
         return _volume_frames(manifest)
+    if modality == "hyperspectral" and dtype == "uint16":
+        return _spectral_frames()
     pytest.fail(f"{manifest.get('name')}: no real data for a {dtype} {modality} bundle here: "
                 "every bundled model must be checked under emulation")
 
@@ -126,6 +128,15 @@ def _volume_frames(manifest: dict) -> list[np.ndarray]:
     assert vol.dtype == np.dtype(manifest["sample"]["dtype"])
     return [np.ascontiguousarray(vol[10:46, 20:63, 2:10]), np.ascontiguousarray(vol[3:40, 5:30, 1:]),
             np.ascontiguousarray(vol[-9:, -13:, -5:])]
+
+
+def _spectral_frames() -> list[np.ndarray]:
+    """The three bundled held-out MUSE frames (40×40 / 30×30 ×32, 12-bit in uint16) and an odd
+    17×9 crop."""
+    samples = PROJECT_ROOT / "encoder_runtime" / "samples"
+    cubes = [np.load(p, allow_pickle=False) for p in sorted(samples.glob("hsi_*.npy"))]
+    assert len(cubes) == 3 and all(c.dtype == np.uint16 and c.shape[-1] == 32 for c in cubes)
+    return cubes + [np.ascontiguousarray(cubes[0][3:20, 5:14])]
 
 
 def _image_tiles(manifest: dict, count: int = 6, size: int = 128) -> np.ndarray:

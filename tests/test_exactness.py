@@ -284,9 +284,13 @@ def test_audio_codes_bit_exact_everywhere(name):
 
 
 def held_out_signals(modality: str) -> list[np.ndarray]:
-    """Real held-out signals of another modality (e.g. BasicMotions IMU) as channel-last arrays."""
+    """Real held-out signals of another modality (e.g. BasicMotions IMU) as channel-last arrays;
+    spectral cubes: the three bundled held-out MUSE frames and their transposes (no fetch)."""
     if modality == "video":
         return held_out_video()
+    if modality == "hyperspectral":
+        cubes = [np.load(p, allow_pickle=False) for p in sorted(SAMPLES.glob("hsi_*.npy"))]
+        return cubes + [np.ascontiguousarray(c.transpose(1, 0, 2)) for c in cubes]
     try:
         from export.train import load_training_arrays
         arrays = load_training_arrays(modality, "test")

@@ -8,6 +8,8 @@
   per stream (``kind=image|audio|npy|volume``, default: the first file's kind); with
   ``loop=1`` the decoded frames are kept after the first pass (up to 64 MiB)
 - ``file:PATH,chunk=4096,fps=0`` one image or ``.npy`` (one frame), or audio cut into chunks
+- ``dir:`` and ``file:`` take ``modality=NAME`` for ``.npy`` frames (e.g. ``modality=hyperspectral``
+  for H×W×32 uint16 spectral cubes), so ``--model default|quality:N`` picks that modality's model
 - ``stdin:HxWxC,dtype=uint8`` fixed-size raw frames on standard input
 - ``serial:URL,baud=115200`` frames from an MCU via ``firmware_bridge`` (lazily imported)
 - ``camera:/dev/video0,width=640,height=480`` V4L2 via OpenCV (optional extra)
@@ -602,19 +604,31 @@ def _synthetic(pos: str, opts: dict, url: str) -> Source:
                            dtype=_parse_dtype(opts.pop("dtype", "uint8"), url))
 
 
+def _with_modality(src: FileSource, opts: dict, url: str) -> FileSource:
+    """``modality=NAME``: the modality of the source's ``.npy`` frames (picks the default model)."""
+    name = opts.pop("modality", "")
+    if name:
+        if src.modality is not None:
+            raise ConfigError(f"{url}: modality= is for .npy frames; these files are {src.modality}")
+        src.modality = name
+    return src
+
+
 def _dir(pos: str, opts: dict, url: str) -> Source:
     if not pos:
         raise ConfigError(f"{url}: expected dir:PATH")
-    return FileSource(os.path.expanduser(pos), True, loop=bool(_num(opts, "loop", 0, int, url)),
-                      fps=_num(opts, "fps", 0.0, url=url), chunk=_num(opts, "chunk", 4096, int, url),
-                      kind=opts.pop("kind", ""))
+    return _with_modality(FileSource(
+        os.path.expanduser(pos), True, loop=bool(_num(opts, "loop", 0, int, url)),
+        fps=_num(opts, "fps", 0.0, url=url), chunk=_num(opts, "chunk", 4096, int, url),
+        kind=opts.pop("kind", "")), opts, url)
 
 
 def _file(pos: str, opts: dict, url: str) -> Source:
     if not pos:
         raise ConfigError(f"{url}: expected file:PATH")
-    return FileSource(os.path.expanduser(pos), False, loop=bool(_num(opts, "loop", 0, int, url)),
-                      fps=_num(opts, "fps", 0.0, url=url), chunk=_num(opts, "chunk", 4096, int, url))
+    return _with_modality(FileSource(
+        os.path.expanduser(pos), False, loop=bool(_num(opts, "loop", 0, int, url)),
+        fps=_num(opts, "fps", 0.0, url=url), chunk=_num(opts, "chunk", 4096, int, url)), opts, url)
 
 
 def _stdin(pos: str, opts: dict, url: str) -> Source:

@@ -78,6 +78,8 @@ void sc_encode_block(const sc_model_t *m, const int16_t *xb, int8_t *codes);
 void sc_encode_1d_i16(const sc_model_t *m, const int16_t *x, uint32_t t, int8_t *codes, int16_t *xb);
 /* (H, W, C) uint8 -> codes (c_lat, H / b0, W / b1). */
 void sc_encode_2d_u8(const sc_model_t *m, const uint8_t *x, uint32_t h, uint32_t w, int8_t *codes, int16_t *xb);
+/* Same for (H, W, C_in) samples of at most 15 bits held in uint16 (e.g. 12-bit spectral cubes). */
+void sc_encode_2d_u16(const sc_model_t *m, const uint16_t *x, uint32_t h, uint32_t w, int8_t *codes, int16_t *xb);
 
 #ifdef __cplusplus
 }

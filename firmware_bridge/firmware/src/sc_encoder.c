@@ -48,18 +48,25 @@ void sc_encode_1d_i16(const sc_model_t *m, const int16_t *x, uint32_t t, int8_t 
     }
 }
 
-void sc_encode_2d_u8(const sc_model_t *m, const uint8_t *x, uint32_t h, uint32_t w, int8_t *codes, int16_t *xb) {
-    const uint32_t b0 = m->block[0], b1 = m->block[1], cin = m->c_in;
-    const uint32_t gh = h / b0, gw = w / b1, np = gh * gw;
-    int8_t tmp[256];
-    for (uint32_t py = 0; py < gh; py++)
-        for (uint32_t px = 0; px < gw; px++) {
-            /* gather (C_in, b0, b1) from channel-last (H, W, C_in) */
-            for (uint32_t i = 0; i < cin; i++)
-                for (uint32_t u = 0; u < b0; u++)
-                    for (uint32_t v = 0; v < b1; v++)
-                        xb[(i * b0 + u) * b1 + v] = x[((py * b0 + u) * w + (px * b1 + v)) * cin + i];
-            sc_encode_block(m, xb, tmp);
-            for (uint32_t c = 0; c < m->c_lat; c++) codes[c * np + py * gw + px] = tmp[c];
+/* gather (C_in, b0, b1) blocks from channel-last (H, W, C_in) samples of any integer type */
+#define SC_ENCODE_2D(X)                                                                            \
+    const uint32_t b0 = m->block[0], b1 = m->block[1], cin = m->c_in;                              \
+    const uint32_t gh = h / b0, gw = w / b1, np = gh * gw;                                         \
+    int8_t tmp[256];                                                                               \
+    for (uint32_t py = 0; py < gh; py++)                                                           \
+        for (uint32_t px = 0; px < gw; px++) {                                                     \
+            for (uint32_t i = 0; i < cin; i++)                                                     \
+                for (uint32_t u = 0; u < b0; u++)                                                  \
+                    for (uint32_t v = 0; v < b1; v++)                                              \
+                        xb[(i * b0 + u) * b1 + v] = (int16_t)X[((py * b0 + u) * w + (px * b1 + v)) * cin + i]; \
+            sc_encode_block(m, xb, tmp);                                                           \
+            for (uint32_t c = 0; c < m->c_lat; c++) codes[c * np + py * gw + px] = tmp[c];         \
         }
+
+void sc_encode_2d_u8(const sc_model_t *m, const uint8_t *x, uint32_t h, uint32_t w, int8_t *codes, int16_t *xb) {
+    SC_ENCODE_2D(x)
+}
+
+void sc_encode_2d_u16(const sc_model_t *m, const uint16_t *x, uint32_t h, uint32_t w, int8_t *codes, int16_t *xb) {
+    SC_ENCODE_2D(x)
 }
