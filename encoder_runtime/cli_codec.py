@@ -59,7 +59,7 @@ def _modality_for(path: Path, array: np.ndarray, modality: str | None, warnings:
         return modality
     kind = "image" if array.dtype == np.uint8 and array.ndim in (2, 3) else "audio"
     warnings.append(f"{path}: modality guessed as {kind} from dtype {array.dtype} and shape "
-                    f"{list(array.shape)}; pass --modality image|audio|timeseries to choose")
+                    f"{list(array.shape)}; pass --modality image|audio|timeseries|hyperspectral to choose")
     return kind
 
 
@@ -279,7 +279,7 @@ def cmd_models(args) -> int:
           "\n          one per jointly coded channel count, picked by the input's channels)\n"
           "        rate = measured on held-out data: bits per pixel (image), per sample (audio; stereo:"
           " per sample pair;"
-          " timeseries)\n"
+          " timeseries, hyperspectral: one band value)\n"
           "        encode -q N picks rung N (-q column) of the input's modality, 1 = lowest rate;"
           "\n        encode --bpp X picks the model whose measured rate is closest to X")
     return 0
@@ -319,7 +319,7 @@ def _add_knob(p: argparse.ArgumentParser) -> None:
                         "measured rate (1 = smallest; see `sensor-codec models`)")
     p.add_argument("--bpp", type=float, metavar="X", help="target rate in bits per pixel (image) "
                    "or per sample (audio): the bundled model measured closest to X")
-    p.add_argument("--modality", choices=("image", "audio", "timeseries", "video"),
+    p.add_argument("--modality", choices=("image", "audio", "timeseries", "video", "hyperspectral"),
                    help="modality of a .npy input (otherwise guessed from its dtype, with a warning)")
 
 
