@@ -71,9 +71,10 @@ PRESET_RATES = {"audio-stereo": 44100, "audio44k": 44100}
 # --crop when not given: a few decoder receptive fields for photos, 0.26 s of 16 kHz audio,
 # 96 of BasicMotions' 100 samples per series (a longer crop fits no IMU series at all) and 32³
 # frames×rows×columns for video (a 128³ cube would not fit the shortest clips' frame size), 24³
-# voxels of an MRI volume and 16³ of the 12-bit ones (the 24-slice training volumes).
+# voxels of an MRI volume and 16³ of the 12-bit ones (the 24-slice training volumes), 32×32
+# pixels of a 40×40 spectral cube.
 DEFAULT_CROP = {"image": 128, "audio": 4096, "timeseries": 96, "video": 32, "volume": 24,
-                "volume16": 16, "audio-stereo": 4096, "audio44k": 4096}
+                "volume16": 16, "audio-stereo": 4096, "audio44k": 4096, "hyperspectral": 32}
 
 
 def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray]:
