@@ -12,17 +12,15 @@ stream with its header, and the FRAME record alone ("in a stream"); baselines: t
 per-band files. PSNR is on the 12-bit range (peak 4095) of the pooled MSE; SAM is the mean
 spectral angle (degrees) per pixel between original and decoded spectra, in flux (sample − offset
 of zero flux); "mean-band" is the distortion of sending nothing but each band's mean.
-12-bit bands go to the baselines as 16-bit images shifted left by 4 (lossless: as they are).
+12-bit bands go to the baselines as 16-bit images shifted left by 4 (lossless: as they are); the
+per-band coders are benchmarks/volume_rd.py's per-slice ones (OpenJPEG via Pillow, cjxl/djxl).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +28,7 @@ import numpy as np
 
 from benchmarks.rd import RESULTS, _tool_version, bd_rate, jxl_available
 from benchmarks.report import write_results
+from benchmarks.volume_rd import j2k, jxl, per_slice
 from encoder_runtime import Decoder, Encoder, container
 from encoder_runtime.ladder import ladder
 from encoder_runtime.metrics import psnr_db, spectral_angle_deg
@@ -40,50 +39,9 @@ J2K_BPS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.8, 1.2, 1.8, 2.5)      # target bits per
 
 
 def per_band(cube: np.ndarray, codec: Callable, lossless: bool = False) -> tuple[int, np.ndarray]:
-    """Code each band (last axis) of an H×W×B 12-bit cube with ``codec(PIL image) -> (bytes,
-    decoded image)``: total bytes and the decoded cube (lossy bands shifted to 16 bits and back)."""
-    from PIL import Image
-    shift = 0 if lossless else 16 - BITS
-    total, out = 0, np.empty_like(cube)
-    for k in range(cube.shape[-1]):
-        n, img = codec(Image.fromarray(np.ascontiguousarray(cube[..., k].astype(np.uint16) << shift)))
-        total += n
-        back = np.asarray(img).astype(np.int64)
-        out[..., k] = np.clip((back + ((1 << shift) >> 1)) >> shift, 0, 2 ** BITS - 1)
-    return total, out
-
-
-def j2k(bps: float | None) -> Callable:
-    """OpenJPEG through Pillow: a rate target (ratio vs 16-bit container), or lossless (5/3)."""
-    from PIL import Image
-
-    def run(img):
-        buf = io.BytesIO()
-        kw = {} if bps is None else {"quality_mode": "rates", "quality_layers": [16 / bps],
-                                     "irreversible": True}
-        img.save(buf, "JPEG2000", no_jp2=True, **kw)
-        n = buf.tell()
-        buf.seek(0)
-        return n, Image.open(buf)
-    return run
-
-
-def jxl(distance: float) -> Callable:
-    """libjxl's cjxl/djxl on a 16-bit PNG at a butteraugli distance (0 = lossless), effort 7."""
-    from PIL import Image
-
-    def run(img):
-        with tempfile.TemporaryDirectory() as td:
-            src, f, back = Path(td) / "b.png", Path(td) / "b.jxl", Path(td) / "d.png"
-            img.save(src)
-            subprocess.run(["cjxl", str(src), str(f), "-d", f"{distance:g}", "-e", "7",
-                            "--num_threads=1", "--quiet"], check=True, capture_output=True)
-            subprocess.run(["djxl", str(f), str(back), "--num_threads=1", "--quiet"], check=True,
-                           capture_output=True)
-            with Image.open(back) as im:
-                im.load()
-                return f.stat().st_size, im.copy()
-    return run
+    """Each band (last axis) of an H×W×B 12-bit cube as its own file (benchmarks/volume_rd.py's
+    per-slice coding): total bytes and the decoded cube."""
+    return per_slice(cube, BITS, codec, lossless)
 
 
 def quality(cubes: list[np.ndarray], outs: list[np.ndarray], offset: float) -> dict:
@@ -123,7 +81,7 @@ def lossless_sizes(cubes: list[np.ndarray]) -> dict:
     samples = sum(c.size for c in cubes)
     out = {"zstd-19 (raw uint16 cube)": sum(8 * len(zstandard.ZstdCompressor(level=19).compress(
         np.ascontiguousarray(c).tobytes())) for c in cubes) / samples}
-    coders = {"JPEG 2000 lossless (per band)": j2k(None)}
+    coders = {"JPEG 2000 lossless (per band)": j2k(None, BITS)}
     if jxl_available():
         coders["JPEG XL lossless (per band)"] = jxl(0.0)
     for label, codec in coders.items():
@@ -139,7 +97,7 @@ def run(cubes: list[np.ndarray], names: list[str], offset: float) -> dict:
         f, s = ours(n, cubes, offset)
         curves["ours"].append(f)
         curves["ours (in a stream)"].append(s)
-    curves["JPEG 2000 (per band)"] = [_point(cubes, lambda c, r=r: per_band(c, j2k(r)), f"{r} bps",
+    curves["JPEG 2000 (per band)"] = [_point(cubes, lambda c, r=r: per_band(c, j2k(r, BITS)), f"{r} bps",
                                              offset) for r in J2K_BPS]
     if jxl_available():
         curves["JPEG XL (per band)"] = [_point(cubes, lambda c, d=d: per_band(c, jxl(d)), f"d {d}",
