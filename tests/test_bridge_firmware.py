@@ -122,7 +122,15 @@ def test_c_kernel_equals_onnxruntime_on_bundle(bundle, tmp_path):
                    check=True, timeout=60)
     w = model["weight"]
     x_in = None
-    if w.ndim == 5:  # video: a real frame group; the C kernel sees time folded into channels
+    if w.ndim == 5 and w.shape[1] == 1:  # volume: a crop of the bundled held-out MRI sample
+        from encoder_runtime.media import read_input
+        b = w.shape[2:]
+        name = "mri_colin27_crop.nii.gz" if model["dtype"] == "uint8" else "mri_dipy_s0_10slices.nii.gz"
+        vol = read_input(MODELS.parent / "samples" / name)[0]
+        x_in = vol[: b[0], : 32 // b[1] * b[1], : 8 // b[2] * b[2], None]   # first axis folded
+        x = gen_header.frames_to_channels(x_in)
+        args = [str(x.shape[0]), str(x.shape[1])]
+    elif w.ndim == 5:  # video: a real frame group; the C kernel sees time folded into channels
         from encoder_runtime.video_io import read_y4m
         b = w.shape[2:]
         x_in = read_y4m((MODELS.parent / "samples" / "city_8f.y4m").read_bytes())[0][
