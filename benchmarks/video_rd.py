@@ -12,7 +12,8 @@ codec's coded data without container overhead: for ours and the image models the
 (what each further frame costs in a stream; the one stream header is left out), for x264/x265 the
 raw elementary stream (``-f h264``/``-f hevc``). x264/x265 code 4:2:0 YCbCr (their usual setting,
 preset medium, CRF sweep); the RGB → YCbCr → RGB conversion is part of their error.
-BD-rates are on PSNR.
+BD-rates are on PSNR, each codec's curve being its RD front (settings beaten on both rate and PSNR
+by another of the same codec, e.g. rgb-c16-text next to rgb-c16, are listed under ``dominated``).
 """
 
 from __future__ import annotations
@@ -125,12 +126,30 @@ def run(clips: list[np.ndarray], names: list[str], image_models: list[str] | Non
     for lib, crfs, key in (("libx264", X264_CRF, "x264"), ("libx265", X265_CRF, "x265")):
         curves[key] = [_point(clips, ffmpeg_codec(lib, c), f"crf {c}") for c in crfs]
         print(key, curves[key][-1])
-    for v in curves.values():
-        v.sort(key=lambda p: p["bpp"])
-    ours = [(p["bpp"], p["psnr_db"]) for p in curves["ours (video)"]]
+    return {"clips": names, **summarize(curves)}
+
+
+def pareto(points: list[dict]) -> list[dict]:
+    """The points no other point beats on both rate and PSNR, by rate."""
+    pts = sorted(points, key=lambda p: (p["bpp"], -p["psnr_db"]))
+    out: list[dict] = []
+    for p in pts:
+        if not out or p["psnr_db"] > out[-1]["psnr_db"]:
+            out.append(p)
+    return out
+
+
+def summarize(curves: dict[str, list[dict]]) -> dict:
+    """Each codec's RD front (dominated settings, e.g. an image model with a text-tuned decoder
+    at the same rate, listed under ``dominated``) and the BD-rates of ours vs each front."""
+    fronts = {k: pareto(v) for k, v in curves.items()}
+    dominated = {k: [p["setting"] for p in v if p not in fronts[k]] for k, v in curves.items()}
+    ours = [(p["bpp"], p["psnr_db"]) for p in fronts["ours (video)"]]
     bd = {f"ours (video) vs {k}": bd_rate([(p["bpp"], p["psnr_db"]) for p in v], ours)
-          for k, v in curves.items() if k != "ours (video)"}
-    return {"clips": names, "curves": curves, "bd_rate_psnr_percent": bd}
+          for k, v in fronts.items() if k != "ours (video)"}
+    return {"curves": fronts, "dominated": {k: [p for p in v if p not in fronts[k]]
+                                            for k, v in curves.items() if dominated[k]},
+            "bd_rate_psnr_percent": bd}
 
 
 def plot(result: dict, out: Path) -> None:
