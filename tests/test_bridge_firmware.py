@@ -188,10 +188,13 @@ def _real_input(kind: str, channels: int = 1) -> np.ndarray:
         return np.ascontiguousarray(pcm[8820:8820 + 8192].astype(np.int16))
     if kind == "hyperspectral":  # a 16×16 crop of a held-out 12-bit 32-band MUSE frame (Abell 478)
         return np.ascontiguousarray(np.load(SAMPLES / "hsi_abell478_12.npy")[12:28, 12:28])
-    if kind == "volume":  # one slab of 4 slices (the first block axis), 64x40, of the held-out MRI crop
+    if kind in ("volume", "volume16"):  # a slab of 4 slices (the first block axis) of a held-out MRI
         from encoder_runtime.media import read_input
-        vol = read_input(SAMPLES / "mri_colin27_crop.nii.gz")[0]
-        return np.ascontiguousarray(vol[8:12, 12:76, 0:40, None])
+        if kind == "volume":  # 8-bit Colin27 crop: 4×64×40
+            vol = read_input(SAMPLES / "mri_colin27_crop.nii.gz")[0]
+            return np.ascontiguousarray(vol[8:12, 12:76, 0:40, None])
+        vol = read_input(SAMPLES / "mri_dipy_s0_10slices.nii.gz")[0]  # 12-bit b0: 4×128×8 uint16
+        return np.ascontiguousarray(vol[60:64, :, 0:8, None])
     if kind == "image":
         Image = pytest.importorskip("PIL.Image")
         im = np.asarray(Image.open(SAMPLES / "Kite.png").convert("RGB"))
@@ -217,12 +220,13 @@ def _m4_real_bundles() -> list[tuple[str, str]]:
                    if json.loads(p.read_text()).get("modality") == "audio")
     video = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")
                    if json.loads(p.read_text()).get("modality") == "video")
-    volume = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")  # 8-bit: the u8 kernel
-                    if json.loads(p.read_text()).get("modality") == "volume")
+    volume = sorted((p.parent.name, json.loads(p.read_text())["modality"])  # MRI: u8 / 12-bit u16
+                    for p in MODELS.glob("*/manifest.json")
+                    if json.loads(p.read_text()).get("modality") in ("volume", "volume16"))
     spectral = sorted(p.parent.name for p in MODELS.glob("*/manifest.json")
                       if json.loads(p.read_text()).get("modality") == "hyperspectral")
     return ([(n, "audio") for n in audio] + [("rgb-c16", "image")] + [(n, "video") for n in video]
-            + [(n, "hyperspectral") for n in spectral] + [(n, "volume") for n in volume])
+            + [(n, "hyperspectral") for n in spectral] + volume)
 
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
