@@ -164,3 +164,18 @@ def test_sensor_train_volume16_smoke(tmp_path):
     assert m["modality"] == "volume16" and m["sample"] == {"dtype": "uint16", "layout": "DHWC",
                                                            "channels": 1, "bits": 12}
     assert m["config"]["extra"] == {"sample_bits": 12} and m["macs_per_sample"]["folded"] == 4
+
+
+def test_volume_rd_benchmark_smoke():
+    """benchmarks.volume_rd on a 64×64×4 crop of the held-out 12-bit scan: every curve, lossless
+    sizes (each coder checked lossless inside), finite BD-rates."""
+    from benchmarks import volume_rd
+    from benchmarks.rd import jxl_available
+    vol = np.ascontiguousarray(read_input(S0)[0][32:96, 32:96, 3:7])
+    r = volume_rd.run_kind("volume16", [vol], [n for n, _ in ladder("volume16")])
+    assert len(r["curves"]["ours"]) >= 2 and len(r["curves"]["JPEG 2000 (per slice)"]) >= 4
+    assert all(np.isfinite(v) for v in r["bd_rate_psnr_pct"].values())
+    ll = r["lossless_bits_per_voxel"]
+    assert 0 < ll["JPEG 2000 lossless (per slice)"] < 16 and ll["zstd-19 (raw volume)"] > 0
+    if jxl_available():
+        assert "JPEG XL (per slice)" in r["curves"] and 0 < ll["JPEG XL lossless (per slice)"] < 16
