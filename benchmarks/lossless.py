@@ -262,24 +262,34 @@ def load_code_file(path: Path, pixels_per_code: int, stacked: bool) -> "CodeSet"
     return CodeSet(path.stem, [np.ascontiguousarray(f) for f in frames], pixels_per_code)
 
 
-def bundled_code_sets(models: Sequence[str] | None = None) -> list[CodeSet]:
-    """Real codes of the bundled models (``Encoder.codes``) on the bundled samples: the three
-    sample photos for image models, the speech and drum-loop clips for audio models (the stereo drum loop for stereo ones), the 40
-    BasicMotions test recordings for IMU models (skipped when that data set is not cached).
-    ``pixels_per_code`` is the model's input samples per code position (its transform block)."""
-    from encoder_runtime.codec import Encoder
+def sample_kind(manifest: dict) -> str:
+    """The kind of bundled sample a model reads: its modality, or "audio-stereo" for 2-channel audio."""
+    m = manifest
+    return "audio-stereo" if m["modality"] == "audio" and m["sample"]["channels"] == 2 else m["modality"]
+
+
+def bundled_sample_inputs() -> dict[str, list[np.ndarray]]:
+    """Real held-out inputs per :func:`sample_kind` from encoder_runtime/samples (see its README):
+    three photos, the speech and drum-loop clips (mono) or the stereo drum loop, a video clip, the
+    MRI crops (8-bit and 12-bit), the hyperspectral frame, and the 40 BasicMotions test recordings
+    for IMU models (left out when that data set is not cached)."""
     from encoder_runtime.media import read_input
 
     samples = REPO / "encoder_runtime" / "samples"
-    inputs: dict[str, list[np.ndarray]] = {
-        "image": [read_input(samples / f)[0] for f in ("ColdRipple.png", "ColorfulCups.png",
-                                                       "Kite.png")],
-        "audio": [],
+
+    def read(*names: str) -> list[np.ndarray]:
+        return [read_input(samples / f)[0] for f in names]
+
+    inputs = {
+        "image": read("ColdRipple.png", "ColorfulCups.png", "Kite.png"),
+        "audio": [np.ascontiguousarray(x if x.ndim == 1 else x[:, 0])
+                  for x in read("speech_16k.wav", "loop_amen_16k.wav")],
+        "audio-stereo": read("loop_amen_stereo_44k.wav"),
+        "video": read("city_8f.y4m"),
+        "volume": read("mri_colin27_crop.nii.gz"),
+        "volume16": read("mri_dipy_s0_10slices.nii.gz"),
+        "hyperspectral": read("hsi_abell478_12.npy"),
     }
-    for f in ("speech_16k.wav", "loop_amen_16k.wav"):
-        x = read_input(samples / f)[0]
-        inputs["audio"].append(np.ascontiguousarray(x if x.ndim == 1 else x[:, 0]))
-    inputs["audio-stereo"] = [read_input(samples / "loop_amen_stereo_44k.wav")[0]]
     try:
         from export.train import load_training_arrays
 
@@ -287,11 +297,20 @@ def bundled_code_sets(models: Sequence[str] | None = None) -> list[CodeSet]:
                                 for a in load_training_arrays("timeseries", "test")]
     except (ImportError, SystemExit, OSError, ValueError, KeyError) as e:
         print(f"IMU models skipped: no BasicMotions test data ({type(e).__name__}: {e})")
+    return inputs
+
+
+def bundled_code_sets(models: Sequence[str] | None = None) -> list[CodeSet]:
+    """Real codes of the bundled models (``Encoder.codes``) on :func:`bundled_sample_inputs`.
+    ``pixels_per_code`` is the model's input samples per code position (its transform block)."""
+    from encoder_runtime.codec import Encoder
+
+    inputs = bundled_sample_inputs()
     sets = []
     for man in sorted((REPO / "encoder_runtime" / "models").glob("*/manifest.json")):
         name = man.parent.name
         m = json.loads(man.read_text())
-        kind = "audio-stereo" if m["modality"] == "audio" and m["sample"]["channels"] == 2 else m["modality"]
+        kind = sample_kind(m)
         if (models and name not in models) or kind not in inputs:
             continue
         enc = Encoder.load(name)

@@ -236,29 +236,20 @@ def test_fuzz_decoder_subprocess(real_codes, tmp_path):
 
 
 def _codes_of_every_bundled_model() -> dict[str, np.ndarray]:
-    """One real frame's codes per bundled model: a sample photo, a speech excerpt (a stereo drum
-    loop excerpt for stereo models), or a BasicMotions test recording (IMU models, only where that data set is cached)."""
+    """One real frame's codes per bundled model, from the first bundled sample of its kind
+    (benchmarks.lossless.bundled_sample_inputs; audio cut to 32k samples, mono speech from 30k)."""
+    from benchmarks.lossless import bundled_sample_inputs, sample_kind
     from encoder_runtime.codec import Encoder
-    from encoder_runtime.media import read_input
 
-    models = REPO / "encoder_runtime" / "models"
-    photo = read_input(SAMPLES / "Kite.png")[0]
-    speech = read_input(SAMPLES / "speech_16k.wav")[0]
-    speech = np.ascontiguousarray((speech if speech.ndim == 1 else speech[:, 0])[30_000:62_001])
-    stereo = np.ascontiguousarray(read_input(SAMPLES / "loop_amen_stereo_44k.wav")[0][:32_001])
-    try:
-        from export.train import load_training_arrays
-
-        imu = np.ascontiguousarray(load_training_arrays("timeseries", "test")[0].T)
-    except (ImportError, SystemExit, OSError, ValueError, KeyError):
-        imu = None
+    inputs = {k: v[0] for k, v in bundled_sample_inputs().items() if v}
+    inputs["audio"] = inputs["audio"][30_000:62_001]
+    inputs["audio-stereo"] = inputs["audio-stereo"][:32_001]
     out = {}
-    for man in sorted(models.glob("*/manifest.json")):
-        m = json.loads(man.read_text())
-        x = {"image": photo, "audio": speech if m["sample"]["channels"] == 1 else stereo,
-             "timeseries": imu}[m["modality"]]
+    for man in sorted((REPO / "encoder_runtime" / "models").glob("*/manifest.json")):
+        x = inputs.get(sample_kind(json.loads(man.read_text())))
         if x is not None:
-            out[man.parent.name] = np.ascontiguousarray(Encoder.load(man.parent.name).codes(x)[0])
+            out[man.parent.name] = np.ascontiguousarray(Encoder.load(man.parent.name).codes(
+                np.ascontiguousarray(x))[0])
     return out
 
 
