@@ -276,7 +276,7 @@ def test_dir_source_streams_one_kind(tmp_path):
         open_source(f"dir:{tmp_path},kind=video")
 
 
-def test_reconstructions_png_wav_npy(tmp_path, monkeypatch):
+def test_reconstructions_png_wav_y4m_npy(tmp_path, monkeypatch):
     import sys
 
     from encoder_runtime.daemon.receiver import write_reconstruction
@@ -287,6 +287,12 @@ def test_reconstructions_png_wav_npy(tmp_path, monkeypatch):
     assert write_reconstruction(tmp_path, 2, {"modality": "audio", "sample": {"rate_hz": 16000}},
                                 audio).suffix == ".wav"
     assert write_reconstruction(tmp_path, 3, {"modality": "timeseries"}, audio).suffix == ".npy"
+    from encoder_runtime.video_io import read_y4m
+    group = np.stack([img, img[::-1], img[:, ::-1], 255 - img])
+    path = write_reconstruction(tmp_path, 5, {"modality": "video", "meta": {"fps": 12.5}}, group)
+    back, meta = read_y4m(path.read_bytes(), path)
+    assert path.name == "000000000005.y4m" and meta["fps"] == 12.5
+    assert back.shape == group.shape and np.abs(back.astype(int) - group).max() <= 2
     monkeypatch.setitem(sys.modules, "PIL", None)  # no Pillow: .npy
     path = write_reconstruction(tmp_path, 4, {"modality": "image"}, img)
     assert path.suffix == ".npy" and np.array_equal(np.load(path, allow_pickle=False), img)

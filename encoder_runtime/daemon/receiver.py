@@ -90,8 +90,14 @@ class ByteBudget:
 
 
 def write_reconstruction(out_dir: Path, seq: int, header: dict, arr: np.ndarray) -> Path:
-    """Write one decoded frame: PNG for images (Pillow), WAV for audio (soundfile), else ``.npy``."""
+    """Write one decoded frame: PNG for images (Pillow), WAV for audio (soundfile), YUV4MPEG2
+    ``.y4m`` (4:4:4, the header's ``meta.fps`` or 25) for a video frame group, else ``.npy``."""
     modality = header.get("modality")
+    if modality == "video" and arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[3] == 3:
+        from ..video_io import write_y4m
+        path = out_dir / f"{seq:012d}.y4m"
+        path.write_bytes(write_y4m(arr, float((header.get("meta") or {}).get("fps") or 25.0)))
+        return path
     if modality == "image" and arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
         try:
             from PIL import Image
@@ -121,7 +127,7 @@ class Decoder(threading.Thread):
     """Optional background reconstruction of stored frames (``--decode DIR``).
 
     Writes ``DIR/<stream>/<seq>.png`` for images when Pillow is installed, ``.wav`` for audio when
-    soundfile is, ``.npy`` otherwise. Decoding runs the cloud decoder (much slower than the
+    soundfile is, ``.y4m`` for video frame groups, ``.npy`` otherwise. Decoding runs the cloud decoder (much slower than the
     device encoder), so it never back-pressures storage: when more than ``backlog`` segments are
     waiting, new ones are skipped (counted and logged; they are stored and can be decoded later
     from the store with ``Decoder.for_header(header).decode_frame(header, payload)``).
