@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from encoder_runtime.bundle import sha256_file
+from encoder_runtime.video_io import VIDEO_EXT
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / "data" / "manifest.json"
@@ -308,13 +309,14 @@ def audio_paths(split: str, cache: Path = DEFAULT_CACHE) -> list[Path]:
 USER_EXT = {"image": (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".bmp",
                       ".webp"),
             "audio": (".wav", ".flac", ".ogg"),
-            "hyperspectral": (".npy",)}
+            "hyperspectral": (".npy",),
+            "video": tuple(sorted(VIDEO_EXT))}
 #: Share of a user's files (by hash of the relative file name) held out for validation.
 USER_VAL_PERCENT = 10
 
 
 def user_split(folder: Path, modality: str) -> dict[str, list[Path]]:
-    """A folder of the user's image or audio files (searched recursively) split by file into
+    """A folder of the user's files of ``modality`` (searched recursively) split by file into
     ``{"train": [...], "val": [...]}``: a file is in val when sha256 of its path relative to
     ``folder`` mod 100 < :data:`USER_VAL_PERCENT` (deterministic, independent of the other files;
     with 2+ files and an empty val the lowest-hash file goes to val). Files are only read."""
@@ -342,12 +344,19 @@ def user_split(folder: Path, modality: str) -> dict[str, list[Path]]:
 def user_arrays(folder: Path, modality: str, split: str = "train") -> list[np.ndarray]:
     """The ``split`` ('train' or 'val') of :func:`user_split` as (C, *spatial) integer arrays:
     images RGB uint8 (3, H, W), audio mono 16 kHz int16 (1, N) (mixed down and resampled),
-    spectral cubes (B, H, W) from H×W×B ``.npy`` files as they are."""
+    spectral cubes (B, H, W) from H×W×B ``.npy`` files as they are, video clips (.y4m; other
+    containers through ffmpeg) RGB uint8 (3, T, H, W): whole clips for train, 16-frame groups
+    (what ``sensor-codec`` codes per record) for val."""
     arrays = []
     for p in user_split(folder, modality)[split]:
         try:
             if modality == "hyperspectral":
                 arrays.append(np.load(p, allow_pickle=False).transpose(2, 0, 1).copy())
+            elif modality == "video":
+                from encoder_runtime.video_io import read_video
+                from .video_data import clip_groups
+                clip = read_video(p)[0].transpose(3, 0, 1, 2)
+                arrays += clip_groups(clip, 16) if split == "val" else [np.ascontiguousarray(clip)]
             elif modality == "image":
                 from PIL import Image
                 with Image.open(p) as im:

@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-train-files", type=int, default=0, help="(smoke tests) limit the data")
     ap.add_argument("--data", type=Path, metavar="DIR",
-                    help="train on your own image/audio files in DIR (split by file name into "
+                    help="train on your own image/audio/video (.y4m, .mp4, ...)/hyperspectral (.npy) "
+                         "files in DIR (split by file name into "
                          "train/val, never modified; see export/data.py user_split)")
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     ap.add_argument("--default", action="store_true",

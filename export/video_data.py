@@ -146,11 +146,16 @@ def video_arrays(split: str, cache: Path = DEFAULT_CACHE, group: int = 0) -> lis
     into consecutive groups of ``group`` frames (a shorter last group is dropped)."""
     out = []
     for p in video_clips(split, cache):
-        a = np.load(p, allow_pickle=False).transpose(3, 0, 1, 2)
-        step = group or a.shape[1]
-        out += [np.ascontiguousarray(a[:, t:t + step])
-                for t in range(0, a.shape[1] - step + 1, step)]
+        out += clip_groups(np.load(p, allow_pickle=False).transpose(3, 0, 1, 2), group)
     return out
+
+
+def clip_groups(clip: np.ndarray, group: int = 0) -> list[np.ndarray]:
+    """A (3, T, H, W) clip cut into consecutive groups of ``group`` frames (a shorter last group
+    is dropped; a clip shorter than ``group`` is one group); ``group`` 0: the whole clip."""
+    step = min(group, clip.shape[1]) or clip.shape[1]
+    return [np.ascontiguousarray(clip[:, t:t + step])
+            for t in range(0, clip.shape[1] - step + 1, step)]
 
 
 def video_manifest(cache: Path = DEFAULT_CACHE) -> dict:

@@ -167,3 +167,29 @@ def test_daemon_picks_the_video_model_for_a_grouped_source():
     assert enc.bundle.modality == "video"
     with pytest.raises(ValueError, match="video model but the source gives image"):
         load_encoder(default_model("video"), 1, "image")
+
+
+def test_sensor_train_video_smoke(tmp_path, clip):
+    """``sensor-train --modality video`` for a few real steps on a folder of clips (the bundled
+    held-out frames and their mirror image, as .y4m; one of the two is the validation split):
+    a video bundle with 4×4×4 blocks and held-out metrics from the exact codes."""
+    pytest.importorskip("torch")
+    from export.data import user_split
+    from export.train import main
+    data = tmp_path / "clips"
+    data.mkdir()
+    (data / "city.y4m").write_bytes(CLIP.read_bytes())
+    (data / "city_mirror.y4m").write_bytes(video_io.write_y4m(clip[:, :, ::-1], 25.0, "444"))
+    split = user_split(data, "video")
+    assert len(split["train"]) == len(split["val"]) == 1
+    assert main(["--modality", "video", "--data", str(data), "--latent", "4", "--steps", "3",
+                 "--batch", "2", "--crop", "8", "--decoder-width", "16", "--decoder-blocks", "1",
+                 "--device", "cpu", "--out", str(tmp_path / "runs"), "--name", "v"]) == 0
+    m = json.loads((tmp_path / "runs" / "v" / "bundle" / "manifest.json").read_text())
+    assert m["modality"] == "video" and m["transform"]["block"] == [4, 4, 4]
+    assert m["latent"]["channels"] == 4
+    met = m["model_card"]["metrics"]
+    assert met["frames"] == 1 and met["bpp"] > 0 and 5 < met["psnr_db"] < 60
+    bundle = tmp_path / "runs" / "v" / "bundle"
+    out = Decoder.load(bundle).decode(Encoder.load(bundle).encode(clip))
+    assert out.shape == clip.shape and out.dtype == np.uint8
