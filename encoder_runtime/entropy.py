@@ -751,6 +751,30 @@ class CtxAcCoder(_Coder):
         return np.frombuffer(raw, np.int8).reshape(shape).copy()
 
 
+class RansCoder(_Coder):
+    """Static rANS: per-channel (or shared) 12-bit frequency tables of the zigzagged codes, one
+    per context class of the left / upper (or previous-channel) neighbours, in the payload
+    header; 4 interleaved 32-bit states with byte renormalisation. Portable C shared with the
+    firmware (``firmware_bridge/firmware/src/sc_rans.c``) through ``encoder_runtime._sclossless``;
+    payload: format byte 2 (0 = stored raw codes), see docs/container-format.md.
+    """
+
+    def __init__(self) -> None:
+        from . import _sclossless  # ImportError -> CoderUnavailableError
+
+        if not hasattr(_sclossless, "rans_encode"):  # an extension built before the rans coder
+            raise ImportError("encoder_runtime._sclossless predates the rans coder; rebuild it")
+        self.name = "rans"
+        self._enc, self._dec = _sclossless.rans_encode, _sclossless.rans_decode
+
+    def _encode(self, codes: np.ndarray) -> bytes:
+        return self._enc(codes, *_grid(codes.shape))
+
+    def _decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        raw = self._dec(data, *_grid(shape))  # ValueError on a bad payload
+        return np.frombuffer(raw, np.int8).reshape(shape).copy()
+
+
 # --------------------------------------------------------------------------------------------
 # registry
 
@@ -761,9 +785,11 @@ _FACTORIES: dict[str, Callable[[], LosslessCoder]] = {
     "zstd19": lambda: ZstdCoder(19),
     "jpegls": JpeglsMosaicCoder,
     "ctx-ac": CtxAcCoder,
+    "rans": RansCoder,
 }
 _OPTIONAL_PACKAGE = {"jpegls": "pyjpegls (or imagecodecs)",
-                     "ctx-ac": "native extension encoder_runtime._sclossless (pip install with a C compiler)"}
+                     "ctx-ac": "native extension encoder_runtime._sclossless (pip install with a C compiler)",
+                     "rans": "native extension encoder_runtime._sclossless (pip install with a C compiler)"}
 _CACHE: dict[str, LosslessCoder] = {}
 _CACHE_LOCK = threading.Lock()
 

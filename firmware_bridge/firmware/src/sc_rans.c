@@ -1,0 +1,404 @@
+/* sc_rans: static context-classed rANS coder for int8 latent codes (format 2).
+ *
+ * Symbols. Every code v is coded as its zigzag byte z = 2v (v >= 0) or -2v - 1 (v < 0) with a
+ * static frequency table chosen by a context class of already-coded neighbours:
+ *   s = |L| + |T|, L = the code to the left in the row (0 in column 0), T = the code above
+ *   (grids with rows > 1; 0 on row 0) or, for 1-D signals (rows == 1), the previous
+ *   channel's code at the same position (0 for channel 0);
+ *   k6 = 0, 1, 2, 3, 3, 4, 4, 4, 5 for s = 0 .. 8 and 5 above;
+ *   the class k is k6 merged by the scheme: 1 class (all 0), 2 (k6 > 0), 3 (0 | 1-2 | 3-5)
+ *   or 6 (k6 itself).
+ * Payload: byte 0 = 2; byte 1 = config: bits 0-1 = scheme (1, 2, 3, 6 classes), bit 2 = one
+ * table set per channel (else one shared by all channels), other bits 0. Then the tables,
+ * group by group (channel 0.. or the one shared group), class by class: a byte zmax and the
+ * frequencies of z = 0 .. zmax as LEB128 varints (1 or 2 bytes, each <= 4095); the others are
+ * 0. A table sums to 4096 (12-bit probabilities), or to 0 when its class never occurs (then
+ * it must not be used). Then 4 rANS states (32-bit little endian, each in [2^23, 2^31)) and
+ * the renormalisation bytes.
+ * rANS: 4 interleaved states, code i (channel-major order) uses state i mod 4; decoding a
+ * symbol from state x: slot = x mod 4096, z = the symbol with cum(z) <= slot < cum(z) + f(z)
+ * (cum = sum of the frequencies of smaller z), x = f(z) (x >> 12) + slot - cum(z), then while
+ * x < 2^23: x = (x << 8) | the next byte. After the last code every state is 2^23 and every
+ * byte has been read. The encoder picks the (scheme, per-channel) pair with the smallest
+ * estimated size (integer arithmetic only, so every platform writes the same bytes) and
+ * stores the raw codes (byte 0 = 0) when coding would not be smaller.
+ */
+#include "sc_rans.h"
+
+#include <string.h>
+
+#define PROB_BITS 12u
+#define PROB_M (1u << PROB_BITS)
+#define RANS_L (1u << 23)
+#define NLANE 4u
+#define NK6 6u
+#define NSCHEME 4u
+#define NSYM 256u
+
+static const uint8_t k_nclass[NSCHEME] = {1, 2, 3, 6};
+static const uint8_t k_merge[NSCHEME][NK6] = {
+    {0, 0, 0, 0, 0, 0}, {0, 1, 1, 1, 1, 1}, {0, 1, 1, 2, 2, 2}, {0, 1, 2, 3, 4, 5}};
+static const uint8_t k_k6[9] = {0, 1, 2, 3, 3, 4, 4, 4, 5};
+
+static unsigned iabs8(int v) { return (unsigned)(v < 0 ? -v : v); }
+static unsigned zig(int v) { return v < 0 ? (unsigned)(-2 * v - 1) : (unsigned)(2 * v); }
+static int unzig(unsigned z) { return (z & 1u) ? -(int)((z + 1u) >> 1) : (int)(z >> 1); }
+static unsigned k6_of(unsigned s) { return k_k6[s > 8u ? 8u : s]; }
+
+static int dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
+{
+    size_t plane;
+    if (channels == 0 || rows == 0 || cols == 0) return SC_LL_E_ARG;
+    if ((size_t)rows > (size_t)-1 / cols) return SC_LL_E_ARG;
+    plane = (size_t)rows * cols;
+    if (plane > ((size_t)-1 - 1) / channels) return SC_LL_E_ARG;
+    *n = plane * channels;
+    return SC_LL_OK;
+}
+
+static size_t mul_or_0(size_t a, size_t b) { return b && a > (size_t)-1 / b ? 0 : a * b; }
+
+/* encoder work: hist[C][6][256] u32, enc[C][6][256] u32 (freq | cum << 16), log2 table */
+size_t sc_rans_enc_work(uint32_t channels)
+{
+    size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 8u);
+    return t && t <= (size_t)-1 - 2u * PROB_M ? t + 2u * PROB_M : 0;
+}
+
+/* decoder work: freq[C][6][256] u16, lut[6][4096] u32 */
+size_t sc_rans_dec_work(uint32_t channels)
+{
+    size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 2u);
+    return t && t <= (size_t)-1 - NK6 * PROB_M * 4u ? t + NK6 * PROB_M * 4u : 0;
+}
+
+/* The neighbours of column x: T row (row above, previous channel's row or NULL). */
+#define CTX_S(cur, trow, x) \
+    (((x) ? iabs8((cur)[(x) - 1]) : 0u) + ((trow) ? iabs8((trow)[x]) : 0u))
+
+/* ---------------------------------------------------------------------------------------- */
+/* encoder */
+
+/* log2(f) in 1/256 bits for f = 1 .. 4096, by repeated squaring (integers only) */
+static void log2_table(uint16_t *lg)
+{
+    uint32_t f;
+    lg[0] = 0;
+    for (f = 1; f <= PROB_M; f++) {
+        unsigned ip = 0, i;
+        uint64_t y;
+        while ((f >> (ip + 1)) != 0) ip++;
+        y = ((uint64_t)f << 16) >> ip; /* f / 2^ip in Q16, in [1, 2) */
+        lg[f - 1] = (uint16_t)(ip << 8);
+        for (i = 0; i < 8; i++) {
+            y = (y * y) >> 16;
+            if (y >= (2u << 16)) { y >>= 1; lg[f - 1] |= (uint16_t)(1u << (7 - i)); }
+        }
+    }
+}
+
+/* Quantises counts to frequencies summing to 4096 (each used symbol >= 1, all <= 4095).
+ * Returns zmax (the last non-zero frequency), or -1 for an empty table. */
+static int quantise(const uint32_t *cnt, uint16_t *freq)
+{
+    uint64_t total = 0;
+    uint32_t sum = 0, nused = 0, z, am = 0;
+    int zmax = -1;
+    for (z = 0; z < NSYM; z++) total += cnt[z];
+    memset(freq, 0, NSYM * sizeof *freq);
+    if (total == 0) return -1;
+    for (z = 0; z < NSYM; z++) {
+        uint64_t f;
+        if (!cnt[z]) continue;
+        f = ((uint64_t)cnt[z] * PROB_M + total / 2) / total;
+        if (f < 1) f = 1;
+        if (f > PROB_M - 1) f = PROB_M - 1;
+        freq[z] = (uint16_t)f;
+        sum += (uint32_t)f;
+        nused++;
+        zmax = (int)z;
+        if (f > freq[am]) am = z;
+    }
+    if (nused == 1) { /* one symbol: 4095 for it, 1 for a neighbour that never occurs */
+        freq[am] = PROB_M - 1;
+        if (am < NSYM - 1) { freq[am + 1] = 1; zmax = (int)am + 1; }
+        else freq[am - 1] = 1;
+        return zmax;
+    }
+    while (sum != PROB_M) { /* move the rounding error onto the largest frequencies */
+        for (z = 0; z < NSYM; z++) if (freq[z] > freq[am]) am = z;
+        if (sum < PROB_M) { freq[am] = (uint16_t)(freq[am] + (PROB_M - sum)); sum = PROB_M; }
+        else {
+            uint32_t take = sum - PROB_M;
+            if (take > freq[am] - 1u) take = freq[am] - 1u;
+            freq[am] = (uint16_t)(freq[am] - take);
+            sum -= take;
+            am = 0;
+            for (z = 0; z < NSYM; z++) if (freq[z] > freq[am]) am = z;
+            if (sum != PROB_M && freq[am] == 1) return -2; /* cannot happen: <= 256 symbols */
+        }
+    }
+    return zmax;
+}
+
+static unsigned table_bytes(const uint16_t *freq, int zmax)
+{
+    unsigned b = 1;
+    int z;
+    for (z = 0; z <= (zmax < 0 ? 0 : zmax); z++) b += freq[z] < 128u ? 1u : 2u;
+    return b;
+}
+
+/* Counts of table (group g, class k) of a scheme; per_ch: group = channel, else all. */
+static void gather(const uint32_t *hist, uint32_t channels, unsigned scheme, int per_ch,
+                   uint32_t g, unsigned k, uint32_t *cnt)
+{
+    uint32_t ch, ch0 = per_ch ? g : 0, ch1 = per_ch ? g + 1 : channels;
+    unsigned k6, z;
+    memset(cnt, 0, NSYM * sizeof *cnt);
+    for (ch = ch0; ch < ch1; ch++)
+        for (k6 = 0; k6 < NK6; k6++) {
+            const uint32_t *h = hist + ((size_t)ch * NK6 + k6) * NSYM;
+            if (k_merge[scheme][k6] != k) continue;
+            for (z = 0; z < NSYM; z++) cnt[z] += h[z];
+        }
+}
+
+/* Estimated payload bits x 256 of a configuration. */
+static uint64_t config_cost(const uint32_t *hist, uint32_t channels, unsigned scheme, int per_ch,
+                            const uint16_t *lg)
+{
+    uint32_t cnt[NSYM], g, ngroups = per_ch ? channels : 1;
+    uint16_t freq[NSYM];
+    uint64_t bits = 0;
+    unsigned k, z;
+    for (g = 0; g < ngroups; g++)
+        for (k = 0; k < k_nclass[scheme]; k++) {
+            int zmax;
+            gather(hist, channels, scheme, per_ch, g, k, cnt);
+            zmax = quantise(cnt, freq);
+            bits += (uint64_t)table_bytes(freq, zmax) * 8u * 256u;
+            for (z = 0; zmax >= 0 && z <= (unsigned)zmax; z++)
+                if (cnt[z]) bits += (uint64_t)cnt[z] * (PROB_BITS * 256u - lg[freq[z] - 1]);
+        }
+    return bits;
+}
+
+static void histogram(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                      uint32_t *hist)
+{
+    const size_t plane = (size_t)rows * cols;
+    uint32_t ch, r, x;
+    memset(hist, 0, (size_t)channels * NK6 * NSYM * sizeof *hist);
+    for (ch = 0; ch < channels; ch++) {
+        uint32_t *h = hist + (size_t)ch * NK6 * NSYM;
+        for (r = 0; r < rows; r++) {
+            const int8_t *cur = codes + ch * plane + (size_t)r * cols;
+            const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
+            for (x = 0; x < cols; x++) h[k6_of(CTX_S(cur, trow, x)) * NSYM + zig(cur[x])]++;
+        }
+    }
+}
+
+int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                   uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len)
+{
+    uint32_t *hist = (uint32_t *)work, *enc, st[NLANE], cnt[NSYM];
+    uint16_t *lg, freq[NSYM];
+    size_t n, plane, hdr, need = sc_rans_enc_work(channels);
+    uint8_t *ptr, *lim;
+    uint64_t best = (uint64_t)-1;
+    unsigned scheme, best_scheme = 0, nk, k, lane;
+    int per_ch, best_per = 0, full = 0, rc;
+    uint32_t g, ngroups, ch, r, x;
+    if (!codes || !out || !out_len || !work) return SC_LL_E_ARG;
+    if ((rc = dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
+    if (need == 0 || work_len < need) return SC_LL_E_ARG;
+    if (cap < n + 1) return SC_LL_E_SPACE;
+    plane = (size_t)rows * cols;
+    enc = hist + (size_t)channels * NK6 * NSYM;
+    lg = (uint16_t *)(enc + (size_t)channels * NK6 * NSYM);
+    histogram(codes, channels, rows, cols, hist);
+    log2_table(lg);
+    for (scheme = 0; scheme < NSCHEME; scheme++)
+        for (per_ch = 0; per_ch < (channels > 1 ? 2 : 1); per_ch++) {
+            uint64_t c = config_cost(hist, channels, scheme, per_ch, lg);
+            if (c < best) { best = c; best_scheme = scheme; best_per = per_ch; }
+        }
+    /* header: tables */
+    nk = k_nclass[best_scheme];
+    ngroups = best_per ? channels : 1;
+    out[0] = (uint8_t)SC_RANS_FORMAT;
+    out[1] = (uint8_t)(best_scheme | (best_per ? 4u : 0u));
+    hdr = 2;
+    for (g = 0; g < ngroups && !full; g++)
+        for (k = 0; k < nk && !full; k++) {
+            uint32_t *e = enc + ((size_t)g * nk + k) * NSYM, cum = 0;
+            int zmax, z;
+            gather(hist, channels, best_scheme, best_per, g, k, cnt);
+            zmax = quantise(cnt, freq);
+            if (zmax < -1) return SC_LL_E_ARG;
+            if (hdr + table_bytes(freq, zmax) + 16u > n) { full = 1; break; }
+            out[hdr++] = (uint8_t)(zmax < 0 ? 0 : zmax);
+            for (z = 0; z <= (zmax < 0 ? 0 : zmax); z++) {
+                if (freq[z] < 128u) out[hdr++] = (uint8_t)freq[z];
+                else { out[hdr++] = (uint8_t)(0x80u | (freq[z] & 127u)); out[hdr++] = (uint8_t)(freq[z] >> 7); }
+            }
+            for (z = 0; z < (int)NSYM; z++) { e[z] = freq[z] | (cum << 16); cum += freq[z]; }
+        }
+    /* rANS, last code first; bytes grow down from the end of out */
+    ptr = out + cap;
+    lim = out + hdr + 16;
+    for (lane = 0; lane < NLANE; lane++) st[lane] = RANS_L;
+    lane = (unsigned)((n - 1) & (NLANE - 1));
+    for (ch = channels; ch-- > 0 && !full;) {
+        const uint32_t *et = enc + (best_per ? (size_t)ch * nk : 0) * NSYM;
+        const uint8_t *merge = k_merge[best_scheme];
+        for (r = rows; r-- > 0 && !full;) {
+            const int8_t *cur = codes + ch * plane + (size_t)r * cols;
+            const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
+            for (x = cols; x-- > 0;) {
+                uint32_t e = et[merge[k6_of(CTX_S(cur, trow, x))] * NSYM + zig(cur[x])];
+                uint32_t f = e & 0xFFFFu, s = st[lane];
+                const uint32_t smax = f << 19; /* ((RANS_L >> PROB_BITS) << 8) * f */
+                while (s >= smax) {
+                    if (ptr <= lim) { full = 1; break; }
+                    *--ptr = (uint8_t)s;
+                    s >>= 8;
+                }
+                if (full) break;
+                st[lane] = ((s / f) << PROB_BITS) + (s % f) + (e >> 16);
+                lane = (lane - 1u) & (NLANE - 1);
+            }
+        }
+    }
+    if (!full) {
+        size_t body = (size_t)(out + cap - ptr);
+        if (hdr + 16 + body < n + 1) {
+            for (lane = 0; lane < NLANE; lane++) {
+                out[hdr + 4 * lane] = (uint8_t)st[lane];
+                out[hdr + 4 * lane + 1] = (uint8_t)(st[lane] >> 8);
+                out[hdr + 4 * lane + 2] = (uint8_t)(st[lane] >> 16);
+                out[hdr + 4 * lane + 3] = (uint8_t)(st[lane] >> 24);
+            }
+            memmove(out + hdr + 16, ptr, body);
+            *out_len = hdr + 16 + body;
+            return SC_LL_OK;
+        }
+    }
+    out[0] = SC_LL_FORMAT_STORED; /* coding would not be smaller: store the codes */
+    memcpy(out + 1, codes, n);
+    *out_len = n + 1;
+    return SC_LL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* decoder */
+
+/* Reads the tables; returns the position after them or 0 on a bad / short header. */
+static size_t read_tables(const uint8_t *in, size_t len, size_t pos, uint32_t ntab,
+                          uint16_t *freq, int *status)
+{
+    uint32_t t;
+    for (t = 0; t < ntab; t++) {
+        uint16_t *f = freq + (size_t)t * NSYM;
+        uint32_t sum = 0, z, zmax;
+        memset(f, 0, NSYM * sizeof *f);
+        if (pos >= len) { *status = SC_LL_E_TRUNC; return 0; }
+        zmax = in[pos++];
+        for (z = 0; z <= zmax; z++) {
+            uint32_t v;
+            if (pos >= len) { *status = SC_LL_E_TRUNC; return 0; }
+            v = in[pos++];
+            if (v & 0x80u) {
+                if (pos >= len) { *status = SC_LL_E_TRUNC; return 0; }
+                v = (v & 127u) | ((uint32_t)in[pos++] << 7);
+            }
+            if (v > PROB_M - 1) { *status = SC_LL_E_CORRUPT; return 0; }
+            f[z] = (uint16_t)v;
+            sum += v;
+        }
+        if (sum != 0 && sum != PROB_M) { *status = SC_LL_E_CORRUPT; return 0; }
+    }
+    return pos;
+}
+
+/* Slot lookup of one table: z | f << 8 | (slot - cum) << 20 (all 0 for an empty table). */
+static void build_lut(const uint16_t *f, uint32_t *lut)
+{
+    uint32_t z, slot = 0, i;
+    if (f[0] == 0) { /* an empty table has no non-zero frequency */
+        for (z = 1; z < NSYM && !f[z]; z++) {}
+        if (z == NSYM) { memset(lut, 0, PROB_M * sizeof *lut); return; }
+    }
+    for (z = 0; z < NSYM; z++)
+        for (i = 0; i < f[z]; i++, slot++) lut[slot] = z | ((uint32_t)f[z] << 8) | (i << 20);
+}
+
+int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
+                   int8_t *out, void *work, size_t work_len)
+{
+    uint16_t *freq = (uint16_t *)work;
+    uint32_t *lut, st[NLANE], ch, r, x, ngroups;
+    size_t n, plane, pos, need = sc_rans_dec_work(channels);
+    unsigned scheme, nk, lane, k;
+    int per_ch, rc = SC_LL_OK;
+    if (!in || !out || !work) return SC_LL_E_ARG;
+    if ((rc = dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
+    if (need == 0 || work_len < need) return SC_LL_E_ARG;
+    if (len < 1) return SC_LL_E_TRUNC;
+    if (in[0] == SC_LL_FORMAT_STORED) {
+        if (len < n + 1) return SC_LL_E_TRUNC;
+        if (len > n + 1) return SC_LL_E_TRAILING;
+        memcpy(out, in + 1, n);
+        return SC_LL_OK;
+    }
+    if (in[0] != SC_RANS_FORMAT) return SC_LL_E_FORMAT;
+    if (len < 2) return SC_LL_E_TRUNC;
+    if (in[1] & ~7u) return SC_LL_E_CORRUPT;
+    if (len > n) return SC_LL_E_TRAILING; /* a coded payload is always shorter than n + 1 */
+    scheme = in[1] & 3u;
+    per_ch = (in[1] >> 2) & 1;
+    if (per_ch && channels == 1) return SC_LL_E_CORRUPT;
+    nk = k_nclass[scheme];
+    ngroups = per_ch ? channels : 1;
+    lut = (uint32_t *)(freq + (size_t)channels * NK6 * NSYM);
+    pos = read_tables(in, len, 2, ngroups * nk, freq, &rc);
+    if (!pos) return rc;
+    if (len - pos < 16) return SC_LL_E_TRUNC;
+    for (lane = 0; lane < NLANE; lane++, pos += 4) {
+        st[lane] = in[pos] | ((uint32_t)in[pos + 1] << 8) | ((uint32_t)in[pos + 2] << 16)
+                   | ((uint32_t)in[pos + 3] << 24);
+        if (st[lane] < RANS_L || st[lane] >= (RANS_L << 8)) return SC_LL_E_CORRUPT;
+    }
+    plane = (size_t)rows * cols;
+    lane = 0;
+    for (ch = 0; ch < channels; ch++) {
+        const uint8_t *merge = k_merge[scheme];
+        if (per_ch || ch == 0)
+            for (k = 0; k < nk; k++)
+                build_lut(freq + ((size_t)(per_ch ? ch : 0) * nk + k) * NSYM, lut + k * PROB_M);
+        for (r = 0; r < rows; r++) {
+            int8_t *cur = out + ch * plane + (size_t)r * cols;
+            const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
+            for (x = 0; x < cols; x++) {
+                uint32_t s = st[lane];
+                const uint32_t e = lut[merge[k6_of(CTX_S(cur, trow, x))] * PROB_M + (s & (PROB_M - 1))];
+                const uint32_t f = (e >> 8) & 0xFFFu;
+                if (!f) return SC_LL_E_CORRUPT; /* a class whose table is empty */
+                s = f * (s >> PROB_BITS) + (e >> 20);
+                while (s < RANS_L) {
+                    if (pos >= len) return SC_LL_E_TRUNC;
+                    s = (s << 8) | in[pos++];
+                }
+                st[lane] = s;
+                cur[x] = (int8_t)unzig(e & 255u);
+                lane = (lane + 1u) & (NLANE - 1);
+            }
+        }
+    }
+    if (pos != len) return SC_LL_E_TRAILING;
+    for (lane = 0; lane < NLANE; lane++)
+        if (st[lane] != RANS_L) return SC_LL_E_CORRUPT;
+    return SC_LL_OK;
+}
