@@ -45,6 +45,13 @@ static unsigned zig(int v) { return v < 0 ? (unsigned)(-2 * v - 1) : (unsigned)(
 static int unzig(unsigned z) { return (z & 1u) ? -(int)((z + 1u) >> 1) : (int)(z >> 1); }
 static unsigned k6_of(unsigned s) { return k_k6[s > 8u ? 8u : s]; }
 
+/* off[s] = (class of neighbour sum s) * unit for s = 0 .. 256 under a scheme */
+static void class_offsets(unsigned scheme, uint32_t unit, uint32_t *off)
+{
+    unsigned s;
+    for (s = 0; s <= 256u; s++) off[s] = k_merge[scheme][k6_of(s)] * unit;
+}
+
 static int dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
 {
     size_t plane;
@@ -58,18 +65,22 @@ static int dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
 
 static size_t mul_or_0(size_t a, size_t b) { return b && a > (size_t)-1 / b ? 0 : a * b; }
 
-/* encoder work: hist[C][6][256] u32, enc[C][6][256] u32 (freq | cum << 16), log2 table */
+/* encoder work: hist[C + 1][6][256] u32 (row C: all channels), enc[C][6][256] u32
+ * (freq | cum << 16), log2 table */
+#define ENC_EXTRA (NK6 * NSYM * 4u + 2u * NSYM)
 size_t sc_rans_enc_work(uint32_t channels)
 {
     size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 8u);
-    return t && t <= (size_t)-1 - 2u * PROB_M ? t + 2u * PROB_M : 0;
+    return t && t <= (size_t)-1 - ENC_EXTRA ? t + ENC_EXTRA : 0;
 }
 
-/* decoder work: freq[C][6][256] u16, lut[6][4096] u32 */
+#define DEC_EXTRA (NK6 * (PROB_M + NSYM * 2u)) /* sym[6][4096] u8, cum[6][256] u16 */
+
+/* decoder work: freq[C][6][256] u16, then DEC_EXTRA */
 size_t sc_rans_dec_work(uint32_t channels)
 {
     size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 2u);
-    return t && t <= (size_t)-1 - NK6 * PROB_M * 4u ? t + NK6 * PROB_M * 4u : 0;
+    return t && t <= (size_t)-1 - DEC_EXTRA ? t + DEC_EXTRA : 0;
 }
 
 /* The neighbours of column x: T row (row above, previous channel's row or NULL). */
@@ -79,12 +90,11 @@ size_t sc_rans_dec_work(uint32_t channels)
 /* ---------------------------------------------------------------------------------------- */
 /* encoder */
 
-/* log2(f) in 1/256 bits for f = 1 .. 4096, by repeated squaring (integers only) */
+/* log2(f) in 1/256 bits for f = 1 .. 256, by repeated squaring (integers only) */
 static void log2_table(uint16_t *lg)
 {
     uint32_t f;
-    lg[0] = 0;
-    for (f = 1; f <= PROB_M; f++) {
+    for (f = 1; f <= 256u; f++) {
         unsigned ip = 0, i;
         uint64_t y;
         while ((f >> (ip + 1)) != 0) ip++;
@@ -99,15 +109,23 @@ static void log2_table(uint16_t *lg)
 
 /* Quantises counts to frequencies summing to 4096 (each used symbol >= 1, all <= 4095).
  * Returns zmax (the last non-zero frequency), or -1 for an empty table. */
-static int quantise(const uint32_t *cnt, uint16_t *freq)
+/* log2(f) x 256 for f = 1 .. 4095 from the 256-entry table (f's top 8 bits; estimate only) */
+static unsigned log2_q8(const uint16_t *lg, unsigned f)
+{
+    unsigned sh = 0;
+    while ((f >> sh) > 256u) sh++;
+    return lg[(f >> sh) - 1] + (sh << 8);
+}
+
+static int quantise(const uint32_t *cnt, uint32_t zlim, uint16_t *freq)
 {
     uint64_t total = 0;
     uint32_t sum = 0, nused = 0, z, am = 0;
     int zmax = -1;
-    for (z = 0; z < NSYM; z++) total += cnt[z];
+    for (z = 0; z < zlim; z++) total += cnt[z];
     memset(freq, 0, NSYM * sizeof *freq);
     if (total == 0) return -1;
-    for (z = 0; z < NSYM; z++) {
+    for (z = 0; z < zlim; z++) {
         uint64_t f;
         if (!cnt[z]) continue;
         f = ((uint64_t)cnt[z] * PROB_M + total / 2) / total;
@@ -126,7 +144,7 @@ static int quantise(const uint32_t *cnt, uint16_t *freq)
         return zmax;
     }
     while (sum != PROB_M) { /* move the rounding error onto the largest frequencies */
-        for (z = 0; z < NSYM; z++) if (freq[z] > freq[am]) am = z;
+        for (z = 0; z < zlim; z++) if (freq[z] > freq[am]) am = z;
         if (sum < PROB_M) { freq[am] = (uint16_t)(freq[am] + (PROB_M - sum)); sum = PROB_M; }
         else {
             uint32_t take = sum - PROB_M;
@@ -134,7 +152,7 @@ static int quantise(const uint32_t *cnt, uint16_t *freq)
             freq[am] = (uint16_t)(freq[am] - take);
             sum -= take;
             am = 0;
-            for (z = 0; z < NSYM; z++) if (freq[z] > freq[am]) am = z;
+            for (z = 0; z < zlim; z++) if (freq[z] > freq[am]) am = z;
             if (sum != PROB_M && freq[am] == 1) return -2; /* cannot happen: <= 256 symbols */
         }
     }
@@ -149,24 +167,22 @@ static unsigned table_bytes(const uint16_t *freq, int zmax)
     return b;
 }
 
-/* Counts of table (group g, class k) of a scheme; per_ch: group = channel, else all. */
+/* Counts (z < zlim) of table (group g, class k) of a scheme; per_ch: group = channel g, else
+ * all channels (the histogram's row C). */
 static void gather(const uint32_t *hist, uint32_t channels, unsigned scheme, int per_ch,
-                   uint32_t g, unsigned k, uint32_t *cnt)
+                   uint32_t g, unsigned k, uint32_t zlim, uint32_t *cnt)
 {
-    uint32_t ch, ch0 = per_ch ? g : 0, ch1 = per_ch ? g + 1 : channels;
+    const uint32_t *h = hist + (size_t)(per_ch ? g : channels) * NK6 * NSYM;
     unsigned k6, z;
     memset(cnt, 0, NSYM * sizeof *cnt);
-    for (ch = ch0; ch < ch1; ch++)
-        for (k6 = 0; k6 < NK6; k6++) {
-            const uint32_t *h = hist + ((size_t)ch * NK6 + k6) * NSYM;
-            if (k_merge[scheme][k6] != k) continue;
-            for (z = 0; z < NSYM; z++) cnt[z] += h[z];
-        }
+    for (k6 = 0; k6 < NK6; k6++)
+        if (k_merge[scheme][k6] == k)
+            for (z = 0; z < zlim; z++) cnt[z] += h[k6 * NSYM + z];
 }
 
 /* Estimated payload bits x 256 of a configuration. */
 static uint64_t config_cost(const uint32_t *hist, uint32_t channels, unsigned scheme, int per_ch,
-                            const uint16_t *lg)
+                            uint32_t zlim, const uint16_t *lg)
 {
     uint32_t cnt[NSYM], g, ngroups = per_ch ? channels : 1;
     uint16_t freq[NSYM];
@@ -175,54 +191,76 @@ static uint64_t config_cost(const uint32_t *hist, uint32_t channels, unsigned sc
     for (g = 0; g < ngroups; g++)
         for (k = 0; k < k_nclass[scheme]; k++) {
             int zmax;
-            gather(hist, channels, scheme, per_ch, g, k, cnt);
-            zmax = quantise(cnt, freq);
+            gather(hist, channels, scheme, per_ch, g, k, zlim, cnt);
+            zmax = quantise(cnt, zlim, freq);
             bits += (uint64_t)table_bytes(freq, zmax) * 8u * 256u;
             for (z = 0; zmax >= 0 && z <= (unsigned)zmax; z++)
-                if (cnt[z]) bits += (uint64_t)cnt[z] * (PROB_BITS * 256u - lg[freq[z] - 1]);
+                if (cnt[z]) bits += (uint64_t)cnt[z] * (PROB_BITS * 256u - log2_q8(lg, freq[z]));
         }
     return bits;
 }
 
-static void histogram(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
-                      uint32_t *hist)
+/* 6-class histograms per channel and (row C) of all channels; returns 1 + the largest z. */
+static uint32_t histogram(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                          uint32_t *hist)
 {
+    uint32_t zlim = 0, *all = hist + (size_t)channels * NK6 * NSYM, i;
     const size_t plane = (size_t)rows * cols;
-    uint32_t ch, r, x;
-    memset(hist, 0, (size_t)channels * NK6 * NSYM * sizeof *hist);
+    uint32_t ch, r, x, off[257];
+    class_offsets(NSCHEME - 1, NSYM, off); /* the 6 classes */
+    memset(hist, 0, ((size_t)channels + 1) * NK6 * NSYM * sizeof *hist);
     for (ch = 0; ch < channels; ch++) {
         uint32_t *h = hist + (size_t)ch * NK6 * NSYM;
         for (r = 0; r < rows; r++) {
             const int8_t *cur = codes + ch * plane + (size_t)r * cols;
             const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
-            for (x = 0; x < cols; x++) h[k6_of(CTX_S(cur, trow, x)) * NSYM + zig(cur[x])]++;
+            unsigned l = 0;
+            if (trow)
+                for (x = 0; x < cols; x++) {
+                    const int v = cur[x];
+                    h[off[l + iabs8(trow[x])] + zig(v)]++;
+                    l = iabs8(v);
+                }
+            else
+                for (x = 0; x < cols; x++) {
+                    const int v = cur[x];
+                    h[off[l] + zig(v)]++;
+                    l = iabs8(v);
+                }
         }
     }
+    for (ch = 0; ch < channels; ch++)
+        for (i = 0; i < NK6 * NSYM; i++) {
+            const uint32_t v = hist[(size_t)ch * NK6 * NSYM + i];
+            all[i] += v;
+            if (v && i % NSYM >= zlim) zlim = i % NSYM + 1u;
+        }
+    return zlim;
 }
 
 int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                    uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len)
 {
-    uint32_t *hist = (uint32_t *)work, *enc, st[NLANE], cnt[NSYM];
+    uint32_t *hist = (uint32_t *)work, *enc, st[NLANE], cnt[NSYM], off[257];
     uint16_t *lg, freq[NSYM];
     size_t n, plane, hdr, need = sc_rans_enc_work(channels);
     uint8_t *ptr, *lim;
     uint64_t best = (uint64_t)-1;
     unsigned scheme, best_scheme = 0, nk, k, lane;
     int per_ch, best_per = 0, full = 0, rc;
-    uint32_t g, ngroups, ch, r, x;
+    uint32_t g, ngroups, ch, r, x, zlim;
     if (!codes || !out || !out_len || !work) return SC_LL_E_ARG;
     if ((rc = dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
     if (need == 0 || work_len < need) return SC_LL_E_ARG;
     if (cap < n + 1) return SC_LL_E_SPACE;
     plane = (size_t)rows * cols;
-    enc = hist + (size_t)channels * NK6 * NSYM;
+    enc = hist + ((size_t)channels + 1) * NK6 * NSYM;
     lg = (uint16_t *)(enc + (size_t)channels * NK6 * NSYM);
-    histogram(codes, channels, rows, cols, hist);
+    zlim = histogram(codes, channels, rows, cols, hist);
     log2_table(lg);
     for (scheme = 0; scheme < NSCHEME; scheme++)
         for (per_ch = 0; per_ch < (channels > 1 ? 2 : 1); per_ch++) {
-            uint64_t c = config_cost(hist, channels, scheme, per_ch, lg);
+            uint64_t c = config_cost(hist, channels, scheme, per_ch, zlim, lg);
             if (c < best) { best = c; best_scheme = scheme; best_per = per_ch; }
         }
     /* header: tables */
@@ -235,8 +273,8 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
         for (k = 0; k < nk && !full; k++) {
             uint32_t *e = enc + ((size_t)g * nk + k) * NSYM, cum = 0;
             int zmax, z;
-            gather(hist, channels, best_scheme, best_per, g, k, cnt);
-            zmax = quantise(cnt, freq);
+            gather(hist, channels, best_scheme, best_per, g, k, zlim, cnt);
+            zmax = quantise(cnt, zlim, freq);
             if (zmax < -1) return SC_LL_E_ARG;
             if (hdr + table_bytes(freq, zmax) + 16u > n) { full = 1; break; }
             out[hdr++] = (uint8_t)(zmax < 0 ? 0 : zmax);
@@ -249,25 +287,39 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
     /* rANS, last code first; bytes grow down from the end of out */
     ptr = out + cap;
     lim = out + hdr + 16;
+    class_offsets(best_scheme, NSYM, off);
     for (lane = 0; lane < NLANE; lane++) st[lane] = RANS_L;
     lane = (unsigned)((n - 1) & (NLANE - 1));
     for (ch = channels; ch-- > 0 && !full;) {
         const uint32_t *et = enc + (best_per ? (size_t)ch * nk : 0) * NSYM;
-        const uint8_t *merge = k_merge[best_scheme];
         for (r = rows; r-- > 0 && !full;) {
             const int8_t *cur = codes + ch * plane + (size_t)r * cols;
             const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
+            /* at most 2 bytes per code: with room for the row, refill without branches */
+            const int fast = (size_t)(ptr - lim) > 2u * (size_t)cols;
             for (x = cols; x-- > 0;) {
-                uint32_t e = et[merge[k6_of(CTX_S(cur, trow, x))] * NSYM + zig(cur[x])];
-                uint32_t f = e & 0xFFFFu, s = st[lane];
-                const uint32_t smax = f << 19; /* ((RANS_L >> PROB_BITS) << 8) * f */
-                while (s >= smax) {
-                    if (ptr <= lim) { full = 1; break; }
-                    *--ptr = (uint8_t)s;
-                    s >>= 8;
+                const uint32_t e = et[off[CTX_S(cur, trow, x)] + zig(cur[x])];
+                const uint32_t f = e & 0xFFFFu, smax = f << 19; /* ((2^23 >> 12) << 8) f */
+                uint32_t s = st[lane], q;
+                if (fast) {
+                    uint32_t b = s >= smax;
+                    ptr[-1] = (uint8_t)s;
+                    ptr -= b;
+                    s >>= 8 * b;
+                    b = s >= smax;
+                    ptr[-1] = (uint8_t)s;
+                    ptr -= b;
+                    s >>= 8 * b;
+                } else {
+                    while (s >= smax) {
+                        if (ptr <= lim) { full = 1; break; }
+                        *--ptr = (uint8_t)s;
+                        s >>= 8;
+                    }
+                    if (full) break;
                 }
-                if (full) break;
-                st[lane] = ((s / f) << PROB_BITS) + (s % f) + (e >> 16);
+                q = s / f;
+                st[lane] = (q << PROB_BITS) + (s - q * f) + (e >> 16);
                 lane = (lane - 1u) & (NLANE - 1);
             }
         }
@@ -323,23 +375,70 @@ static size_t read_tables(const uint8_t *in, size_t len, size_t pos, uint32_t nt
     return pos;
 }
 
-/* Slot lookup of one table: z | f << 8 | (slot - cum) << 20 (all 0 for an empty table). */
-static void build_lut(const uint16_t *f, uint32_t *lut)
+/* Symbol by slot (sym, 4096 bytes) and cumulative frequencies (cum) of one table; an empty
+ * table maps every slot to z = 0 of frequency 0, which the decoder refuses. */
+static void build_lut(const uint16_t *f, uint8_t *sym, uint16_t *cum)
 {
-    uint32_t z, slot = 0, i;
-    if (f[0] == 0) { /* an empty table has no non-zero frequency */
-        for (z = 1; z < NSYM && !f[z]; z++) {}
-        if (z == NSYM) { memset(lut, 0, PROB_M * sizeof *lut); return; }
+    uint32_t z, slot = 0;
+    for (z = 0; z < NSYM; z++) {
+        cum[z] = (uint16_t)slot;
+        if (f[z]) memset(sym + slot, (int)z, f[z]);
+        slot += f[z];
     }
-    for (z = 0; z < NSYM; z++)
-        for (i = 0; i < f[z]; i++, slot++) lut[slot] = z | ((uint32_t)f[z] << 8) | (i << 20);
+    if (slot == 0) memset(sym, 0, PROB_M);
+}
+
+/* Refills state s from the payload; returns 0 when the payload ends first. */
+#define RENORM(s, in, pos, len, fail)                      \
+    while ((s) < RANS_L) {                                 \
+        if ((pos) >= (len)) fail;                          \
+        (s) = ((s) << 8) | (in)[(pos)++];                  \
+    }
+
+/* Decodes one row (cols codes) into cur; trow = the T neighbours or NULL. */
+static int dec_row(const uint8_t *in, size_t len, size_t *pos_io, uint32_t *st, unsigned *lane_io,
+                   int8_t *cur, const int8_t *trow, uint32_t cols, const uint32_t *off,
+                   const uint8_t *sym, const uint16_t *freq, const uint16_t *cum)
+{
+    size_t pos = *pos_io;
+    unsigned lane = *lane_io, l = 0;
+    uint32_t x;
+    /* fast path: at most 2 bytes per code are read, so rows with 2 * cols bytes left need no
+     * bounds checks (branch-free refill) */
+    const int fast = len - pos >= 2u * (size_t)cols;
+    for (x = 0; x < cols; x++) {
+        const uint32_t t = off[l + (trow ? iabs8(trow[x]) : 0u)];
+        uint32_t s = st[lane];
+        const unsigned z = sym[t * (PROB_M / NSYM) + (s & (PROB_M - 1))];
+        const uint32_t f = freq[t + z];
+        if (!f) return SC_LL_E_CORRUPT; /* a class whose table is empty */
+        s = f * (s >> PROB_BITS) + (s & (PROB_M - 1)) - cum[t + z];
+        if (fast) {
+            uint32_t n1 = s < RANS_L, n2;
+            s = n1 ? (s << 8) | in[pos] : s;
+            pos += n1;
+            n2 = s < RANS_L;
+            s = n2 ? (s << 8) | in[pos] : s;
+            pos += n2;
+        } else {
+            RENORM(s, in, pos, len, return SC_LL_E_TRUNC)
+        }
+        st[lane] = s;
+        cur[x] = (int8_t)unzig(z);
+        l = (z + 1u) >> 1; /* |v| */
+        lane = (lane + 1u) & (NLANE - 1);
+    }
+    *pos_io = pos;
+    *lane_io = lane;
+    return SC_LL_OK;
 }
 
 int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
                    int8_t *out, void *work, size_t work_len)
 {
-    uint16_t *freq = (uint16_t *)work;
-    uint32_t *lut, st[NLANE], ch, r, x, ngroups;
+    uint16_t *freq = (uint16_t *)work, *cum;
+    uint8_t *sym;
+    uint32_t st[NLANE], ch, r, ngroups, off[257];
     size_t n, plane, pos, need = sc_rans_dec_work(channels);
     unsigned scheme, nk, lane, k;
     int per_ch, rc = SC_LL_OK;
@@ -362,7 +461,8 @@ int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t ro
     if (per_ch && channels == 1) return SC_LL_E_CORRUPT;
     nk = k_nclass[scheme];
     ngroups = per_ch ? channels : 1;
-    lut = (uint32_t *)(freq + (size_t)channels * NK6 * NSYM);
+    cum = freq + (size_t)channels * NK6 * NSYM;
+    sym = (uint8_t *)(cum + NK6 * NSYM);
     pos = read_tables(in, len, 2, ngroups * nk, freq, &rc);
     if (!pos) return rc;
     if (len - pos < 16) return SC_LL_E_TRUNC;
@@ -372,29 +472,17 @@ int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t ro
         if (st[lane] < RANS_L || st[lane] >= (RANS_L << 8)) return SC_LL_E_CORRUPT;
     }
     plane = (size_t)rows * cols;
+    class_offsets(scheme, NSYM, off);
     lane = 0;
     for (ch = 0; ch < channels; ch++) {
-        const uint8_t *merge = k_merge[scheme];
+        const uint16_t *fg = freq + (size_t)(per_ch ? ch : 0) * nk * NSYM;
         if (per_ch || ch == 0)
-            for (k = 0; k < nk; k++)
-                build_lut(freq + ((size_t)(per_ch ? ch : 0) * nk + k) * NSYM, lut + k * PROB_M);
+            for (k = 0; k < nk; k++) build_lut(fg + k * NSYM, sym + k * PROB_M, cum + k * NSYM);
         for (r = 0; r < rows; r++) {
             int8_t *cur = out + ch * plane + (size_t)r * cols;
             const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
-            for (x = 0; x < cols; x++) {
-                uint32_t s = st[lane];
-                const uint32_t e = lut[merge[k6_of(CTX_S(cur, trow, x))] * PROB_M + (s & (PROB_M - 1))];
-                const uint32_t f = (e >> 8) & 0xFFFu;
-                if (!f) return SC_LL_E_CORRUPT; /* a class whose table is empty */
-                s = f * (s >> PROB_BITS) + (e >> 20);
-                while (s < RANS_L) {
-                    if (pos >= len) return SC_LL_E_TRUNC;
-                    s = (s << 8) | in[pos++];
-                }
-                st[lane] = s;
-                cur[x] = (int8_t)unzig(e & 255u);
-                lane = (lane + 1u) & (NLANE - 1);
-            }
+            rc = dec_row(in, len, &pos, st, &lane, cur, trow, cols, off, sym, fg, cum);
+            if (rc != SC_LL_OK) return rc;
         }
     }
     if (pos != len) return SC_LL_E_TRAILING;
