@@ -266,7 +266,8 @@ def _grid(f: np.ndarray) -> list[str]:
 
 def test_same_bytes_on_aarch64_every_model(tmp_path, every_model_codes):
     """tools/sc_llcodec.c cross-compiled for aarch64 and run under qemu-aarch64-static writes
-    the x86 extension's bytes for every bundled model's codes, and decodes them back."""
+    the x86 extension's bytes for every bundled model's codes, and decodes them back; the same
+    for the ``rans`` coder (src/sc_rans.c) when the extension has it."""
     cc, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64-static")
     if not cc or not qemu:
         pytest.skip("needs aarch64-linux-gnu-gcc and qemu-aarch64-static "
@@ -275,22 +276,26 @@ def test_same_bytes_on_aarch64_every_model(tmp_path, every_model_codes):
     exe = tmp_path / "sc_llcodec"
     subprocess.run([cc, "-O2", "-std=c99", "-static", "-mcpu=cortex-a72", f"-I{fw / 'include'}",
                     "-o", str(exe), str(fw / "tools" / "sc_llcodec.c"),
-                    str(fw / "src" / "sc_lossless.c")], check=True, capture_output=True)
+                    str(fw / "src" / "sc_lossless.c"), str(fw / "src" / "sc_rans.c")], check=True,
+                   capture_output=True)
+    coders = [("", CODER)] + ([("r", get_coder("rans"))] if "rans" in available_coders() else [])
     for name, f in every_model_codes.items():
         grid = _grid(f)
-        ours = CODER.encode(f)
-        arm = subprocess.run([qemu, str(exe), "enc", *grid], input=f.tobytes(),
-                             capture_output=True, timeout=60)
-        assert arm.returncode == 0, (name, arm.stderr)
-        assert arm.stdout == ours, f"{name}: aarch64 wrote different bytes"
-        back = subprocess.run([qemu, str(exe), "dec", *grid], input=ours, capture_output=True,
-                              timeout=60)
-        assert back.returncode == 0 and back.stdout == f.tobytes(), name
+        for mode, coder in coders:
+            ours = coder.encode(f)
+            arm = subprocess.run([qemu, str(exe), mode + "enc", *grid], input=f.tobytes(),
+                                 capture_output=True, timeout=60)
+            assert arm.returncode == 0, (name, coder.name, arm.stderr)
+            assert arm.stdout == ours, f"{name}: aarch64 wrote different {coder.name} bytes"
+            back = subprocess.run([qemu, str(exe), mode + "dec", *grid], input=ours,
+                                  capture_output=True, timeout=60)
+            assert back.returncode == 0 and back.stdout == f.tobytes(), (name, coder.name)
 
 
 def test_same_bytes_on_cortex_m4_every_model(tmp_path, every_model_codes):
     """m4/sc_llcodec_m4.c on Cortex-M4 (qemu-system-arm mps2-an386, semihosting file I/O)
-    writes the x86 extension's bytes for every bundled model's codes (and round-trips them)."""
+    writes the x86 extension's bytes for every bundled model's codes (and round-trips them),
+    with ctx-ac and with rans."""
     if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
         pytest.skip("needs gcc-arm-none-eabi + qemu-system-arm (scripts/apt/bridge.txt)")
     fw = REPO / "firmware_bridge" / "firmware"
@@ -307,9 +312,13 @@ def test_same_bytes_on_cortex_m4_every_model(tmp_path, every_model_codes):
     r = subprocess.run([*qemu, "-kernel", str(elf)], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120)
     assert f"RESULT PASS jobs={len(jobs)}" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    rans = get_coder("rans") if "rans" in available_coders() else None
     for i, (name, f) in enumerate(every_model_codes.items()):
         assert (tmp_path / f"out{i}.bin").read_bytes() == CODER.encode(f), \
             f"{name}: Cortex-M4 wrote different bytes"
+        if rans is not None:
+            assert (tmp_path / f"out{i}.bin.rans").read_bytes() == rans.encode(f), \
+                f"{name}: Cortex-M4 wrote different rans bytes"
 
 
 def test_without_extension_coder_is_unavailable_not_broken():

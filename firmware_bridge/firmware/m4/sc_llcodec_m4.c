@@ -1,16 +1,38 @@
-/* Cortex-M4 (qemu mps2-an386, semihosting) batch encoder for the ctx-ac coder: reads jobs
- * "C ROWS COLS IN OUT" from the host file ll_jobs.txt (qemu's working directory), encodes the
- * int8 codes in file IN with src/sc_lossless.c and writes the payload to OUT, decodes it back
- * and checks the round trip. Prints "JOB <n> <bytes>" per job, then "RESULT PASS" or
- * "RESULT FAIL". Used by tests/test_native_coder.py to compare with the x86 extension. */
+/* Cortex-M4 (qemu mps2-an386, semihosting) batch encoder for the ctx-ac and rans coders: reads
+ * jobs "C ROWS COLS IN OUT" from the host file ll_jobs.txt (qemu's working directory), encodes
+ * the int8 codes in file IN with src/sc_lossless.c (payload to OUT) and src/sc_rans.c (payload
+ * to OUT.rans), decodes both back and checks the round trips. Prints "JOB <n> <bytes> <bytes>"
+ * per job, then "RESULT PASS" or "RESULT FAIL". Used by tests/test_native_coder.py to compare
+ * with the x86 extension. */
 #include <stdio.h>
 #include <string.h>
 
 #include "sc_lossless.h"
+#include "sc_rans.h"
 
-#define MAXN (1u << 20)
+#define MAXN (1u << 19)
+#define WORK_WORDS 150000u /* rans encoder work for up to 48 channels */
 static int8_t codes[MAXN], back[MAXN];
 static uint8_t payload[MAXN + 1];
+static uint32_t work[WORK_WORDS];
+
+static int write_file(const char *name, const uint8_t *data, size_t len)
+{
+    FILE *f = fopen(name, "wb");
+    int ok = f && fwrite(data, 1, len, f) == len;
+    if (f) fclose(f);
+    return ok;
+}
+
+/* rans round trip of codes[0 .. n) into payload; the payload size, or 0 on failure */
+static size_t rans_job(uint32_t c, uint32_t r, uint32_t w, size_t n)
+{
+    size_t len = 0;
+    if (sc_rans_enc_work(c) > sizeof work || sc_rans_dec_work(c) > sizeof work) return 0;
+    if (sc_rans_encode(codes, c, r, w, payload, n + 1, &len, work, sizeof work) != SC_LL_OK) return 0;
+    if (sc_rans_decode(payload, len, c, r, w, back, work, sizeof work) != SC_LL_OK) return 0;
+    return memcmp(codes, back, n) ? 0 : len;
+}
 
 int main(void)
 {
@@ -39,10 +61,19 @@ int main(void)
             fails++;
             continue;
         }
-        f = fopen(out_name, "wb");
-        if (!f || fwrite(payload, 1, len, f) != len) { printf("JOB %d FAIL output\n", jobs); fails++; }
-        if (f) fclose(f);
-        printf("JOB %d %lu\n", jobs, (unsigned long)len);
+        if (!write_file(out_name, payload, len)) { printf("JOB %d FAIL output\n", jobs); fails++; continue; }
+        {
+            size_t rlen = rans_job((uint32_t)c, (uint32_t)r, (uint32_t)w, n);
+            char rname[300];
+            strcpy(rname, out_name);
+            strcat(rname, ".rans");
+            if (!rlen || !write_file(rname, payload, rlen)) {
+                printf("JOB %d FAIL rans\n", jobs);
+                fails++;
+                continue;
+            }
+            printf("JOB %d %lu %lu\n", jobs, (unsigned long)len, (unsigned long)rlen);
+        }
     }
     fclose(list);
     printf("RESULT %s jobs=%d\n", fails || !jobs ? "FAIL" : "PASS", jobs);
