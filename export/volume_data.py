@@ -42,8 +42,18 @@ from . import data as datasets
 
 MRICRON = ("mricron-data", "1.2.20211006+dfsg-4")
 MRICRON_SHA256 = "d40aa0ed66cf89bf6cafa049ad3884703c9d975c2ee2737525b7196528df9d6f"
-#: PyPI wheels (data members only): name → (version, pip --only-binary spec)
-WHEELS = {"nilearn": "0.14.1", "nibabel": "5.4.2", "dipy": "1.12.1"}
+#: PyPI wheels (data members only; never installed): name → (version, file, sha256). dipy's is a
+#: platform wheel: pip is asked for exactly this file on any host (export/data.py
+#: wheel_tag_options); its data members are the same in every platform's wheel.
+WHEELS = {
+    "nilearn": ("0.14.1", "nilearn-0.14.1-py3-none-any.whl",
+                "725206484e9fb3f6691f9c2d20204a068759d5072f12055324702ee0cb2bbe8a"),
+    "nibabel": ("5.4.2", "nibabel-5.4.2-py3-none-any.whl",
+                "553482c5f1e1034fc312edf6fb7f32236c0056439845d1c29293b7e8c98d4854"),
+    "dipy": ("1.12.1", "dipy-1.12.1-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64."
+                       "manylinux_2_28_x86_64.whl",
+             "65013b80f6e61c4c52de7b61da6e36afa76b09ccfe8c456414519b36609d7bb6"),
+}
 T = "usr/share/mricron/templates/"
 # derived name → (kind, split, source, member path, member sha256, volume index along axis 3)
 SOURCES = {
@@ -76,10 +86,7 @@ def _nibabel():
 
 
 def _deb_member(cache: Path, member: str) -> bytes:
-    deb = datasets.download_deb(cache, *MRICRON)
-    got = sha256_file(deb)
-    if got != MRICRON_SHA256:
-        raise datasets.DataError(f"{deb}: sha256 {got} does not match the pinned {MRICRON_SHA256}")
+    deb = datasets.pinned_deb(cache, *MRICRON, MRICRON_SHA256)
     root = cache / "volumes" / "src" / "mricron"
     if not (root / member).is_file():
         root.mkdir(parents=True, exist_ok=True)
@@ -88,12 +95,8 @@ def _deb_member(cache: Path, member: str) -> bytes:
 
 
 def _wheel_member(cache: Path, pkg: str, member: str) -> bytes:
-    wheels = datasets.cache_dir(cache, "wheels")
-    found = sorted(wheels.glob(f"{pkg}-{WHEELS[pkg]}-*.whl"))
-    if not found:
-        datasets._pip_download(pkg, WHEELS[pkg], wheels, "--only-binary=:all:")
-        found = sorted(wheels.glob(f"{pkg}-{WHEELS[pkg]}-*.whl"))
-    with zipfile.ZipFile(found[0]) as zf:
+    whl = datasets.pinned_download(cache, "wheels", pkg, *WHEELS[pkg], "--only-binary=:all:")
+    with zipfile.ZipFile(whl) as zf:
         return zf.read(member)
 
 
@@ -168,11 +171,12 @@ def volumes_manifest(cache: Path = datasets.DEFAULT_CACHE) -> dict:
         p = cache / "volumes" / kind / split / f"{name}.npy"
         a = np.load(p, mmap_mode="r")
         files[str(p.relative_to(cache))] = {
-            "source": src, "version": MRICRON[1] if src == MRICRON[0] else WHEELS[src],
+            "source": src, "version": MRICRON[1] if src == MRICRON[0] else WHEELS[src][0],
             "member": member, "member_sha256": sha, "volume_index": index,
             "shape": list(a.shape), "dtype": str(a.dtype), "sha256": sha256_file(p)}
     return {"deb": {MRICRON[0]: {"version": MRICRON[1], "sha256": MRICRON_SHA256}},
-            "wheels": WHEELS, "files": files}
+            "wheels": {n: {"version": v, "file": f, "sha256": h} for n, (v, f, h) in WHEELS.items()},
+            "files": files}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,6 +100,17 @@ def wait_exit(p: subprocess.Popen, timeout: float, log: Path) -> int:
         raise AssertionError(f"encoder did not finish in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def stream_with_default_model(tmp: Path, port: int, source: str, stream: str, frames: int) -> str:
+    """Run ``sensor-encode`` with no ``--model`` (the source's default model) until ``frames``
+    frames are acknowledged by the receiver on ``port``; returns the encoder's log."""
+    p = spawn("encode_cli", ["--source", source, "--sink", f"tcp://127.0.0.1:{port}",
+                             "--spool", str(tmp / "spool"), "--stream-id", stream,
+                             "--segment-max-age", "100ms", "--max-frames", str(frames)],
+              tmp / "enc.log")
+    assert wait_exit(p, 60, tmp / "enc.log") == 0
+    return (tmp / "enc.log").read_text()
+
+
 def wait_for_data(stream_dir: Path, timeout: float = 30) -> None:
     deadline = time.time() + timeout
     while not any(stream_dir.glob("*.scd")) and time.time() < deadline:
@@ -147,11 +158,8 @@ def test_default_model_on_real_768x512_photos(tmp_path):
 
     r = Rx(tmp_path, "--decode", str(tmp_path / "decoded")).start()
     try:
-        p = spawn("encode_cli", ["--source", f"dir:{SAMPLES},loop=1", "--sink", f"tcp://127.0.0.1:{r.port}",
-                                 "--spool", str(tmp_path / "spool"), "--stream-id", "photos",
-                                 "--segment-max-age", "100ms", "--max-frames", "6"], tmp_path / "enc.log")
-        assert wait_exit(p, 60, tmp_path / "enc.log") == 0
-        assert "model=rgb-c16 variant=fp32" in (tmp_path / "enc.log").read_text()
+        log = stream_with_default_model(tmp_path, r.port, f"dir:{SAMPLES},loop=1", "photos", 6)
+        assert "model=rgb-c16 variant=fp32" in log
         res = verify_stream(r.store, "photos", expect_count=6)
         assert res["frames"] == 6 and set(res["decoded"].values()) == {(512, 768, 3)}
         pngs = _wait_files(tmp_path / "decoded" / "photos", "*.png", 6, timeout=60)
@@ -169,11 +177,8 @@ def test_default_model_on_real_768x512_photos(tmp_path):
 def test_wav_source_uses_the_default_audio_model(tmp_path):
     r = Rx(tmp_path, "--decode", str(tmp_path / "decoded")).start()
     try:
-        p = spawn("encode_cli", ["--source", f"file:{SAMPLES / 'speech_16k.wav'},chunk=1600",
-                                 "--sink", f"tcp://127.0.0.1:{r.port}", "--spool", str(tmp_path / "spool"),
-                                 "--stream-id", "mic", "--segment-max-age", "100ms", "--max-frames", "20"],
-                  tmp_path / "enc.log")
-        assert wait_exit(p, 60, tmp_path / "enc.log") == 0
+        stream_with_default_model(tmp_path, r.port, f"file:{SAMPLES / 'speech_16k.wav'},chunk=1600",
+                                  "mic", 20)
         audio_model = default_model("audio")
         res = verify_stream(r.store, "mic", expect_count=20, expect_model=audio_model)
         assert set(res["decoded"].values()) == {(1600, 1)}
@@ -469,12 +474,8 @@ def test_video_frames_dir_source_end_to_end(tmp_path):
     model = default_model("video")
     r = Rx(tmp_path, "--decode", str(tmp_path / "decoded")).start()
     try:
-        p = spawn("encode_cli", ["--source", f"dir:{frames},loop=1,frames=4",
-                                 "--sink", f"tcp://127.0.0.1:{r.port}", "--spool", str(tmp_path / "spool"),
-                                 "--stream-id", "cam", "--segment-max-age", "100ms", "--max-frames", "4"],
-                  tmp_path / "enc.log")
-        assert wait_exit(p, 60, tmp_path / "enc.log") == 0
-        assert f"model={model} " in (tmp_path / "enc.log").read_text()
+        log = stream_with_default_model(tmp_path, r.port, f"dir:{frames},loop=1,frames=4", "cam", 4)
+        assert f"model={model} " in log
         res = verify_stream(r.store, "cam", expect_count=4, expect_model=model)
         assert res["frames"] == 4 and set(res["decoded"].values()) == {(4, 96, 128, 3)}
         y4ms = _wait_files(tmp_path / "decoded" / "cam", "*.y4m", 4, timeout=60)
