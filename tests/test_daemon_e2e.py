@@ -459,8 +459,8 @@ def test_tls_with_client_certificates(tmp_path):
 
 
 def test_video_frames_dir_source_end_to_end(tmp_path):
-    """A folder of real held-out frames (the bundled ``city_8f.y4m`` as PNGs) grouped by
-    ``frames=4``: the default video model codes each group, every group is stored exactly once
+    """A folder of real held-out frames (the bundled ``city_8f.y4m`` as PNGs, paced at 100
+    frames/s) grouped by ``frames=4``: the default video model codes each group, every group is stored exactly once
     and decodes with the real decoder, and ``--decode`` writes each group as a 4:4:4 ``.y4m``
     that our reader (and ffmpeg, when installed) reads back close to the original frames."""
     from PIL import Image
@@ -474,7 +474,8 @@ def test_video_frames_dir_source_end_to_end(tmp_path):
     model = default_model("video")
     r = Rx(tmp_path, "--decode", str(tmp_path / "decoded")).start()
     try:
-        log = stream_with_default_model(tmp_path, r.port, f"dir:{frames},loop=1,frames=4", "cam", 4)
+        log = stream_with_default_model(tmp_path, r.port, f"dir:{frames},loop=1,fps=100,frames=4",
+                                        "cam", 4)
         assert f"model={model} " in log
         res = verify_stream(r.store, "cam", expect_count=4, expect_model=model)
         assert res["frames"] == 4 and set(res["decoded"].values()) == {(4, 96, 128, 3)}
@@ -491,7 +492,7 @@ def test_video_frames_dir_source_end_to_end(tmp_path):
         stored = dec.decode_frame(*payloads[seq])
         assert np.array_equal(stored, lib.decode(enc.encode(group))), f"group {seq}: not the library's codes"
         got, meta = video_io.read_y4m(path.read_bytes(), path)
-        assert got.shape == (4, 96, 128, 3) and meta["fps"] == 25.0
+        assert got.shape == (4, 96, 128, 3) and meta["fps"] == 100.0   # the source's fps=
         assert _psnr(got, stored) > 45                            # y4m 4:4:4 rounding only
         # the hardest 96×128 patch of the held-out clip: video-c16 measured 19.9 / 19.7 dB here
         assert _psnr(got, group) > 19.0, f"group {seq}: PSNR {_psnr(got, group):.2f} dB"

@@ -91,7 +91,8 @@ class ByteBudget:
 
 def write_reconstruction(out_dir: Path, seq: int, header: dict, arr: np.ndarray) -> Path:
     """Write one decoded frame: PNG for images (Pillow), WAV for audio (soundfile), YUV4MPEG2
-    ``.y4m`` (4:4:4, the header's ``meta.fps`` or 25) for a video frame group, else ``.npy``."""
+    ``.y4m`` (4:4:4, at the header's ``meta.fps`` — the source's ``fps=`` — or 25) for a video
+    frame group, else ``.npy``."""
     modality = header.get("modality")
     if modality == "video" and arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[3] == 3:
         from ..video_io import write_y4m

@@ -105,6 +105,8 @@ class EncodeService:
             self.metrics_server = serve(self.metrics.registry, *parse_hostport(cfg.metrics, "metrics"))
         header = self.encoder.stream_header(self.stream_id)
         header.setdefault("stream_id", self.stream_id)
+        if self.source.modality == "video" and self.source.fps > 0:  # the frame rate of a clip
+            header["meta"] = {**(header.get("meta") or {}), "fps": float(self.source.fps)}
         try:
             report = self.spool.open(header)
         except OSError as exc:   # e.g. permissions; a full disk is handled inside the spool

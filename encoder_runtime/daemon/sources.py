@@ -59,6 +59,7 @@ class Source:
     name = "source"
     modality = "image"   # which kind of bundled model fits by default ("image", "audio", None)
     channels = 1         # audio: channels per frame (a stereo source picks a joint stereo model)
+    fps = 0.0            # frames per second the source is paced at (0: unpaced or not known)
 
     def __iter__(self) -> Iterator[SourceItem]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -521,7 +522,7 @@ class FrameGroupSource(Source):
         if frames < 1:
             raise ConfigError(f"{inner.name}: frames must be >= 1, got {frames}")
         self.inner, self.frames = inner, frames
-        self.name, self.policy = inner.name, inner.policy
+        self.name, self.policy, self.fps = inner.name, inner.policy, inner.fps
 
     def __iter__(self) -> Iterator[SourceItem]:
         group: list[np.ndarray] = []
