@@ -193,7 +193,7 @@ def cmd_decode(args) -> int:
                              f"({source} holds {len(frames)} frames)")
         frames = [frames[args.frame - 1]]
     dec = Decoder.for_header(header, threads=args.threads)
-    arrays = [dec.decode_frame(header, f.payload) for f in frames]
+    arrays = dec.decode_frames(header, [f.payload for f in frames])
     meta = header.get("meta")
     if len(arrays) > 1 and modality_of(out) in ("audio", "video"):
         arrays = [np.concatenate(arrays, axis=0)]  # audio chunks / frame groups: one file

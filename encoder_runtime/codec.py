@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,7 @@ class Encoder(_Model):
         self.variant = variant
         self._sess = _session(bundle.read_verified(files[variant]), threads)
         self.coder = get_coder(coder or bundle.manifest["coder"]["default"])
+        self._local = threading.local()      # per thread: IOBinding + output buffers by shape
 
     # --- input handling -------------------------------------------------------------------
     def _to_batch(self, array: np.ndarray) -> tuple[np.ndarray, str]:
@@ -154,14 +157,36 @@ class Encoder(_Model):
         batch, _ = self._to_batch(array)
         return self._sess.run(None, {"samples": batch})[0]
 
+    def _codes_into_buffer(self, batch: np.ndarray) -> np.ndarray:
+        """The graph's codes for ``batch`` in this thread's reused output buffer for its shape.
+
+        The samples are bound in place and the int8 codes land in a buffer allocated once per
+        input shape (and thread): no per-frame allocation or copy between graph and coder. The
+        buffer is overwritten by the next frame of the same shape in the same thread.
+        """
+        import onnxruntime as ort
+        loc = self._local
+        if not hasattr(loc, "io"):
+            loc.io, loc.out = self._sess.io_binding(), {}
+        out = loc.out.get(batch.shape)
+        if out is None:
+            if len(loc.out) >= 8:                   # a stream of ever-new shapes: keep a few
+                loc.out.clear()
+            lat = tuple(n // k for n, k in zip(batch.shape[1:-1], self.bundle.block))
+            buf = np.empty((batch.shape[0], self.bundle.latent_channels) + lat, np.int8)
+            out = loc.out[batch.shape] = (buf, ort.OrtValue.ortvalue_from_numpy(buf))
+        loc.io.bind_cpu_input("samples", batch)
+        loc.io.bind_ortvalue_output("codes", out[1])
+        self._sess.run_with_iobinding(loc.io)
+        return out[0]
+
     def encode_frame(self, array: np.ndarray) -> bytes:
         """FRAME record payload for one frame."""
         batch, dtype = self._to_batch(array)
-        codes = self._sess.run(None, {"samples": batch})[0]
+        codes = self._codes_into_buffer(batch)
         flat = codes.reshape((-1,) + codes.shape[2:]) if codes.shape[0] > 1 else codes[0]
-        data = self.coder.encode(np.ascontiguousarray(flat))
-        return pack_frame(self.coder.name, dtype, tuple(np.asarray(array).shape),
-                          tuple(codes.shape), data)
+        data = self.coder.encode(flat)
+        return pack_frame(self.coder.name, dtype, np.shape(array), codes.shape, data)
 
     def stream_header(self, stream_id: str | None = None, **extra) -> dict:
         """HEADER record contents for a stream produced by this encoder."""
@@ -247,7 +272,8 @@ class Decoder(_Model):
     def __init__(self, bundle: Bundle, threads: int = 1, max_samples: int | None = None) -> None:
         super().__init__(bundle, threads)
         self.max_samples = default_max_samples() if max_samples is None else int(max_samples)
-        self._sess = None
+        self._sessions: dict[int, object] = {}      # intra-op threads -> session
+        self._lock = threading.Lock()
 
     @classmethod
     def for_header(cls, header: dict, *, threads: int = 1, models_dir: Path | None = None,
@@ -295,11 +321,22 @@ class Decoder(_Model):
                               f"(manifest sha256 {pin[:12]}…, loaded "
                               f"{self.bundle.manifest_sha256[:12]}…)")
 
-    def decode_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Raw decoder output (N, C, *spatial) float32 for codes (N, C_lat, *latent)."""
-        if self._sess is None:
-            self._sess = _session(self.bundle.read_verified("decoder.onnx"), self.threads)
-        return self._sess.run(None, {"codes": codes.astype(np.float32)})[0]
+    def _session(self, threads: int):
+        """The decoder graph's session with ``threads`` intra-op threads (built on first use)."""
+        with self._lock:
+            sess = self._sessions.get(threads)
+            if sess is None:
+                sess = self._sessions[threads] = _session(
+                    self.bundle.read_verified("decoder.onnx"), threads)
+        return sess
+
+    def decode_codes(self, codes: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """Raw decoder output (N, C, *spatial) float32 for codes (N, C_lat, *latent).
+
+        ``threads``: intra-op threads for this call (default: the decoder's ``threads``).
+        """
+        sess = self._session(self.threads if threads is None else threads)
+        return sess.run(None, {"codes": codes.astype(np.float32)})[0]
 
     def expected_code_shape(self, info: FrameInfo) -> tuple[int, ...]:
         """The code shape this model makes of an array of ``info.shape`` / ``info.dtype``.
@@ -363,22 +400,39 @@ class Decoder(_Model):
         codes = coder.decode(bytes(payload[info.data_offset:]), flat_shape).reshape(want)
         return codes, info
 
-    def decode_frame(self, header: dict, payload: bytes) -> np.ndarray:
+    def decode_frame(self, header: dict, payload: bytes, *, threads: int | None = None) -> np.ndarray:
         """Reconstruct one frame from its FRAME payload (hostile input: see the module doc)."""
         codes, info = self.frame_codes(header, payload)
-        out = self.decode_codes(codes)                      # (N, C, *spatial) float
+        out = self.decode_codes(codes, threads=threads)     # (N, C, *spatial) float
         return self._to_array(out, info)
+
+    def decode_frames(self, header: dict, payloads: list[bytes]) -> list[np.ndarray]:
+        """Reconstruct several FRAME payloads of one stream, in order.
+
+        Frames are independent, so with ``threads`` > 1 up to ``threads`` frames are decoded at
+        once, each on one core (ONNX Runtime runs are thread-safe and release the GIL): on 2
+        cores this is ~2x one thread, where splitting one frame's graph over 2 threads is less.
+        A single frame uses the ``threads`` intra-op threads instead.
+        """
+        payloads = list(payloads)
+        if self.threads <= 1 or len(payloads) < 2:
+            return [self.decode_frame(header, p) for p in payloads]
+        with ThreadPoolExecutor(min(self.threads, len(payloads)), "decode") as pool:
+            return list(pool.map(lambda p: self.decode_frame(header, p, threads=1), payloads))
 
     def _to_array(self, out: np.ndarray, info) -> np.ndarray:
         b = self.bundle
-        out = np.moveaxis(out, 1, -1)                       # (N, *spatial, C)
         shape = info.shape
         if b.modality == "image":
             h, w = shape[0], shape[1]
-            img = out[0, :h, :w]
+            img = out[0, :, :h, :w]                         # (C, h, w) float32
             if len(shape) == 2:
-                img = img.mean(axis=-1)
+                img = img.mean(axis=0)
+            else:   # round/clip/cast in the graph's channel-planar layout, then one uint8 copy
+                img = np.rint(img, out=out[0, :, :h, :w])
+                return np.clip(img, 0, 255, out=img).astype(np.uint8).transpose(1, 2, 0).copy()
             return np.clip(np.round(img), 0, 255).astype(np.uint8)
+        out = np.moveaxis(out, 1, -1)                       # (N, *spatial, C)
         if b.modality == "audio":
             t = shape[0]
             x = out[:, :t, :]
@@ -403,8 +457,8 @@ class Decoder(_Model):
     def frames(self, blob: bytes) -> list[np.ndarray]:
         """Decode every FRAME of a stream."""
         header, records = container.read_stream(blob)
-        return [self.decode_frame(header, r.payload) for r in records
-                if r.type == container.RecordType.FRAME]
+        return self.decode_frames(header, [r.payload for r in records
+                                           if r.type == container.RecordType.FRAME])
 
     def _first_frame(self, blob: bytes) -> tuple[dict, bytes]:
         header, records = container.read_stream(blob)

@@ -152,10 +152,10 @@ def load_encoder(model: str, threads: int = 1, modality: str | None = "image", v
     return Encoder.load(name, threads=threads, variant=encoder_variant(bundle, variant))
 
 
-def decoder_for_header(header: dict) -> Any:
-    """A decoder for a stream header: raw pass-through or the learned codec."""
+def decoder_for_header(header: dict, threads: int = 1) -> Any:
+    """A decoder for a stream header: raw pass-through or the learned codec (``threads`` cores)."""
     if header.get("codec") == RAW_CODEC:
         return RawDecoder()
     from encoder_runtime import Decoder
 
-    return Decoder.for_header(header)
+    return Decoder.for_header(header, threads=threads)

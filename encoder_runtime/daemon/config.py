@@ -266,6 +266,8 @@ class ReceiveConfig:
                               help="how far past the stream's highest seq a record may reach")
     file_max_bytes: int = field(64 * 1024**2, "receiver", "size")
     decode: str = field("", "receiver", help="write reconstructions (.npy) under this folder")
+    decode_threads: int = field(1, "receiver", "int", help="cores --decode may use (frames of a "
+                                "segment decode in parallel, one core each)")
     mqtt: str = field("", "receiver", help="also take segments from an MQTT 5 shared subscription: "
                       "mqtt[s]://[user:pass@]HOST:PORT/PREFIX?group=NAME&client_id=ID (see docs/daemon.md)")
     metrics: str = field("", "daemon")

@@ -162,13 +162,17 @@ class Decoder(threading.Thread):
                 key = repr(sorted((k, repr(v)) for k, v in header.items() if k != "clock"))
                 dec = self._decoders.get(key)
                 if dec is None:
-                    dec = self._decoders[key] = decoder_for_header(header)
+                    dec = self._decoders[key] = decoder_for_header(header, self.threads)
                 d = self.out / stream_id
                 d.mkdir(parents=True, exist_ok=True)
-                for rec in records:
-                    if rec.type == RecordType.FRAME:
-                        write_reconstruction(d, rec.seq, header, dec.decode_frame(header, rec.payload))
-                        self.written += 1
+                frames = [r for r in records if r.type == RecordType.FRAME]
+                if hasattr(dec, "decode_frames"):   # the learned decoder: frames in parallel
+                    arrays = dec.decode_frames(header, [r.payload for r in frames])
+                else:
+                    arrays = [dec.decode_frame(header, r.payload) for r in frames]
+                for rec, array in zip(frames, arrays):
+                    write_reconstruction(d, rec.seq, header, array)
+                    self.written += 1
             except Exception as exc:
                 log.error("decode failed for stream %s: %s", stream_id, exc)
 
@@ -199,7 +203,8 @@ class Receiver:
                  handshake_timeout: float = 5.0, idle_timeout: float = 120.0,
                  segment_timeout: float = 120.0, max_buffer_bytes: int = 256 * 1024**2,
                  max_gap_frames: int = 1 << 24, max_seq_jump: int = 1 << 24,
-                 file_max_bytes: int = 64 * 1024**2, decode_dir: str = "", metrics=None) -> None:
+                 file_max_bytes: int = 64 * 1024**2, decode_dir: str = "", decode_threads: int = 1,
+                 metrics=None) -> None:
         self.store = Store(store_dir, file_max_bytes)
         self.tokens = dict(tokens or {})
         if token:
@@ -221,7 +226,7 @@ class Receiver:
         self._stop = threading.Event()
         self.sock = socket.create_server((host, port), reuse_port=False, backlog=128)
         self.address = self.sock.getsockname()[:2]
-        self.decoder = Decoder(decode_dir) if decode_dir else None
+        self.decoder = Decoder(decode_dir, threads=decode_threads) if decode_dir else None
         if self.decoder:
             self.decoder.start()
 

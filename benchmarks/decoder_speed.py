@@ -1,0 +1,148 @@
+"""Cloud-side decoder throughput on held-out 768×512 photos: 1 thread and 2 cores.
+
+    python -m benchmarks.decoder_speed                   # → benchmarks/results/decoder_speed.{json,png}
+    python -m benchmarks.decoder_speed --quick --no-plot --out /tmp/d.json   # smoke run
+
+The photos are encoded into one multi-frame stream with the model's defaults; every row decodes
+that stream's FRAME payloads to uint8 images (lossless stage, decoder graph, rounding and layout
+included), passes interleaved across rows, median of ``--repeats``:
+
+* ``1 thread``: ``Decoder(threads=1).frames`` (frames one after another).
+* ``2 threads, intra-op``: ``Decoder(threads=2).decode_frame`` per frame (one frame's graph
+  split over 2 ONNX Runtime threads: the latency path).
+* ``2 threads, frames in parallel``: ``Decoder(threads=2).frames`` (two frames at once, one core
+  each: the throughput path of ``sensor-codec decode`` and ``sensor-receive --decode``).
+
+MP/s are wall-clock (what 2 cores deliver); the machine may be shared, so the load average at
+start and end and each row's process CPU time are in the JSON, plus the best pass. The 1-thread
+row's CPU-time MP/s times 2 is the 2-core ceiling on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.encoder_speed import held_out_photos  # noqa: E402
+from benchmarks.lossless import machine_info  # noqa: E402
+from benchmarks.report import write_results  # noqa: E402
+from encoder_runtime import Decoder, Encoder, container  # noqa: E402
+from encoder_runtime.bundle import default_model  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+TARGET_MPS_2_CORES = 3.0
+
+
+def decoder_rows(name: str, blob: bytes) -> dict[str, Callable[[], list[np.ndarray]]]:
+    """Row name → a call decoding every frame of ``blob`` (sessions built and warmed here)."""
+    header, records = container.read_stream(blob)
+    payloads = [r.payload for r in records if r.type == container.RecordType.FRAME]
+    one, two = Decoder.load(name, threads=1), Decoder.load(name, threads=2)
+    rows = {"1 thread": lambda: one.frames(blob),
+            "2 threads, intra-op": lambda: [two.decode_frame(header, p) for p in payloads],
+            "2 threads, frames in parallel": lambda: two.frames(blob)}
+    for fn in rows.values():
+        fn()                                                     # build sessions, warm up
+    return rows
+
+
+def time_rows(rows: dict[str, Callable[[], object]], mp: float, frames: int,
+              repeats: int) -> dict[str, dict]:
+    """Wall-clock and process-CPU MP/s per row: median and best of interleaved passes."""
+    t: dict[str, list[tuple[float, float]]] = {k: [] for k in rows}
+    for _ in range(repeats):
+        for k, fn in rows.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            t[k].append((time.perf_counter() - w0, time.process_time() - c0))
+    out = {}
+    for k, v in t.items():
+        wall = statistics.median(x[0] for x in v)
+        cpu = statistics.median(x[1] for x in v)
+        out[k] = {"mps": mp / wall, "mps_best": mp / min(x[0] for x in v), "mps_cpu": mp / cpu,
+                  "cpu_per_wall": cpu / wall, "ms_per_frame_wall": 1e3 * wall / frames,
+                  "passes": len(v)}
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    """Bars: decoder MP/s per row (median and best pass), the 3 MP/s goal as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = result["rows"]
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.6))
+    y = np.arange(len(names))
+    ax.barh(y + 0.2, [rows[k]["mps"] for k in names], 0.4, label="median pass", color="tab:blue")
+    ax.barh(y - 0.2, [rows[k]["mps_best"] for k in names], 0.4, label="best pass", color="tab:cyan")
+    ax.set_yticks(y, names)
+    ax.axvline(TARGET_MPS_2_CORES, color="r", ls=":", lw=1, label="goal on 2 cores")
+    ax.set_xlabel(f"MP/s wall-clock, {result['model']}, {result['frames']['count']} held-out "
+                  f"{result['frames']['shape'][1]}×{result['frames']['shape'][0]} photos")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Decoder speed (" + result["machine"]["cpu"][:40] + f", load "
+                 f"{result['machine']['loadavg_start'][0]:.1f})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write JSON (+ PNG)."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.decoder_speed",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="image model (default: the default one)")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved passes per row (median)")
+    ap.add_argument("--frames", type=int, default=0, help="use the first N photos (default all)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 frames cropped to 128×192")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULTS / "decoder_speed.json")
+    args = ap.parse_args(argv)
+    import onnxruntime
+    name = args.model or default_model("image")
+    photos, source = held_out_photos(2 if args.quick else args.frames)
+    if args.quick:
+        photos = [np.ascontiguousarray(p[:128, :192]) for p in photos]
+    repeats = 1 if args.quick else args.repeats
+    blob = Encoder.load(name).encode_frames(photos)
+    mp = sum(p.shape[0] * p.shape[1] for p in photos) / 1e6
+    info = {**machine_info(), "onnxruntime": onnxruntime.__version__, "threads": "per row",
+            "timer": "wall-clock (process CPU time in mps_cpu)"}
+    print(f"{info['cpu']} | {info['cores']} cores | ORT {info['onnxruntime']} | {name} | "
+          f"{len(photos)} photos {photos[0].shape} from {source} | load {info['loadavg_start'][0]:.2f}")
+    rows = decoder_rows(name, blob)
+    ref = rows["1 thread"]()
+    for k, fn in rows.items():                   # every path gives the same images
+        if not all(np.array_equal(a, b) for a, b in zip(fn(), ref)):
+            raise AssertionError(f"decoder row {k!r} differs from the 1-thread decode")
+    res = time_rows(rows, mp, len(photos), repeats)
+    for k, r in res.items():
+        print(f"  {k:32s} {r['mps']:6.2f} MP/s wall (best {r['mps_best']:.2f}), "
+              f"{r['mps_cpu']:.2f} MP/s per CPU-second, {r['cpu_per_wall']:.2f} cores busy")
+    best2 = max(v["mps"] for k, v in res.items() if k.startswith("2 threads"))
+    result = {"benchmark": "decoder_speed", "command": "python -m benchmarks.decoder_speed",
+              "machine": info, "model": name,
+              "frames": {"count": len(photos), "shape": list(photos[0].shape), "source": source},
+              "repeats": repeats, "rows": res,
+              "two_cores": {"mps": best2, "goal_mps": TARGET_MPS_2_CORES,
+                            "meets_goal": best2 >= TARGET_MPS_2_CORES,
+                            "idle_ceiling_mps": 2 * res["1 thread"]["mps_cpu"]}}
+    print(f"2 cores: {best2:.2f} MP/s (goal {TARGET_MPS_2_CORES}); idle-machine ceiling "
+          f"{result['two_cores']['idle_ceiling_mps']:.2f} MP/s")
+    write_results(result, args.out, None if args.no_plot else plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
