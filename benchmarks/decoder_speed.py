@@ -13,9 +13,11 @@ included), passes interleaved across rows, median of ``--repeats``:
 * ``2 threads, frames in parallel``: ``Decoder(threads=2).frames`` (two frames at once, one core
   each: the throughput path of ``sensor-codec decode`` and ``sensor-receive --decode``).
 
-MP/s are wall-clock (what 2 cores deliver); the machine may be shared, so the load average at
-start and end and each row's process CPU time are in the JSON, plus the best pass. The 1-thread
-row's CPU-time MP/s times 2 is the 2-core ceiling on an idle machine.
+MP/s are wall-clock (what 2 cores deliver) with the best pass beside the median; ``mps_cpu`` is
+megapixels per second of process CPU time. The machine may be shared (load average at start and
+end in the JSON): then wall-clock understates what 2 dedicated cores give, and
+``two_cores.idle_estimate_mps`` = 2 × the frames-in-parallel row's ``mps_cpu`` (independent
+frames, one per core, no serial part) is the 2-core figure for an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -131,15 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k:32s} {r['mps']:6.2f} MP/s wall (best {r['mps_best']:.2f}), "
               f"{r['mps_cpu']:.2f} MP/s per CPU-second, {r['cpu_per_wall']:.2f} cores busy")
     best2 = max(v["mps"] for k, v in res.items() if k.startswith("2 threads"))
+    idle = 2 * res["2 threads, frames in parallel"]["mps_cpu"]
     result = {"benchmark": "decoder_speed", "command": "python -m benchmarks.decoder_speed",
               "machine": info, "model": name,
               "frames": {"count": len(photos), "shape": list(photos[0].shape), "source": source},
               "repeats": repeats, "rows": res,
-              "two_cores": {"mps": best2, "goal_mps": TARGET_MPS_2_CORES,
-                            "meets_goal": best2 >= TARGET_MPS_2_CORES,
-                            "idle_ceiling_mps": 2 * res["1 thread"]["mps_cpu"]}}
-    print(f"2 cores: {best2:.2f} MP/s (goal {TARGET_MPS_2_CORES}); idle-machine ceiling "
-          f"{result['two_cores']['idle_ceiling_mps']:.2f} MP/s")
+              "two_cores": {"wall_mps": best2, "idle_estimate_mps": idle,
+                            "goal_mps": TARGET_MPS_2_CORES,
+                            "meets_goal_wall": best2 >= TARGET_MPS_2_CORES,
+                            "meets_goal_idle_estimate": idle >= TARGET_MPS_2_CORES}}
+    print(f"2 cores: {best2:.2f} MP/s wall-clock, {idle:.2f} MP/s idle-machine estimate "
+          f"(goal {TARGET_MPS_2_CORES})")
     write_results(result, args.out, None if args.no_plot else plot)
     return 0
 
