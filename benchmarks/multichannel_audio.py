@@ -17,6 +17,10 @@ initialised on). Each clip is one frame. Codecs:
 Rate: kbit/s of the FRAME records (what a stream pays per frame; whole-file rates are in the
 JSON as ``kbps_file``). Quality: SNR in dB over both channels of a clip, mean over clips.
 BD-rates on (kbit/s, SNR). Writes benchmarks/results/multichannel_audio.json + .png.
+
+Model selection: ``--split val --joint DIR ...`` runs candidate bundles (and the baselines) on the
+validation part of the train files instead (``multichannel_audio_val.json``, no Opus), so that
+runs are chosen without looking at the test clips.
 """
 
 from __future__ import annotations
@@ -122,14 +126,17 @@ def _curve(rows: list[dict]) -> list[tuple[float, float]]:
     return sorted((r["kbps"], r["snr_db"]) for r in rows)
 
 
-def run(clips: list[np.ndarray]) -> dict:
-    """Every codec on ``clips`` (each (N, 2) int16)."""
-    joint = [{"model": n, "macs_per_sample": load_bundle(n).manifest["macs_per_sample"]["folded"],
-              **point(clips, ours(n))} for n in joint_models()]
+def run(clips: list[np.ndarray], joint_bundles: list[str | Path] | None = None,
+        opus: bool = True) -> dict:
+    """Every codec on ``clips`` (each (N, 2) int16); ``joint_bundles`` replace the bundled joint
+    models."""
+    joint = [{"model": load_bundle(n).manifest["name"], "bundle": str(n),
+              "macs_per_sample": load_bundle(n).manifest["macs_per_sample"]["folded"],
+              **point(clips, ours(n))} for n in joint_bundles or joint_models()]
     per_channel = [{"model": p.name, "bundle": str(p.relative_to(BASELINES.parent.parent)),
                     **point(clips, ours(p))} for p in baseline_models()]
     opus_rows = []
-    if opus_available():
+    if opus and opus_available():
         rates = sorted({round(r["kbps"]) for r in joint} | set(OPUS_KBPS))
         opus_rows = [{"bitrate_kbps": k, **point(clips, opus_stereo(k))} for k in rates]
     bd = {"joint_vs_per_channel": bd_rate(_curve(per_channel), _curve(joint))}
@@ -161,7 +168,8 @@ def plot(res: dict, out: Path) -> None:
     ax.set_xticks([25, 50, 100, 200, 500])
     ax.set_xlabel("kbit/s (stereo, 44.1 kHz)")
     ax.set_ylabel("SNR (dB, mean over clips)")
-    ax.set_title(f"held-out stereo clips ({res['clips']} files, {res['duration_s']:.1f} s)")
+    what = "held-out stereo clips" if res.get("split", "test") == "test" else "validation clips"
+    ax.set_title(f"{what} ({res['clips']} files, {res['duration_s']:.1f} s)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -171,22 +179,27 @@ def plot(res: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-clips", type=int, default=0, help="(smoke) use only the first N clips")
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="val: the train files' validation part, for choosing among runs")
+    ap.add_argument("--joint", nargs="+", metavar="BUNDLE",
+                    help="joint stereo bundles (names or folders) instead of the bundled ones")
     args = ap.parse_args(argv)
     import onnxruntime
     import soundfile as sf
     from export.stereo_data import stereo_paths
-    paths = stereo_paths("test")[: args.max_clips or None]
+    paths = stereo_paths(args.split)[: args.max_clips or None]
     clips = [sf.read(p, dtype="int16", always_2d=True)[0] for p in paths]
-    res = run(clips)
-    res.update(clips=len(clips), files=[p.stem for p in paths],
+    res = run(clips, args.joint, opus=args.split == "test")
+    res.update(split=args.split, clips=len(clips), files=[p.stem for p in paths],
                duration_s=sum(len(x) for x in clips) / RATE,
                env={"machine": platform.machine(), "processor": platform.processor(),
                     "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
                     "libsndfile": sf.__libsndfile_version__, "threads": 1,
                     "opusenc": _opus_version()})
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "multichannel_audio.json").write_text(json.dumps(res, indent=1))
-    plot(res, RESULTS / "multichannel_audio.png")
+    stem = "multichannel_audio" + ("_val" if args.split == "val" else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=1))
+    plot(res, RESULTS / f"{stem}.png")
     print(json.dumps({k: res[k] for k in ("bd_rate_percent", "flac_kbps")} | {
         k: [(r.get("model", r.get("bitrate_kbps")), round(r["kbps"], 1), round(r["snr_db"], 2))
             for r in res[k]] for k in ("joint", "per_channel", "opus")}, indent=1))

@@ -63,10 +63,27 @@ class CodecConfig:
         return {"uint8": 255.0, "int16": 32768.0, "int8": 128.0, "uint16": 65535.0}[self.sample_dtype]
 
     @property
+    def row_bounded(self) -> bool:
+        """``extra["weight_bound"] == "row"``: bound each kernel row's L1 norm (``row_l1_max``)
+        instead of every weight by ``weight_max`` — the same accumulator guarantee, finer weights
+        where a row uses few taps (e.g. a stereo row that reads one channel)."""
+        mode = self.extra.get("weight_bound", "tap")
+        if mode not in ("tap", "row"):
+            raise ValueError(f"config extra.weight_bound = {mode!r}: expected 'tap' or 'row'")
+        return mode == "row"
+
+    @property
+    def row_l1_max(self) -> int:
+        """Largest Σ|int weight| of a kernel row that keeps every accumulator below 2**24."""
+        return int((ACC_LIMIT - 1) // (self.sample_max_abs + abs(self.sample_center)))
+
+    @property
     def weight_max(self) -> int:
-        """Largest |int weight| so that every accumulator stays below 2**24 (exact in float32)."""
-        bound = self.taps * (self.sample_max_abs + abs(self.sample_center))
-        return int(min(127, (ACC_LIMIT - 1) // bound))
+        """Largest |int weight| so that every accumulator stays below 2**24 (exact in float32);
+        int8's 127 with ``row_bounded`` (the row's L1 norm is bounded instead)."""
+        if self.row_bounded:
+            return 127
+        return int(min(127, self.row_l1_max // self.taps))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,7 +216,11 @@ class BlockEncoder(nn.Module):
         cfg = self.cfg
         k = self.effective_kernel().detach().double()
         peak = k.abs().flatten(1).amax(1).clamp_min(1e-12)
-        shift = torch.floor(torch.log2(cfg.weight_max / peak))
+        scale = cfg.weight_max / peak
+        if cfg.row_bounded:  # rounding adds at most taps/2 to a row's L1 norm
+            l1 = k.abs().flatten(1).sum(1).clamp_min(1e-12)
+            scale = torch.minimum(scale, (cfg.row_l1_max - cfg.taps / 2) / l1)
+        shift = torch.floor(torch.log2(scale))
         w = torch.round(k * torch.pow(2.0, shift).view(-1, *[1] * (k.dim() - 1)))
         w = w.clamp(-cfg.weight_max, cfg.weight_max)
         bias = -cfg.sample_center * w.flatten(1).sum(1)
@@ -286,15 +307,14 @@ def _shuffle_up(x: torch.Tensor, dims: int, factor: int) -> torch.Tensor:
     return x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(n, co, *(s * factor for s in sp))
 
 
-class Decoder(nn.Module):
-    """Codes → samples: linear inverse-WPT skip path + residual conv/attention refinement."""
+class Refiner(nn.Module):
+    """Nonlinear refinement path: codes → a residual on all input channels (head convolution,
+    residual/attention body, learned upsampling, tail)."""
 
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
-        self.cfg = cfg
         d, w = cfg.dims, cfg.decoder_width
         conv = _conv(d)
-        self.linear = conv(cfg.latent_channels, cfg.taps, 1)   # projection up (→ WPT coeffs)
         self.head = conv(cfg.latent_channels, w, 3, padding=1)
         blocks: list[nn.Module] = []
         for i in range(cfg.decoder_blocks):
@@ -312,8 +332,44 @@ class Decoder(nn.Module):
         self.tail = conv(width, cfg.in_channels, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+
+    def refine(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, C_lat, *latent) codes → (N, C_in, *spatial) residual."""
+        dims = codes.dim() - 2
+        h = self.body(self.head(codes))
+        for i in range(0, len(self.ups), 2):
+            h = _shuffle_up(self.ups[i](h), dims, 2)
+            h = self.ups[i + 1](h)
+        return self.tail(h)
+
+
+def decoder_branches(cfg: CodecConfig) -> int:
+    """Number of refinement paths (``extra["decoder_branches"]``, default 1)."""
+    n = int(cfg.extra.get("decoder_branches", 1))
+    if n < 1:
+        raise ValueError(f"config extra.decoder_branches = {n}: expected ≥ 1")
+    return n
+
+
+class Decoder(Refiner):
+    """Codes → samples: linear inverse-WPT skip path + residual conv/attention refinement.
+
+    The decoder's own head/body/ups/tail are the first refinement path; with
+    ``extra["decoder_branches"]`` = B > 1 (joint stereo: one per channel, export/stereo_init.py)
+    B − 1 more paths of the same shape are added, all residuals summed."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__(cfg)
+        self.cfg = cfg
+        self.linear = _conv(cfg.dims)(cfg.latent_channels, cfg.taps, 1)  # → WPT coeffs
+        if decoder_branches(cfg) > 1:
+            self.branches = nn.ModuleList(Refiner(cfg) for _ in range(decoder_branches(cfg) - 1))
         haar = torch.tensor(haar_analysis_kernel(cfg), dtype=torch.float32)
         self.register_buffer("synthesis", haar, persistent=False)
+
+    def refiners(self) -> list[Refiner]:
+        """Every refinement path (this decoder's own first)."""
+        return [self, *getattr(self, "branches", [])]
 
     @torch.no_grad()
     def init_linear(self, encoder: BlockEncoder) -> None:
@@ -330,11 +386,9 @@ class Decoder(nn.Module):
         coeffs = self.linear(codes)
         tconv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[cfg.dims]
         x = tconv(coeffs, self.synthesis, stride=cfg.block) + cfg.sample_center
-        h = self.body(self.head(codes))
-        for i in range(0, len(self.ups), 2):
-            h = _shuffle_up(self.ups[i](h), cfg.dims, 2)
-            h = self.ups[i + 1](h)
-        return x + self.tail(h)
+        for r in self.refiners():
+            x = x + r.refine(codes)
+        return x
 
 
 class Codec(nn.Module):

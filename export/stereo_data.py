@@ -5,7 +5,8 @@ The 92 stereo FLACs of the pinned Debian ``sonic-pi-samples`` package (already u
 ``audio_stereo44k/{train,test}/<stem>.wav`` (the two 24-bit files are rounded to 16 bits). The
 split is by source file and is the same as the 16 kHz audio set's (``export.data.SONIC_TEST``), so
 no test sound was trained on by any audio model. Every file's sha256 is checked against
-``data/manifest.json`` → ``"audio_stereo44k"``.
+``data/manifest.json`` → ``"audio_stereo44k"``. Model selection uses a validation split of the
+train files (``val``: every ``VAL_EVERY``-th by name; ``fit``: the rest), never the test files.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from . import data as datasets
 SUB = "audio_stereo44k"
 RATE_HZ = 44100
 MIN_SECONDS = 0.25
+VAL_EVERY = 6
+SPLITS = ("train", "test", "fit", "val")
 
 
 def _source_flacs(cache: Path) -> list[Path]:
@@ -66,10 +69,14 @@ def manifest_files(cache: Path = datasets.DEFAULT_CACHE) -> dict[str, str]:
 
 
 def stereo_paths(split: str, cache: Path = datasets.DEFAULT_CACHE) -> list[Path]:
-    """The stereo 44.1 kHz WAV files of a split ('train' or 'test'), fetched first."""
-    if split not in ("train", "test"):
-        raise ValueError(f"stereo split {split!r}: expected 'train' or 'test'")
-    return sorted((fetch_stereo(cache) / split).glob("*.wav"))
+    """The stereo 44.1 kHz WAV files of a split, fetched first: 'train' or 'test', or the train
+    files' validation part 'val' (every ``VAL_EVERY``-th by name) and the rest, 'fit'."""
+    if split not in SPLITS:
+        raise ValueError(f"stereo split {split!r}: expected one of {', '.join(SPLITS)}")
+    files = sorted((fetch_stereo(cache) / ("test" if split == "test" else "train")).glob("*.wav"))
+    if split == "val":
+        return files[::VAL_EVERY]
+    return [f for i, f in enumerate(files) if i % VAL_EVERY] if split == "fit" else files
 
 
 def stereo_arrays(split: str, cache: Path = datasets.DEFAULT_CACHE) -> list[np.ndarray]:

@@ -89,7 +89,7 @@ def load_training_arrays(modality: str, split: str = "train") -> list[np.ndarray
         from .volume_data import volume_arrays
         return volume_arrays(VOLUME_KINDS[modality], split)
     if modality in ("audio-stereo", "audio44k"):
-        from .stereo_data import stereo_arrays
+        from .stereo_data import stereo_arrays  # also the train files' "fit" / "val" parts
         stereo = stereo_arrays(split)
         return stereo if modality == "audio-stereo" else [a[i:i + 1] for a in stereo for i in (0, 1)]
     if modality == "hyperspectral":
@@ -372,6 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--init-bundle", metavar="NAME",
                     help="warm-start from an installed bundle's weights instead of a checkpoint "
                          "(combines with --code-gain / --widen-to)")
+    ap.add_argument("--joint-from-mono", choices=("lr", "ms"), metavar="ROT",
+                    help="--modality audio-stereo with --init-bundle/--resume of a mono model: start "
+                         "as that model run per channel (lr) or on mid/side (ms); "
+                         "export/stereo_init.py")
+    ap.add_argument("--side-latents", type=int, default=0, metavar="K",
+                    help="with --joint-from-mono: keep only K latents for the second (side) "
+                         "channel, those with the largest code variance on it")
+    ap.add_argument("--train-split", choices=("train", "fit"), default="train",
+                    help="fit: the train files minus their validation part (audio-stereo, "
+                         "audio44k: export/stereo_data.py), for choosing among runs on 'val'")
     ap.add_argument("--widen-to", type=int, default=0, metavar="C",
                     help="with --resume: warm-start a model with C latent channels from it")
     ap.add_argument("--code-gain", type=float, default=1.0, metavar="G",
@@ -454,8 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out / name
     ckpt_path = out_dir / "checkpoint.safetensors"
     refuse_overwrite(ap, args, out_dir)
+    if args.train_split == "fit" and args.modality not in ("audio-stereo", "audio44k"):
+        ap.error(f"--train-split fit: no validation split for --modality {args.modality}")
+    if args.joint_from_mono and (args.modality != "audio-stereo"
+                                 or not (args.init_bundle or args.resume)):
+        ap.error("--joint-from-mono needs --modality audio-stereo and a mono --init-bundle/--resume")
     arrays = (datasets.user_arrays(args.data, args.modality, "train") if args.data
-              else load_training_arrays(args.modality))
+              else load_training_arrays(args.modality, args.train_split))
     if args.max_train_files:
         arrays = arrays[: args.max_train_files]
     wrong = [a.shape for a in arrays if a.ndim != preset["dims"] + 1
@@ -475,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         codec, meta = (codec_from_checkpoint(args.resume) if args.resume
                        else codec_from_bundle(args.init_bundle))
         start_step = meta["step"]
+        if args.joint_from_mono:
+            from .stereo_init import joint_from_mono, side_latent_choice
+            side = (side_latent_choice(codec, torch.cat([sampler.batch(16).cpu() for _ in range(4)]),
+                                       args.joint_from_mono, args.side_latents)
+                    if args.side_latents else None)
+            codec = joint_from_mono(codec, args.joint_from_mono, side)
         if args.code_gain != 1.0:
             codec = scale_code_gain(codec, args.code_gain)
         if args.widen_to:
@@ -492,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW([{"params": enc_params, "lr": args.lr * 0.1},
                              {"params": list(codec.decoder.parameters()), "lr": args.lr}],
                             weight_decay=0.0)
-    if args.resume and not args.widen_to and args.code_gain == 1.0:
+    if args.resume and not args.widen_to and args.code_gain == 1.0 and not args.joint_from_mono:
         tensors, _ = load_checkpoint(args.resume)
         state = opt.state_dict()
         for pid in range(sum(len(g["params"]) for g in state["param_groups"])):
@@ -577,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     card = {
         "command": command,
         "data_manifest": "data/manifest.json",
-        "train_split": "train (by source file; see export/data.py)",
+        "train_split": f"{args.train_split} (by source file; see export/data.py"
+                       + (", export/stereo_data.py)" if args.train_split == "fit" else ")"),
         "eval_split": "test (held out: never trained, tuned or initialised on)",
         "steps": steps_done, "wall_time_s": round(wall, 1),
         "hardware": hardware, "torch": meta["torch"], "metrics": metrics,

@@ -35,7 +35,8 @@ def scale_code_gain(codec: Codec, gain: float) -> Codec:
         raise SystemExit("--code-gain needs a dense projection (the checkpoint is structured)")
     codec.encoder.kernel.mul_(gain)
     codec.decoder.linear.weight.div_(gain)
-    codec.decoder.head.weight.div_(gain)
+    for r in codec.decoder.refiners():
+        r.head.weight.div_(gain)
     return codec
 
 
@@ -79,8 +80,8 @@ def widen(codec: Codec, latent_channels: int, crops: torch.Tensor, ridge: float 
     lin = old["decoder.linear.weight"]                                     # (taps, C, 1, ...)
     new["decoder.linear.weight"] = torch.cat(
         [lin, lin_new.reshape(cfg.taps, extra, *lin.shape[2:]).float().cpu()], dim=1)
-    head = old["decoder.head.weight"]                                      # (w, C, 3, ...)
-    new["decoder.head.weight"] = torch.cat(
-        [head, torch.zeros(head.shape[0], extra, *head.shape[2:])], dim=1)
+    for k in (k for k in old if k.startswith("decoder.") and k.endswith("head.weight")):
+        head = old[k]                                                      # (w, C, 3, ...)
+        new[k] = torch.cat([head, torch.zeros(head.shape[0], extra, *head.shape[2:])], dim=1)
     wide.load_state_dict(new)
     return wide
