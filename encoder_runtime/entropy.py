@@ -26,6 +26,11 @@ Coders (``available_coders()`` lists those that can run here):
     ``encoder_runtime._sclossless``; unavailable when the extension was not built. About
     0.59-0.85x the size of zstd-19 on the bundled models' codes (80-96 M codes/s encode on the
     image models, 50-90 on audio, one core); bitstream in docs/container-format.md.
+``rans`` (optional, native)
+    Static rANS: per-frame 12-bit frequency tables of the zigzagged codes in the payload, one
+    per context class of the left / upper neighbours (shared or per channel, the encoder picks
+    the smaller), 4 interleaved states; same C source and extension as ``ctx-ac``. Not smaller
+    than the default on most models; see README and docs/container-format.md.
 ``jpegls`` (optional)
     JPEG-LS (CharLS, lossless) on a channel mosaic of ``codes + 128``. Needs the optional
     package ``pyjpegls`` or ``imagecodecs`` (imported lazily); unavailable without them.

@@ -66,8 +66,8 @@ static int dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
 static size_t mul_or_0(size_t a, size_t b) { return b && a > (size_t)-1 / b ? 0 : a * b; }
 
 /* encoder work: hist[C + 1][6][256] u32 (row C: all channels), enc[C][6][256] u32
- * (freq | cum << 16), log2 table */
-#define ENC_EXTRA (NK6 * NSYM * 4u + 2u * NSYM)
+ * (freq | cum << 16) */
+#define ENC_EXTRA (NK6 * NSYM * 4u)
 size_t sc_rans_enc_work(uint32_t channels)
 {
     size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 8u);
@@ -90,31 +90,30 @@ size_t sc_rans_dec_work(uint32_t channels)
 /* ---------------------------------------------------------------------------------------- */
 /* encoder */
 
-/* log2(f) in 1/256 bits for f = 1 .. 256, by repeated squaring (integers only) */
-static void log2_table(uint16_t *lg)
-{
-    uint32_t f;
-    for (f = 1; f <= 256u; f++) {
-        unsigned ip = 0, i;
-        uint64_t y;
-        while ((f >> (ip + 1)) != 0) ip++;
-        y = ((uint64_t)f << 16) >> ip; /* f / 2^ip in Q16, in [1, 2) */
-        lg[f - 1] = (uint16_t)(ip << 8);
-        for (i = 0; i < 8; i++) {
-            y = (y * y) >> 16;
-            if (y >= (2u << 16)) { y >>= 1; lg[f - 1] |= (uint16_t)(1u << (7 - i)); }
-        }
-    }
-}
+static const uint16_t k_log2[256] = { /* log2(f) x 256 for f = 1 .. 256 (8 squarings) */
+    0, 256, 405, 512, 594, 661, 718, 768, 811, 850, 885, 917, 947, 974, 1000, 1024,
+    1046, 1067, 1087, 1106, 1124, 1141, 1158, 1173, 1188, 1203, 1217, 1230, 1243, 1256, 1268, 1280,
+    1291, 1302, 1313, 1323, 1333, 1343, 1353, 1362, 1371, 1380, 1389, 1397, 1405, 1414, 1421, 1429,
+    1437, 1444, 1452, 1459, 1466, 1473, 1480, 1486, 1493, 1499, 1505, 1512, 1518, 1524, 1530, 1536,
+    1541, 1547, 1552, 1558, 1563, 1569, 1574, 1579, 1584, 1589, 1594, 1599, 1604, 1609, 1613, 1618,
+    1623, 1627, 1632, 1636, 1640, 1645, 1649, 1653, 1657, 1661, 1665, 1670, 1674, 1677, 1681, 1685,
+    1689, 1693, 1697, 1700, 1704, 1708, 1711, 1715, 1718, 1722, 1725, 1729, 1732, 1736, 1739, 1742,
+    1745, 1749, 1752, 1755, 1758, 1761, 1765, 1768, 1771, 1774, 1777, 1780, 1783, 1786, 1789, 1792,
+    1794, 1797, 1800, 1803, 1806, 1808, 1811, 1814, 1817, 1819, 1822, 1825, 1827, 1830, 1832, 1835,
+    1838, 1840, 1843, 1845, 1848, 1850, 1853, 1855, 1857, 1860, 1862, 1865, 1867, 1869, 1872, 1874,
+    1876, 1879, 1881, 1883, 1885, 1888, 1890, 1892, 1894, 1896, 1898, 1901, 1903, 1905, 1907, 1909,
+    1911, 1913, 1915, 1917, 1919, 1921, 1924, 1926, 1928, 1930, 1932, 1933, 1935, 1937, 1939, 1941,
+    1943, 1945, 1947, 1949, 1951, 1953, 1954, 1956, 1958, 1960, 1962, 1964, 1965, 1967, 1969, 1971,
+    1973, 1974, 1976, 1978, 1980, 1981, 1983, 1985, 1986, 1988, 1990, 1992, 1993, 1995, 1997, 1998,
+    2000, 2001, 2003, 2005, 2006, 2008, 2010, 2011, 2013, 2014, 2016, 2017, 2019, 2021, 2022, 2024,
+    2025, 2027, 2028, 2030, 2031, 2033, 2034, 2036, 2037, 2039, 2040, 2042, 2043, 2045, 2046, 2048};
 
-/* Quantises counts to frequencies summing to 4096 (each used symbol >= 1, all <= 4095).
- * Returns zmax (the last non-zero frequency), or -1 for an empty table. */
 /* log2(f) x 256 for f = 1 .. 4095 from the 256-entry table (f's top 8 bits; estimate only) */
-static unsigned log2_q8(const uint16_t *lg, unsigned f)
+static unsigned log2_q8(unsigned f)
 {
     unsigned sh = 0;
     while ((f >> sh) > 256u) sh++;
-    return lg[(f >> sh) - 1] + (sh << 8);
+    return k_log2[(f >> sh) - 1] + (sh << 8);
 }
 
 static int quantise(const uint32_t *cnt, uint32_t zlim, uint16_t *freq)
@@ -123,7 +122,7 @@ static int quantise(const uint32_t *cnt, uint32_t zlim, uint16_t *freq)
     uint32_t sum = 0, nused = 0, z, am = 0;
     int zmax = -1;
     for (z = 0; z < zlim; z++) total += cnt[z];
-    memset(freq, 0, NSYM * sizeof *freq);
+    memset(freq, 0, (zlim < NSYM ? zlim + 1u : NSYM) * sizeof *freq); /* the rest stays 0 */
     if (total == 0) return -1;
     for (z = 0; z < zlim; z++) {
         uint64_t f;
@@ -174,7 +173,7 @@ static void gather(const uint32_t *hist, uint32_t channels, unsigned scheme, int
 {
     const uint32_t *h = hist + (size_t)(per_ch ? g : channels) * NK6 * NSYM;
     unsigned k6, z;
-    memset(cnt, 0, NSYM * sizeof *cnt);
+    memset(cnt, 0, zlim * sizeof *cnt);
     for (k6 = 0; k6 < NK6; k6++)
         if (k_merge[scheme][k6] == k)
             for (z = 0; z < zlim; z++) cnt[z] += h[k6 * NSYM + z];
@@ -182,10 +181,10 @@ static void gather(const uint32_t *hist, uint32_t channels, unsigned scheme, int
 
 /* Estimated payload bits x 256 of a configuration. */
 static uint64_t config_cost(const uint32_t *hist, uint32_t channels, unsigned scheme, int per_ch,
-                            uint32_t zlim, const uint16_t *lg)
+                            uint32_t zlim)
 {
     uint32_t cnt[NSYM], g, ngroups = per_ch ? channels : 1;
-    uint16_t freq[NSYM];
+    uint16_t freq[NSYM] = {0};
     uint64_t bits = 0;
     unsigned k, z;
     for (g = 0; g < ngroups; g++)
@@ -194,8 +193,8 @@ static uint64_t config_cost(const uint32_t *hist, uint32_t channels, unsigned sc
             gather(hist, channels, scheme, per_ch, g, k, zlim, cnt);
             zmax = quantise(cnt, zlim, freq);
             bits += (uint64_t)table_bytes(freq, zmax) * 8u * 256u;
-            for (z = 0; zmax >= 0 && z <= (unsigned)zmax; z++)
-                if (cnt[z]) bits += (uint64_t)cnt[z] * (PROB_BITS * 256u - log2_q8(lg, freq[z]));
+            for (z = 0; zmax >= 0 && z <= (unsigned)zmax && z < zlim; z++)
+                if (cnt[z]) bits += (uint64_t)cnt[z] * (PROB_BITS * 256u - log2_q8(freq[z]));
         }
     return bits;
 }
@@ -204,7 +203,7 @@ static uint64_t config_cost(const uint32_t *hist, uint32_t channels, unsigned sc
 static uint32_t histogram(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                           uint32_t *hist)
 {
-    uint32_t zlim = 0, *all = hist + (size_t)channels * NK6 * NSYM, i;
+    uint32_t zlim = 0, zor = 0, *all = hist + (size_t)channels * NK6 * NSYM, i;
     const size_t plane = (size_t)rows * cols;
     uint32_t ch, r, x, off[257];
     class_offsets(NSCHEME - 1, NSYM, off); /* the 6 classes */
@@ -218,23 +217,26 @@ static uint32_t histogram(const int8_t *codes, uint32_t channels, uint32_t rows,
             if (trow)
                 for (x = 0; x < cols; x++) {
                     const int v = cur[x];
-                    h[off[l + iabs8(trow[x])] + zig(v)]++;
+                    const unsigned z = zig(v);
+                    h[off[l + iabs8(trow[x])] + z]++;
+                    zor |= z;
                     l = iabs8(v);
                 }
             else
                 for (x = 0; x < cols; x++) {
                     const int v = cur[x];
-                    h[off[l] + zig(v)]++;
+                    const unsigned z = zig(v);
+                    h[off[l] + z]++;
+                    zor |= z;
                     l = iabs8(v);
                 }
         }
     }
+    while (zlim <= zor) zlim = 2u * zlim + 1u; /* 2^k - 1 > every z, at most 255... */
+    zlim = zlim + 1u > NSYM ? NSYM : zlim + 1u;  /* ...so zlim = 2^k <= 256 */
     for (ch = 0; ch < channels; ch++)
-        for (i = 0; i < NK6 * NSYM; i++) {
-            const uint32_t v = hist[(size_t)ch * NK6 * NSYM + i];
-            all[i] += v;
-            if (v && i % NSYM >= zlim) zlim = i % NSYM + 1u;
-        }
+        for (i = 0; i < NK6 * NSYM; i += NSYM)
+            for (x = 0; x < zlim; x++) all[i + x] += hist[(size_t)ch * NK6 * NSYM + i + x];
     return zlim;
 }
 
@@ -242,7 +244,7 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
                    uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len)
 {
     uint32_t *hist = (uint32_t *)work, *enc, st[NLANE], cnt[NSYM], off[257];
-    uint16_t *lg, freq[NSYM];
+    uint16_t freq[NSYM];
     size_t n, plane, hdr, need = sc_rans_enc_work(channels);
     uint8_t *ptr, *lim;
     uint64_t best = (uint64_t)-1;
@@ -255,12 +257,10 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
     if (cap < n + 1) return SC_LL_E_SPACE;
     plane = (size_t)rows * cols;
     enc = hist + ((size_t)channels + 1) * NK6 * NSYM;
-    lg = (uint16_t *)(enc + (size_t)channels * NK6 * NSYM);
     zlim = histogram(codes, channels, rows, cols, hist);
-    log2_table(lg);
     for (scheme = 0; scheme < NSCHEME; scheme++)
         for (per_ch = 0; per_ch < (channels > 1 ? 2 : 1); per_ch++) {
-            uint64_t c = config_cost(hist, channels, scheme, per_ch, zlim, lg);
+            uint64_t c = config_cost(hist, channels, scheme, per_ch, zlim);
             if (c < best) { best = c; best_scheme = scheme; best_per = per_ch; }
         }
     /* header: tables */
@@ -274,6 +274,7 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
             uint32_t *e = enc + ((size_t)g * nk + k) * NSYM, cum = 0;
             int zmax, z;
             gather(hist, channels, best_scheme, best_per, g, k, zlim, cnt);
+            memset(freq, 0, sizeof freq);
             zmax = quantise(cnt, zlim, freq);
             if (zmax < -1) return SC_LL_E_ARG;
             if (hdr + table_bytes(freq, zmax) + 16u > n) { full = 1; break; }
