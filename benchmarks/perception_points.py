@@ -80,12 +80,15 @@ def rgb_models() -> list[str]:
     return [m["name"] for m in list_models() if m["modality"] == "image"]
 
 
-def check_models(names: Sequence[str] | None) -> list[str]:
-    """``names`` (default: every bundled RGB model), or exit naming the unknown ones."""
+def check_models(names: Sequence[str] | None, allow_folders: bool = False) -> list[str]:
+    """``names`` (default: every bundled RGB model), or exit naming the unknown ones;
+    ``allow_folders`` also accepts bundle folders (a ``manifest.json`` inside: candidate models)."""
     known = rgb_models()
-    bad = [n for n in names or [] if n not in known]
+    bad = [n for n in names or [] if n not in known
+           and not (allow_folders and (Path(n) / "manifest.json").is_file())]
     if bad:
-        raise SystemExit(f"--models: {', '.join(bad)} not a bundled RGB model (expected some of "
+        raise SystemExit(f"--models: {', '.join(bad)} not a bundled RGB model"
+                         f"{' or bundle folder' if allow_folders else ''} (expected some of "
                          f"{', '.join(known)})")
     return list(names) if names else known
 

@@ -27,6 +27,12 @@ bits per pixel over all encoded pixels.
 
 Writes benchmarks/results/photo_perception.json + .png; per model WebP's agreement interpolated at
 our bpp (linear in log-bpp) and pass/fail of "ours ≥ WebP" for our points between 0.1 and 1 bpp.
+
+**Validation** (``--split val``, for choosing between candidate models without looking at the
+test images): the 17 *train*-split photos framed like the test photos
+(``export.data.train_photos_framed_like_test``), each as the full frame, the rescaling and the five
+crops (119 images), ours and WebP only; ``--models`` also takes candidate bundle folders.
+Writes ``photo_perception_val.json`` + .png.
 """
 
 from __future__ import annotations
@@ -116,6 +122,23 @@ def crops(img: np.ndarray, size: int = CROP) -> list[np.ndarray]:
     return out
 
 
+def views(img: np.ndarray, name: str) -> tuple[list[np.ndarray], list[str]]:
+    """A photo as the full frame, its rescaling to short side 256 and its five crops, with names."""
+    return ([img, rescale_short(img)] + crops(img),
+            [name, f"{name}@256"] + [f"{name}#crop{k}" for k in range(5)])
+
+
+def val_image_set(max_photos: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    """Validation images (train-split photos framed like the test photos, see module docstring)."""
+    from export import data as datasets
+    imgs, names = [], []
+    for name, im in datasets.train_photos_framed_like_test(limit=max_photos):
+        i, n = views(im, f"train:{name}")
+        imgs += i
+        names += n
+    return imgs, names
+
+
 def image_set(max_photos: int = 0) -> tuple[list[np.ndarray], list[str]]:
     """The benchmark images and their names (see module docstring)."""
     from PIL import Image
@@ -129,9 +152,9 @@ def image_set(max_photos: int = 0) -> tuple[list[np.ndarray], list[str]]:
         paths = paths[:max_photos]
     imgs, names = [], []
     for p in paths:
-        im = np.asarray(Image.open(p).convert("RGB"))
-        imgs += [im, rescale_short(im)] + crops(im)
-        names += [p.stem, f"{p.stem}@256"] + [f"{p.stem}#crop{k}" for k in range(5)]
+        i, n = views(np.asarray(Image.open(p).convert("RGB")), p.stem)
+        imgs += i
+        names += n
     for n in list(SKIMAGE_PHOTOS)[: (max_photos or len(SKIMAGE_PHOTOS))]:
         im = np.ascontiguousarray(SKIMAGE_PHOTOS[n](skimage.data)[..., :3])
         imgs += [im, rescale_short(im)]
@@ -158,26 +181,53 @@ def confident(logits: np.ndarray) -> np.ndarray:
     return p.max(1) >= CONFIDENT
 
 
+def earlier_webp_curve(path: Path, names: list[str]) -> list[dict]:
+    """The WebP curve of an earlier run's JSON, checked to be on the same image names."""
+    try:
+        res = json.loads(Path(path).read_text())
+        got, curve = [im["name"] for im in res["images"]], res["curves"][pp.WEBP_FAMILY]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--webp-from {path}: not a photo_perception JSON with a "
+                         f"{pp.WEBP_FAMILY} curve ({e.__class__.__name__}: {e})") from None
+    if got != names:
+        raise SystemExit(f"--webp-from {path}: its {len(got)} images are not this run's {len(names)}")
+    return curve
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-photos", type=int, default=0, help="use only N held-out / N skimage photos")
-    ap.add_argument("--models", nargs="*", help="bundled RGB models (default: all)")
+    ap.add_argument("--models", nargs="*",
+                    help="bundled RGB models (default: all); with --split val also bundle folders")
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test: the held-out benchmark; val: train-split photos for model selection")
+    ap.add_argument("--webp-from", type=Path, metavar="JSON",
+                    help="with --split val: take the WebP curve from an earlier val run's JSON on the "
+                         "same images instead of coding WebP again (candidates only)")
     ap.add_argument("--out", type=Path, default=pp.RESULTS, help="output folder (default benchmarks/results)")
     args = ap.parse_args(argv)
-    models = pp.check_models(args.models)
+    val = args.split == "val"
+    models = pp.check_models(args.models, allow_folders=val)
     import torch
     t0 = time.perf_counter()
     classify = load_classifier()
-    images, names = image_set(args.max_photos)
+    images, names = (val_image_set if val else image_set)(args.max_photos)
     clean = classify(images)
-    print(f"photo: {len(images)} images, classifier loaded", file=sys.stderr)
+    print(f"photo: {len(images)} {args.split} images, classifier loaded", file=sys.stderr)
+    settings = pp.codec_settings(models, webp_q=WEBP_Q_PHOTO)
+    if args.webp_from and not val:
+        ap.error("--webp-from is for --split val")
+    if val:
+        keep = ("ours",) if args.webp_from else ("ours", pp.WEBP_FAMILY)
+        settings = [s for s in settings if s[0] in keep]
     curves = {"clean": [{"setting": "uncompressed", "bpp": 24.0, **agreement(clean, clean)}]}
-    curves.update(pp.run_points(images, pp.codec_settings(models, webp_q=WEBP_Q_PHOTO),
-                                lambda dec: agreement(clean, classify(dec)), "photo"))
+    curves.update(pp.run_points(images, settings, lambda dec: agreement(clean, classify(dec)), "photo"))
+    if args.webp_from:
+        curves[pp.WEBP_FAMILY] = earlier_webp_curve(args.webp_from, names)
     verdicts = pp.compare_with_webp(curves, "top1_agreement", *AGREE_RANGE, higher_is_better=True)
     verdicts_conf = pp.compare_with_webp(curves, "top1_agreement_confident", *AGREE_RANGE,
                                          higher_is_better=True)
-    res = {"images": [{"name": n, "size": [int(im.shape[1]), int(im.shape[0])],
+    res = {"split": args.split, "images": [{"name": n, "size": [int(im.shape[1]), int(im.shape[0])],
                        "clean_top1": int(c.argmax()), "confident": bool(m)}
                       for n, im, c, m in zip(names, images, clean, confident(clean))],
            "classifier": CLASSIFIER, "curves": curves, "vs_webp": verdicts,
@@ -189,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
            "rate": pp.RATE_NOTE,
            "seconds": round(time.perf_counter() - t0, 1),
            "env": pp.environment({"torch": torch.__version__})}
-    pp.write_results(args.out, "photo_perception", res,
+    if args.webp_from:
+        res["webp_from"] = str(args.webp_from)
+    pp.write_results(args.out, "photo_perception_val" if val else "photo_perception", res,
                      [("top1_agreement", "top-1 agreement with the clean prediction (all)"),
                       ("top1_agreement_confident", f"top-1 agreement, images with clean top-1 p >= {CONFIDENT}")],
-                     f"EfficientNet-Lite0 on {len(images)} held-out photos / crops")
+                     f"EfficientNet-Lite0 on {len(images)} "
+                     + ("validation (train-split) photos / crops" if val else "held-out photos / crops"))
     for fam, pts in curves.items():
         for p in pts:
             print(f"{fam:28s} {p['setting']:12s} {p['bpp']:7.3f} {p['top1_agreement']:.3f} "

@@ -324,6 +324,24 @@ def fetch(cache: Path = DEFAULT_CACHE, *, write_manifest: bool = False, force: b
     return cache
 
 
+def train_photos_framed_like_test(cache: Path = DEFAULT_CACHE, limit: int = 0
+                                  ) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 H×W×3) of every *train*-split photo framed exactly like the held-out test photos
+    (source Lanczos-downscaled to short side 512, 768×512 / 512×768 centre crop): a validation view
+    for model selection with the test photos' detail per pixel (training used 1/2-size copies of
+    the same sources, so this view is not independent of training, only of the test photos).
+    ``limit``: only the first N (by name)."""
+    fetch(cache)
+    from PIL import Image
+    out = []
+    train = sorted((n, p) for n, p in _source_photos(cache / "root").items() if n not in TEST_PHOTOS)
+    for name, src in train[: limit or None]:
+        if not src.is_file():
+            raise DataError(f"{src}: source photo missing; run `python -m export.data fetch --force`")
+        out.append((name, np.asarray(_test_crop(Image.open(src).convert("RGB")))))
+    return out
+
+
 def image_paths(split: str, cache: Path = DEFAULT_CACHE) -> list[Path]:
     """Derived image files of a split ('train' or 'test')."""
     return sorted((cache / "images" / split).glob("*.png"))

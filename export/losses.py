@@ -12,7 +12,10 @@ log band energies, so these losses compare reconstructions in that domain:
 * :func:`gradient_mse` — MSE of the horizontal and vertical pixel differences (images): a blurred
   or ringing glyph edge costs more than the same error energy on a smooth area, which is what
   OCR needs at low rates.
-* :func:`distortion` — the training objective's distortion term for ``--loss mse|mel|stft|grad``:
+* :func:`ms_ssim` — multi-scale SSIM (Wang et al. 2003, as ``benchmarks/metrics.py`` computes it:
+  11×11 Gaussian window σ 1.5, valid part, 2×2 mean pooling between scales, per RGB channel),
+  differentiable; structure and contrast at several scales, the texture classifiers key on.
+* :func:`distortion` — the training objective's distortion term for ``--loss mse|mel|stft|grad|msssim``:
   ``w_mse · 10·log10(MSE) + w_perc · perceptual dB``, all in dB so the rate weight λ (dB per
   bit/sample) keeps its meaning.
 
@@ -27,9 +30,10 @@ from functools import lru_cache
 
 import torch
 
-LOSSES = ("mse", "mel", "stft", "grad")
+LOSSES = ("mse", "mel", "stft", "grad", "msssim")
 AUDIO_LOSSES = ("mel", "stft")
-IMAGE_LOSSES = ("grad",)
+IMAGE_LOSSES = ("grad", "msssim")
+MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 FULL_SCALE = 32768.0
 
 
@@ -108,6 +112,44 @@ def gradient_mse(rec: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return 0.5 * (dy.mean() + dx.mean())
 
 
+def _gauss_window(channels: int, device: torch.device, dtype: torch.dtype,
+                   sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
+
+
+def ms_ssim(rec: torch.Tensor, ref: torch.Tensor, data_range: float = 255.0,
+            weights: tuple[float, ...] = MSSSIM_WEIGHTS) -> torch.Tensor:
+    """Mean MS-SSIM of (N, C, H, W) images over images and channels. Uses as many of the 5 scales
+    as the size allows (each needs 11 pixels after halving; the used weights are renormalised),
+    so 128² training crops get 4 scales, a 768×512 image all 5."""
+    if rec.dim() != 4 or rec.shape != ref.shape:
+        raise ValueError(f"ms_ssim: expected two (N, C, H, W) images of one shape, got "
+                         f"{tuple(rec.shape)} and {tuple(ref.shape)}")
+    side = min(rec.shape[-2:])
+    if side < 11:
+        raise ValueError(f"ms_ssim: images must be at least 11×11, got {tuple(rec.shape[-2:])}")
+    n = min(len(weights), int(math.log2(side / 11)) + 1)
+    w = torch.tensor(weights[:n], device=rec.device, dtype=rec.dtype)
+    w = w / w.sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    win = _gauss_window(rec.shape[1], rec.device, rec.dtype)
+    x, y, vals = rec, ref, []
+    for j in range(n):
+        f = lambda t: torch.nn.functional.conv2d(t, win, groups=t.shape[1])  # noqa: E731
+        mx, my = f(x), f(y)
+        sxx, syy, sxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
+        cs = (2 * sxy + c2) / (sxx + syy + c2)
+        if j == n - 1:
+            cs = cs * (2 * mx * my + c1) / (mx * mx + my * my + c1)
+        vals.append(cs.mean(dim=(-2, -1)).clamp(min=1e-6))  # (N, C)
+        if j < n - 1:
+            x, y = torch.nn.functional.avg_pool2d(x, 2), torch.nn.functional.avg_pool2d(y, 2)
+    return torch.prod(torch.stack(vals) ** w[:, None, None], dim=0).mean()
+
+
 def distortion(rec: torch.Tensor, ref: torch.Tensor, loss: str = "mse", *, mse_weight: float = 1.0,
                perceptual_weight: float = 1.0, **kw) -> tuple[torch.Tensor, torch.Tensor]:
     """(distortion in dB for the objective, MSE) for ``loss`` in :data:`LOSSES`.
@@ -115,6 +157,7 @@ def distortion(rec: torch.Tensor, ref: torch.Tensor, loss: str = "mse", *, mse_w
     ``mse``: 10·log10(MSE) (the original objective; weights ignored). ``mel`` / ``stft``:
     ``mse_weight``·10·log10(MSE) + ``perceptual_weight``·(log-mel | multi-res STFT) dB distance;
     ``grad``: ``mse_weight``·10·log10(MSE) + ``perceptual_weight``·10·log10(gradient MSE);
+    ``msssim``: ``mse_weight``·10·log10(MSE) + ``perceptual_weight``·10·log10(1 − MS-SSIM);
     ``kw`` go to the perceptual distance."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
@@ -124,5 +167,7 @@ def distortion(rec: torch.Tensor, ref: torch.Tensor, loss: str = "mse", *, mse_w
         return mse_db, mse
     if loss == "grad":
         return mse_weight * mse_db + perceptual_weight * 10 * torch.log10(gradient_mse(rec, ref) + 1e-6), mse
+    if loss == "msssim":
+        return mse_weight * mse_db + perceptual_weight * 10 * torch.log10(1 - ms_ssim(rec, ref) + 1e-6), mse
     perc = (log_mel_distance if loss == "mel" else stft_distance)(rec, ref, **kw)
     return mse_weight * mse_db + perceptual_weight * perc, mse

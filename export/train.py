@@ -343,9 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="distortion: mse = 10·log10(MSE); mel / stft (audio) add a log-mel or "
                          "multi-resolution STFT dB distance (export/losses.py)")
     ap.add_argument("--mse-weight", type=float, default=0.25,
-                    help="with --loss mel|stft|grad: weight of the 10·log10(MSE) term")
+                    help="with --loss mel|stft|grad|msssim: weight of the 10·log10(MSE) term")
     ap.add_argument("--perceptual-weight", type=float, default=1.0,
-                    help="with --loss mel|stft|grad: weight of the dB spectral / gradient distance")
+                    help="with --loss mel|stft|grad|msssim: weight of the dB spectral / gradient / 10·log10(1 − MS-SSIM) distance")
     ap.add_argument("--speech-train-weight", type=float, default=0.0, metavar="F",
                     help="audio: draw about F of the crops from the real 16 kHz speech train split")
     ap.add_argument("--text-train-weight", type=float, default=0.0, metavar="F",

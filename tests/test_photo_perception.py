@@ -4,6 +4,7 @@ numbers; the equal-rate comparison with WebP interpolates in log-bpp and judges 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -56,6 +57,32 @@ def test_bundled_model_point_is_finite(classify):
         assert 0.0 <= p["top1_agreement"] <= p["clean_top1_in_top5"] <= 1.0
         assert 0.0 <= p["top1_agreement_confident"] <= 1.0
     assert 0 < curves["ours"][0]["bpp_in_stream"] < curves["ours"][0]["bpp"]
+
+
+def test_validation_set_is_train_side_and_framed_like_test(tmp_path):
+    """--split val: train-split photos only (never a test photo), test framing, 7 views each;
+    candidate bundle folders are accepted only there."""
+    from export import data as datasets
+    imgs, names = ph.val_image_set(max_photos=1)
+    assert len(imgs) == 7 and names[0].startswith("train:")
+    assert names[0][len("train:"):] not in datasets.TEST_PHOTOS
+    assert sorted(imgs[0].shape[:2]) == [512, 768] and imgs[0].dtype == np.uint8
+    assert all(im.shape == (256, 256, 3) for im in imgs[2:])
+    from encoder_runtime.bundle import load_bundle
+    bundle = load_bundle(pp.rgb_models()[0], verify=False).path
+    assert pp.check_models([str(bundle)], allow_folders=True) == [str(bundle)]
+    with pytest.raises(SystemExit, match="not a bundled RGB model"):
+        pp.check_models([str(tmp_path)], allow_folders=True)
+    with pytest.raises(SystemExit, match="not a bundled RGB model"):
+        pp.check_models([str(bundle)])
+    earlier = tmp_path / "val.json"   # --webp-from: reuse a WebP curve only on the same images
+    earlier.write_text(json.dumps({"images": [{"name": n} for n in names],
+                                   "curves": {pp.WEBP_FAMILY: [{"setting": "q0", "bpp": 0.1}]}}))
+    assert ph.earlier_webp_curve(earlier, names) == [{"setting": "q0", "bpp": 0.1}]
+    with pytest.raises(SystemExit, match="are not this run's 6"):
+        ph.earlier_webp_curve(earlier, names[1:])
+    with pytest.raises(SystemExit, match="not a photo_perception JSON"):
+        ph.earlier_webp_curve(tmp_path / "missing.json", names)
 
 
 def test_interpolation_and_verdicts():
