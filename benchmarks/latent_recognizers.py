@@ -9,7 +9,8 @@ audio codecs were trained on):
   ``asterisk-core-sounds-{es,fr,it,ru}-wav`` 1.6.1-1, CC-BY-SA-3.0; IVR prompts, one professional
   voice per language: es-MX Allison, fr-CA June, it-IT Carlo, ru-RU; 8 kHz PCM16, resampled to
   16 kHz). A prompt goes to ``test`` when the sha256 of its path inside the voice folder is 0 mod 4
-  (the same prompt name lands in the same split in every language), else ``train``. Examples are
+  (the same prompt name lands in the same split in every language), ``val`` when 1 mod 4 (carved
+  out of the non-test prompts), else ``train``. Examples are
   1 s windows (hop 0.5 s) whose RMS is at least 10 % of the prompt's loudest window (the
   ``silence/`` folder is left out), capped per language (random prompts, fixed seed). Every prompt
   is encoded whole as one frame of a stream by each bundled 16 kHz audio model; the codes are read
@@ -18,15 +19,19 @@ audio codecs were trained on):
   (conv5-ReLU-conv5-ReLU-[mean, max]-linear, width 16) on 100 frames of 10 ms with 40 features:
 
   - decoded / clean: 40 log-mel bands (512-point STFT, 10 ms hop, 60-4000 Hz);
-  - latents: a learned log-energy front end on the codes (C x 1000 per second): 40 filters of
-    10 codes, stride 2, squared, averaged over 5 outputs (10 ms), log, batch norm.
+  - latents: a front end on the codes (C x 1000 per second) down to 10 ms frames, chosen on
+    the validation split among ``LATENT_FRONTS`` (learned log-energy, learned linear, |code| and
+    log(1 + |code|) pooling): each candidate is trained on ``train`` and scored on ``val`` for
+    every model; the highest validation accuracy (mean over models and seeds) wins. Only then
+    are the test prompts coded, and every recognizer (clean, decoded, latents with the chosen
+    front end) is trained once on train+val and tested once.
 
 * **Image: Fashion-MNIST** (Debian ``dataset-fashion-mnist``; official train / test split), the grey
   28x28 image edge-padded to 32x32 and replicated to RGB for the bundled rgb-* models (the loaders
   and the mosaic-amortised rate of ``benchmarks/perception.py``). Recognizer: the MLP (input-256-10)
   of that benchmark on the clean pixels, the decoded pixels, and the int8 codes (C x 4 x 4).
 
-Every recognizer is trained on the *train* split of the representation it is tested on (matched),
+Every recognizer is trained on the training windows of the representation it is tested on (matched),
 seeds fixed; accuracy is mean +- std over ``--seeds`` seeds (speech) or one seed (image). MACs per
 example: the recognizer's, front end included (the log-mel one as an estimate: 2 N log2 N per
 real FFT frame plus the window, the power and the mel filters' non-zero taps), and the decoder's
@@ -121,10 +126,16 @@ def check_voices(langs: list[str], root: Path = SOUNDS_DIR) -> dict:
     return got
 
 
+SPLITS = ("train", "val", "test")
+
+
 def prompt_split(rel: str) -> str:
-    """'test' for a quarter of the prompt names (sha256 of the path in the voice folder), else
-    'train'; the same prompt name is in the same split in every language."""
-    return "test" if int(hashlib.sha256(rel.encode()).hexdigest(), 16) % 4 == 0 else "train"
+    """Split of a prompt from the sha256 of its path in the voice folder: 'test' when 0 mod 4,
+    'val' when 1 mod 4 (validation prompts carved out of the non-test ones; the latent front end
+    is chosen on them), else 'train'; the same prompt name is in the same split in every
+    language."""
+    h = int(hashlib.sha256(rel.encode()).hexdigest(), 16) % 4
+    return "test" if h == 0 else "val" if h == 1 else "train"
 
 
 def active_windows(x: np.ndarray) -> list[int]:
@@ -139,6 +150,8 @@ def active_windows(x: np.ndarray) -> list[int]:
 def load_prompts(split: str, langs: list[str], max_windows: int, seed: int = 0,
                  root: Path = SOUNDS_DIR) -> list[dict]:
     """Prompts of ``split`` as 16 kHz int16, random order per language until ``max_windows``."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {SPLITS}")
     import soundfile as sf
     from export.data import _to_16k_mono
     out = []
@@ -156,7 +169,7 @@ def load_prompts(split: str, langs: list[str], max_windows: int, seed: int = 0,
             wins = active_windows(x)[: max_windows - n]
             if wins:
                 out.append({"lang": li, "name": f"{lang}/{files[i].relative_to(folder).as_posix()}",
-                            "x": x, "windows": wins})
+                            "split": split, "x": x, "windows": wins})
                 n += len(wins)
     return out
 
@@ -223,40 +236,81 @@ def labels(prompts: list[dict]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # recognizer: one small 1-D CNN family
 
-#: learned log-energy front end on the codes: conv(FILTERS, k, stride) -> square -> mean over POOL
-#: outputs (10 ms at 1000 codes/s) -> log; the counterpart of the fixed log-mel front end
+#: learned front ends on the codes: conv(FILTERS, k, stride) [-> square] -> mean over POOL outputs
+#: (10 ms at 1000 codes/s) [-> log]; the fixed ones average POOL_CODES codes (10 ms) per channel
 FRONT = {"filters": 40, "kernel": 10, "stride": 2, "pool": 5}
+POOL_CODES = 10
+#: candidate front ends of the latent recognizer, chosen on the validation split (every one ends
+#: in a batch norm that folds into the next convolution); "none" = the features as given (log-mel)
+LATENT_FRONTS = {
+    "log-energy": "learned: conv(40 filters x 10 codes, stride 2), squared, mean over 10 ms, log",
+    "linear": "learned: conv(40 filters x 10 codes, stride 2), mean over 10 ms (linear)",
+    "abs-pool": "fixed: |code| per channel, mean over 10 ms",
+    "log1p-abs": "fixed: log(1 + |code|) per channel, mean over 10 ms",
+}
+LEARNED = ("log-energy", "linear")
 
 
-def cnn_macs(c_in: int, t_in: int, width: int, n_classes: int, learned_front: bool) -> int:
-    """Multiply-adds per example of :func:`train_cnn`'s network (front end included)."""
+def _check_front(front: str) -> None:
+    if front != "none" and front not in LATENT_FRONTS:
+        raise ValueError(f"front {front!r}: expected 'none' or one of {list(LATENT_FRONTS)}")
+
+
+def cnn_macs(c_in: int, t_in: int, width: int, n_classes: int, front: str = "none") -> int:
+    """Multiply-adds per example of :func:`train_cnn`'s network (front end included: a square,
+    |.|, log or pooling add counts as one)."""
+    _check_front(front)
     macs = 0
-    if learned_front:
+    if front in LEARNED:
         t = (t_in - FRONT["kernel"]) // FRONT["stride"] + 1
-        macs += t * FRONT["filters"] * (c_in * FRONT["kernel"] + 2)      # conv, square, pool
+        ops = 2 if front == "log-energy" else 1                          # [square], pool
+        macs += t * FRONT["filters"] * (c_in * FRONT["kernel"] + ops)
         c_in, t_in = FRONT["filters"], t // FRONT["pool"]
+    elif front != "none":
+        macs += c_in * t_in * (2 if front == "log1p-abs" else 1)        # [log1p], pool
+        t_in //= POOL_CODES
     return macs + t_in * (c_in * 5 * width + width * width * 5) + 2 * width * n_classes
 
 
-def _make_net(c_in: int, width: int, n_classes: int, learned_front: bool):
+def _make_net(c_in: int, width: int, n_classes: int, front: str = "none"):
+    _check_front(front)
     torch = _torch()
     from torch import nn
 
-    class LogEnergy(nn.Module):
-        def __init__(self):
+    class Learned(nn.Module):
+        def __init__(self, energy: bool):
             super().__init__()
+            self.energy = energy
             self.conv = nn.Conv1d(c_in, FRONT["filters"], FRONT["kernel"], stride=FRONT["stride"])
             self.pool = nn.AvgPool1d(FRONT["pool"])
             self.norm = nn.BatchNorm1d(FRONT["filters"])       # folds into the next conv
 
         def forward(self, x):
-            return self.norm(torch.log(self.pool(self.conv(x) ** 2) + 1e-3))
+            h = self.conv(x)
+            if self.energy:
+                return self.norm(torch.log(self.pool(h ** 2) + 1e-3))
+            return self.norm(self.pool(h))
+
+    class Fixed(nn.Module):
+        def __init__(self, log: bool):
+            super().__init__()
+            self.log = log
+            self.pool = nn.AvgPool1d(POOL_CODES)
+            self.norm = nn.BatchNorm1d(c_in)
+
+        def forward(self, x):
+            a = x.abs()
+            return self.norm(self.pool(torch.log1p(a) if self.log else a))
 
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.front = LogEnergy() if learned_front else nn.Identity()
-            c = FRONT["filters"] if learned_front else c_in
+            if front in LEARNED:
+                self.front, c = Learned(front == "log-energy"), FRONT["filters"]
+            elif front != "none":
+                self.front, c = Fixed(front == "log1p-abs"), c_in
+            else:
+                self.front, c = nn.Identity(), c_in
             self.body = nn.Sequential(nn.Conv1d(c, width, 5, padding=2), nn.ReLU(),
                                       nn.Conv1d(width, width, 5, padding=2), nn.ReLU())
             self.fc = nn.Linear(2 * width, n_classes)
@@ -268,10 +322,11 @@ def _make_net(c_in: int, width: int, n_classes: int, learned_front: bool):
 
 
 def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, *,
-              learned_front: bool = False, width: int = 16, epochs: int = 12, seeds: int = 2,
+              front: str = "none", width: int = 16, epochs: int = 12, seeds: int = 2,
               batch: int = 64, n_classes: int = 4) -> dict:
-    """[learned log-energy front end]-conv(5)-ReLU-conv(5)-ReLU-[mean, max]-linear on per-channel
-    standardised (N, C, T) inputs; Adam, minibatches; test accuracy mean/std over seeds, MACs."""
+    """[front end]-conv(5)-ReLU-conv(5)-ReLU-[mean, max]-linear on per-channel standardised
+    (N, C, T) inputs (statistics of ``xtr``); Adam, minibatches; accuracy on (xte, yte) mean/std
+    over seeds, MACs."""
     torch = _torch()
     mu = xtr.mean(axis=(0, 2), keepdims=True, dtype=np.float64)
     sd = xtr.std(axis=(0, 2), keepdims=True, dtype=np.float64) + 1e-3
@@ -282,7 +337,7 @@ def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
     accs = []
     for seed in range(seeds):
         torch.manual_seed(seed)
-        net = _make_net(c_in, width, n_classes, learned_front)
+        net = _make_net(c_in, width, n_classes, front)
         opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-3)
         fit_minibatch(net, opt, xt, yt, epochs=epochs, batch=batch, seed=seed)
         with torch.no_grad():
@@ -290,16 +345,61 @@ def train_cnn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray
         accs.append(float((pred.numpy() == yte).mean()))
     return {"acc": float(np.mean(accs)), "acc_std": float(np.std(accs)), "accs": accs,
             "input_shape": [int(c_in), int(t_in)],
-            "macs": int(cnn_macs(c_in, t_in, width, n_classes, learned_front))}
+            "macs": int(cnn_macs(c_in, t_in, width, n_classes, front))}
+
+
+def select_latent_front(data: dict[str, tuple], fronts: list[str], **fit) -> dict:
+    """Choose the latent front end on validation data only.
+
+    ``data`` maps a model to (codes_train, y_train, codes_val, y_val); every candidate in
+    ``fronts`` is trained on each model's train windows and scored on its val windows. The choice
+    is the candidate with the highest validation accuracy averaged over models and seeds (the
+    first listed on a tie). Returns {"chosen", "mean_val_acc", "rows"}."""
+    rows = []
+    for model, (xtr, ytr, xva, yva) in data.items():
+        for f in fronts:
+            r = train_cnn(xtr, ytr, xva, yva, front=f, **fit)
+            rows.append({"model": model, "front": f, "val_acc": r["acc"],
+                         "val_acc_std": r["acc_std"], "accs": r["accs"], "macs": r["macs"]})
+            print(f"  select  {f:10s} {model:14s} val acc={r['acc']:.3f}±{r['acc_std']:.3f}",
+                  flush=True)
+    mean = {f: float(np.mean([a for r in rows if r["front"] == f for a in r["accs"]]))
+            for f in fronts}
+    return {"chosen": max(fronts, key=lambda f: (mean[f], -fronts.index(f))),
+            "mean_val_acc": mean, "rows": rows}
+
+
+def _split_info(prompts: list[dict], y: np.ndarray, n_langs: int) -> dict:
+    return {"prompts": len(prompts), "windows": int(len(y)),
+            "per_language": np.bincount(y, minlength=n_langs).tolist(),
+            "prompt_names": [p["name"] for p in prompts]}
+
+
+def check_splits(sets: dict[str, list[dict]]) -> None:
+    """ValueError unless every prompt of ``sets[k]`` is in split k and no prompt name (the path in
+    the voice folder, shared by the languages) is in two splits."""
+    seen: dict[str, str] = {}
+    for k, prompts in sets.items():
+        for p in prompts:
+            rel = p["name"].split("/", 1)[1]
+            if p["split"] != k or prompt_split(rel) != k:
+                raise ValueError(f"prompt {p['name']}: split {p['split']!r} / "
+                                 f"{prompt_split(rel)!r}, loaded as {k!r}")
+            if seen.setdefault(rel, k) != k:
+                raise ValueError(f"prompt {rel} is in both {seen[rel]!r} and {k!r}")
 
 
 def run_speech(args) -> dict:
     t0 = time.time()
     langs = list(VOICES)
     voices = check_voices(langs)
-    tr = load_prompts("train", langs, args.train_windows)
-    te = load_prompts("test", langs, args.test_windows)
-    ytr, yte = labels(tr), labels(te)
+    sets = {"train": load_prompts("train", langs, args.train_windows),
+            "val": load_prompts("val", langs, args.val_windows),
+            "test": load_prompts("test", langs, args.test_windows)}
+    check_splits(sets)
+    full = sets["train"] + sets["val"]            # every recognizer's final training set
+    y = {k: labels(v) for k, v in sets.items()}
+    yfull, yte = labels(full), y["test"]
     fit = {"epochs": args.epochs, "seeds": args.seeds, "width": args.width}
     rows = []
 
@@ -310,36 +410,53 @@ def run_speech(args) -> dict:
         print(f"  speech  {method:8s} {setting:14s} acc={res['acc']:.3f}±{res['acc_std']:.3f}"
               + (f"  {extra['kbps']:.2f} kbit/s" if "kbps" in extra else ""), flush=True)
 
-    mel_tr, mel_te = log_mel(cut_windows(tr)), log_mel(cut_windows(te))
+    # 1. the latent front end, chosen on the validation prompts (no test prompt is read before)
+    coded = {m: {k: speech_codec(sets[k], m) for k in ("train", "val")}
+             for m in args.speech_models}
+
+    def codes(m: str, k: str) -> np.ndarray:
+        c = coded[m][k]
+        return cut_windows(sets[k], codes=c["codes"], block=c["block"]).astype(np.float32)
+    sel = select_latent_front({m: (codes(m, "train"), y["train"], codes(m, "val"), y["val"])
+                               for m in args.speech_models}, args.fronts, **fit)
+    chosen = sel["chosen"]
+    print(f"  chosen latent front end: {chosen} (mean val acc {sel['mean_val_acc'][chosen]:.3f})",
+          flush=True)
+
+    # 2. every recognizer trained on train+val, tested once on the test prompts
+    mel_te = log_mel(cut_windows(sets["test"]))
     front = log_mel_macs(mel_te.shape[2])
-    clean = train_cnn(mel_tr, ytr, mel_te, yte, **fit)
+    clean = train_cnn(log_mel(cut_windows(full)), yfull, mel_te, yte, **fit)
     add("clean", "log-mel", clean, kbps=RATE * 16 / 1000, source_kbps=8000 * 16 / 1000,
         recognizer_macs=clean["macs"] + front, frontend_macs=front, decoder_macs=0)
     for m in args.speech_models:
-        ctr, cte = speech_codec(tr, m), speech_codec(te, m)
+        ctr, cva = coded[m]["train"], coded[m]["val"]
+        cte = speech_codec(sets["test"], m)
         b, C = cte["block"], cte["latent_channels"]
         macs = _model_macs(m, [1, C, WIN // b], [1, WIN, 1])
         common = {"kbps": cte["kbps"], "bits_per_sample": cte["bits_per_sample"],
                   "encoder_macs": macs["encoder_macs"], "decoder_macs_avoided": 0}
-        d = train_cnn(log_mel(cut_windows(tr, ctr["decoded"])), ytr,
-                      log_mel(cut_windows(te, cte["decoded"])), yte, **fit)
+        d = train_cnn(log_mel(cut_windows(full, ctr["decoded"] + cva["decoded"])), yfull,
+                      log_mel(cut_windows(sets["test"], cte["decoded"])), yte, **fit)
         add("decoded", m, d, **common, recognizer_macs=d["macs"] + front, frontend_macs=front,
             decoder_macs=macs["decoder_macs"])
-        lat = train_cnn(cut_windows(tr, codes=ctr["codes"], block=b).astype(np.float32), ytr,
-                        cut_windows(te, codes=cte["codes"], block=b).astype(np.float32), yte,
-                        learned_front=True, **fit)
+        lat = train_cnn(np.concatenate([codes(m, "train"), codes(m, "val")]), yfull,
+                        cut_windows(sets["test"], codes=cte["codes"], block=b).astype(np.float32),
+                        yte, front=chosen, **fit)
         add("latents", m, lat, **{**common, "decoder_macs_avoided": macs["decoder_macs"]},
-            recognizer_macs=lat["macs"], frontend_macs=0, decoder_macs=0)
+            recognizer_macs=lat["macs"], frontend_macs=0, decoder_macs=0, front=chosen)
     return {"rows": rows, "voices": voices, "languages": langs, "example_seconds": WIN / RATE,
-            "train": {"prompts": len(tr), "windows": int(len(ytr)),
-                      "per_language": np.bincount(ytr, minlength=len(langs)).tolist()},
-            "test": {"prompts": len(te), "windows": int(len(yte)),
-                     "per_language": np.bincount(yte, minlength=len(langs)).tolist(),
-                     "prompt_names": [p["name"] for p in te]},
+            **{k: _split_info(v, y[k], len(langs)) for k, v in sets.items()},
+            "selection": {
+                "rule": "latent front end with the highest validation accuracy, mean over the "
+                        "models and seeds; chosen before any test prompt is coded; the test run "
+                        "then trains every recognizer once on train+val",
+                "candidates": {f: LATENT_FRONTS[f] for f in args.fronts}, **sel},
             "recognizer": f"1-D CNN conv(5)-ReLU-conv(5)-ReLU-[mean,max]-linear, width "
                           f"{args.width}, Adam lr 3e-3, batch 64, {args.epochs} epochs, "
-                          f"{args.seeds} seeds; on log-mel {MEL} (clean, decoded) or on a "
-                          f"learned log-energy front end {FRONT} (latents)",
+                          f"{args.seeds} seeds; on log-mel {MEL} (clean, decoded) or on the "
+                          f"front end chosen on validation, {chosen}: {LATENT_FRONTS[chosen]} "
+                          f"{FRONT if chosen in LEARNED else {'pool': POOL_CODES}} (latents)",
             "wall_s": round(time.time() - t0, 1)}
 
 
@@ -415,6 +532,15 @@ def plot(results: dict, path: Path) -> None:
 
 def headline(results: dict) -> str:
     lines = []
+    sel = results.get("speech", {}).get("selection")
+    if sel:
+        models = list(dict.fromkeys(r["model"] for r in sel["rows"]))
+        lines.append(f"speech latent front end on validation: {'front':10s} "
+                     + " ".join(f"{m:>14s}" for m in models) + f" {'mean':>6s}")
+        for f, mean in sel["mean_val_acc"].items():
+            accs = {r["model"]: r["val_acc"] for r in sel["rows"] if r["front"] == f}
+            lines.append(f"{'':39s}{f:10s} " + " ".join(f"{accs[m]:14.3f}" for m in models)
+                         + f" {mean:6.3f}" + ("  <- chosen" if f == sel["chosen"] else ""))
     for key, rate in (("speech", "kbps"), ("image", "bpp")):
         task = results.get(key)
         if not task:
@@ -454,7 +580,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tasks", default="speech,image")
     ap.add_argument("--speech-models", nargs="*", default=SPEECH_MODELS)
     ap.add_argument("--image-models", nargs="*", default=IMAGE_MODELS)
-    ap.add_argument("--train-windows", type=int, default=200, help="1 s windows per language")
+    ap.add_argument("--train-windows", type=int, default=150, help="1 s windows per language")
+    ap.add_argument("--val-windows", type=int, default=50,
+                    help="1 s windows per language (validation prompts; added to the final "
+                         "training)")
+    ap.add_argument("--fronts", nargs="+", default=list(LATENT_FRONTS),
+                    choices=list(LATENT_FRONTS),
+                    help="candidate latent front ends, chosen on the validation split")
     ap.add_argument("--test-windows", type=int, default=100, help="1 s windows per language")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seeds", type=int, default=2)
@@ -471,8 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:                               # smaller defaults; explicit options still win
         ap.set_defaults(speech_models=SPEECH_MODELS[:1], image_models=IMAGE_MODELS[:1],
-                        train_windows=16, test_windows=6, epochs=3, seeds=1, fm_train=600,
-                        fm_test=300, fm_epochs=3)
+                        train_windows=16, val_windows=6, test_windows=6, epochs=3, seeds=1,
+                        fm_train=600, fm_test=300, fm_epochs=3)
         args = ap.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     command = "python -m benchmarks.latent_recognizers " + " ".join(

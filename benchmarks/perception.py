@@ -77,6 +77,10 @@ IMU_QUANT_SHIFTS = [6, 8, 10, 11, 12, 13]
 # small utilities
 
 def _threads() -> int:
+    """Intra-op threads: ``$OMP_NUM_THREADS`` when set to a positive integer, else up to 2."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return max(1, min(2, os.cpu_count() or 1))
 
 
