@@ -35,16 +35,16 @@ IMAGE_MODELS = ("rgb-c12-low", "rgb-c16", "rgb-c48-hi")
 AUDIO_MODELS = ("audio16k-4k", "audio16k-32k")
 
 
-def _reference():
-    spec = importlib.util.spec_from_file_location("ctx_ac_reference",
-                                                  Path(__file__).with_name("ctx_ac_reference.py"))
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(mod)
     return mod
 
 
-REF = _reference()
+REF = _load("ctx_ac_reference")
+FUZZ = _load("coder_fuzz")
 
 
 @pytest.fixture(scope="module")
@@ -177,62 +177,10 @@ def test_codec_end_to_end_with_ctx_ac():
     assert np.array_equal(dec.decode(ours), dec.decode(default))
 
 
-FUZZ = textwrap.dedent(r"""
-    import resource, sys
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-    import numpy as np
-    from hypothesis import HealthCheck, given, settings, strategies as st
-    from encoder_runtime.entropy import CorruptPayloadError, get_coder
-
-    coder = get_coder("ctx-ac")
-    z = np.load(sys.argv[1])
-    cases = [(coder.encode(z[k]), z[k]) for k in z.files]
-
-    @settings(max_examples=int(sys.argv[2]), deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.integers(0, len(cases) - 1), st.sampled_from(["trunc", "flip", "pad", "garbage", "shape"]),
-           st.integers(0, 1 << 30), st.binary(max_size=64), st.integers(1, 1 << 30))
-    def fuzz(i, how, pos, extra, dim):
-        blob, codes = cases[i]
-        shape = codes.shape
-        if how == "trunc":
-            blob = blob[:pos % len(blob)]
-        elif how == "flip":
-            b = bytearray(blob)
-            b[pos % len(b)] ^= 1 << (pos >> 20) % 8
-            blob = bytes(b)
-        elif how == "pad":
-            blob = blob + extra
-        elif how == "garbage":
-            blob = bytes([1]) + extra
-        else:  # huge or wrong declared size
-            shape = (shape[0], dim) if dim % 2 else (dim, *shape[1:])
-        try:
-            out = coder.decode(blob, shape)
-        except CorruptPayloadError:
-            return
-        except ValueError as e:  # the shape checks (MAX_CODES) before any decoding
-            assert "MAX_CODES" in str(e), e
-            return
-        assert out.shape == tuple(shape) and out.dtype == np.int8
-
-    fuzz()
-    print("FUZZ OK")
-""")
-
-
 def test_fuzz_decoder_subprocess(real_codes, tmp_path):
     """Truncations, bit flips, padding, garbage and huge declared shapes under a 1 GiB
     address-space limit: only clean errors (a crash, MemoryError or hang fails)."""
-    frames = {f"f{i}": np.ascontiguousarray(f[:, :8] if f.ndim == 3 else f[:, :300])
-              for i, f in enumerate(v[0] for v in real_codes.values())}
-    np.savez(tmp_path / "codes.npz", **frames)
-    script = tmp_path / "fuzz.py"
-    script.write_text(FUZZ)
-    r = subprocess.run([sys.executable, str(script), str(tmp_path / "codes.npz"), "2000"],
-                       capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert r.returncode == 0 and "FUZZ OK" in r.stdout, (r.returncode, r.stdout[-2000:],
-                                                          r.stderr[-4000:])
+    FUZZ.run("ctx-ac", real_codes, tmp_path, 2000)
 
 
 def _codes_of_every_bundled_model() -> dict[str, np.ndarray]:

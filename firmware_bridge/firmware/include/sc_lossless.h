@@ -36,6 +36,9 @@ enum {
     SC_LL_E_TRAILING = -6  /* bytes left after the last code */
 };
 
+/* n = channels * rows * cols, or SC_LL_E_ARG for a zero dimension or when n + 1 overflows. */
+int sc_ll_dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n);
+
 /* Largest encoded size of n codes (n + 1); 0 if n + 1 overflows size_t. */
 size_t sc_ll_bound(size_t n);
 

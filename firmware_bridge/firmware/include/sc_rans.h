@@ -11,6 +11,7 @@
  * aligned for uint32_t) and the output buffer; nothing else is allocated. The decoder checks
  * every table and state and rejects truncated, padded or invalid input with a negative
  * SC_LL_E_* status (sc_lossless.h), never reading or writing out of bounds; it runs O(n).
+ * Link with sc_lossless.c (sc_ll_dims, sc_ll_strerror).
  */
 #ifndef SC_RANS_H
 #define SC_RANS_H

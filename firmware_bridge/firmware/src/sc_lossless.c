@@ -265,7 +265,7 @@ static void enc_row(enc_t *e_io, model_t *m, const int8_t *cur, const int8_t *up
     *e_io = st;
 }
 
-static int dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
+int sc_ll_dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
 {
     size_t plane;
     if (channels == 0 || rows == 0 || cols == 0) return SC_LL_E_ARG;
@@ -288,7 +288,7 @@ int sc_ll_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t
     unsigned act = 0;
     int st;
     if (!codes || !out || !out_len) return SC_LL_E_ARG;
-    if ((st = dims(channels, rows, cols, &n)) != SC_LL_OK) return st;
+    if ((st = sc_ll_dims(channels, rows, cols, &n)) != SC_LL_OK) return st;
     if (cap < n + 1) return SC_LL_E_SPACE;
     plane = (size_t)rows * cols;
     model_init(&m);
@@ -403,7 +403,7 @@ int sc_ll_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows
     unsigned act = 0;
     int st;
     if (!in || !out) return SC_LL_E_ARG;
-    if ((st = dims(channels, rows, cols, &n)) != SC_LL_OK) return st;
+    if ((st = sc_ll_dims(channels, rows, cols, &n)) != SC_LL_OK) return st;
     if (len < 1) return SC_LL_E_TRUNC;
     if (in[0] == SC_LL_FORMAT_STORED) {
         if (len < n + 1) return SC_LL_E_TRUNC;

@@ -52,17 +52,6 @@ static void class_offsets(unsigned scheme, uint32_t unit, uint32_t *off)
     for (s = 0; s <= 256u; s++) off[s] = k_merge[scheme][k6_of(s)] * unit;
 }
 
-static int dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
-{
-    size_t plane;
-    if (channels == 0 || rows == 0 || cols == 0) return SC_LL_E_ARG;
-    if ((size_t)rows > (size_t)-1 / cols) return SC_LL_E_ARG;
-    plane = (size_t)rows * cols;
-    if (plane > ((size_t)-1 - 1) / channels) return SC_LL_E_ARG;
-    *n = plane * channels;
-    return SC_LL_OK;
-}
-
 static size_t mul_or_0(size_t a, size_t b) { return b && a > (size_t)-1 / b ? 0 : a * b; }
 
 /* encoder work: hist[C + 1][6][256] u32 (row C: all channels), enc[C][6][256] u32
@@ -252,7 +241,7 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
     int per_ch, best_per = 0, full = 0, rc;
     uint32_t g, ngroups, ch, r, x, zlim;
     if (!codes || !out || !out_len || !work) return SC_LL_E_ARG;
-    if ((rc = dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
+    if ((rc = sc_ll_dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
     if (need == 0 || work_len < need) return SC_LL_E_ARG;
     if (cap < n + 1) return SC_LL_E_SPACE;
     plane = (size_t)rows * cols;
@@ -444,7 +433,7 @@ int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t ro
     unsigned scheme, nk, lane, k;
     int per_ch, rc = SC_LL_OK;
     if (!in || !out || !work) return SC_LL_E_ARG;
-    if ((rc = dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
+    if ((rc = sc_ll_dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
     if (need == 0 || work_len < need) return SC_LL_E_ARG;
     if (len < 1) return SC_LL_E_TRUNC;
     if (in[0] == SC_LL_FORMAT_STORED) {

@@ -1,0 +1,75 @@
+"""Hypothesis fuzz of a lossless coder's decoder, run in a subprocess by the coder tests
+(:func:`run` from a test; the script itself: ``python tests/coder_fuzz.py CODER CODES.npz N``).
+
+Each array in CODES.npz is encoded with CODER; the decoder then gets truncations, bit flips,
+padding, garbage after the coded format byte and huge or wrong declared shapes, under a 1 GiB
+address-space limit. Only ``CorruptPayloadError`` (or the MAX_CODES shape check) may come out;
+prints "FUZZ OK" at the end (a crash, MemoryError or hang fails the calling test).
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def run(coder: str, real_codes: dict[str, list[np.ndarray]], tmp_path: Path, examples: int) -> None:
+    """Fuzz ``coder``'s decoder on crops of the first frame of every code set in a subprocess;
+    AssertionError with its output unless it ends cleanly."""
+    frames = {f"f{i}": np.ascontiguousarray(f[:, :8] if f.ndim == 3 else f[:, :300])
+              for i, f in enumerate(v[0] for v in real_codes.values())}
+    np.savez(tmp_path / "codes.npz", **frames)
+    r = subprocess.run([sys.executable, __file__, coder, str(tmp_path / "codes.npz"), str(examples)],
+                       capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0 and "FUZZ OK" in r.stdout, (r.returncode, r.stdout[-2000:],
+                                                          r.stderr[-4000:])
+
+
+def main(coder_name: str, npz: str, examples: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from encoder_runtime.entropy import CorruptPayloadError, get_coder
+
+    coder = get_coder(coder_name)
+    z = np.load(npz)
+    cases = [(coder.encode(z[k]), z[k]) for k in z.files]
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, len(cases) - 1), st.sampled_from(["trunc", "flip", "pad", "garbage", "shape"]),
+           st.integers(0, 1 << 30), st.binary(max_size=64), st.integers(1, 1 << 30))
+    def fuzz(i, how, pos, extra, dim):
+        blob, codes = cases[i]
+        shape = codes.shape
+        if how == "trunc":
+            blob = blob[:pos % len(blob)]
+        elif how == "flip":
+            b = bytearray(blob)
+            b[pos % len(b)] ^= 1 << (pos >> 20) % 8
+            blob = bytes(b)
+        elif how == "pad":
+            blob = blob + extra
+        elif how == "garbage":
+            blob = blob[:1] + extra
+        else:  # huge or wrong declared size
+            shape = (shape[0], dim) if dim % 2 else (dim, *shape[1:])
+        try:
+            out = coder.decode(blob, shape)
+        except CorruptPayloadError:
+            return
+        except ValueError as e:  # the shape checks (MAX_CODES) before any decoding
+            assert "MAX_CODES" in str(e), e
+            return
+        assert out.shape == tuple(shape) and out.dtype == np.int8
+
+    fuzz()
+    print("FUZZ OK")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
