@@ -39,8 +39,8 @@ real FFT frame plus the window, the power and the mel filters' non-zero taps), a
 
 Usage::
 
-    python -m benchmarks.latent_recognizers               # full run (speech 28 min, image 23 min
-                                                          # wall on a loaded 2-core VM)
+    OMP_NUM_THREADS=1 python -m benchmarks.latent_recognizers   # full run (speech 9 min on one
+                                      # thread, image 23 min on two; wall, loaded 2-core VM)
     python -m benchmarks.latent_recognizers --tasks image # one task; the JSON keeps the other
     python -m benchmarks.latent_recognizers --quick --out /tmp/l  # smoke run
 
