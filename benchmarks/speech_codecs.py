@@ -6,6 +6,7 @@ would carry for the clip, without per-file containers where a stream would not r
 * :class:`OurCodec` — a bundled sensorcodec model. Returned bits = the FRAME record of the clip
   (record header + payload + CRC: what each frame of a stream costs; the stream HEADER is sent
   once). ``file_bits`` accumulates the whole one-frame stream (header included) for reference.
+  ``postfilter=False`` skips the bundle's decoder-side post-filter (:mod:`encoder_runtime.postfilter`).
 * :func:`opus` — opus-tools ``opusenc --bitrate B`` (VBR, default 20 ms frames) + ``opusdec``.
   Returned bits = the Opus packet payload bytes (Ogg pages and the OpusHead/OpusTags header packets
   excluded); ``file_bits`` on the callable accumulates the .opus file size.
@@ -35,9 +36,9 @@ Roundtrip = Callable[[np.ndarray], tuple[np.ndarray, int]]
 class OurCodec:
     """Round trip through a bundled model (in-stream bits returned; whole-file bits in file_bits)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, postfilter: bool = True) -> None:
         self.name = name
-        self.enc, self.dec = Encoder.load(name), Decoder.load(name)
+        self.enc, self.dec = Encoder.load(name), Decoder.load(name, postfilter=postfilter)
         self.file_bits = 0
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:

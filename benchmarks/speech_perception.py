@@ -6,7 +6,8 @@ of :func:`export.data.speech_clips` (LibriVox read speech, held out: never train
 selected on); ``val`` is the split for model selection. See docs/evaluation.md.
 
 Codecs (:mod:`benchmarks.speech_codecs`): clean (PCM16, 256 kbit/s), every bundled model with
-modality audio (found through the bundle manifests), Opus (opus-tools) at 6–32 kbit/s, resolution
+modality audio (found through the bundle manifests; those with a decoder-side post-filter also
+without it, family "ours, no postfilter", except with ``--quick``), Opus (opus-tools) at 6–32 kbit/s, resolution
 reduction (8 kHz and 4 kHz PCM16, 8 kHz 8-bit μ-law) and bit-depth reduction (4/6/8-bit PCM).
 Rate = payload bits / clip duration (kbit/s) summed over the split: ours "in a stream" (FRAME
 records; the whole one-frame file in ``kbps_file``), Opus packet payloads (.opus file in
@@ -110,10 +111,18 @@ def audio_models() -> list[str]:
             if m["modality"] == "audio" and m["sample"]["channels"] == 1]
 
 
+def has_postfilter(model: str) -> bool:
+    """True when the bundled model's manifest turns on a decoder-side post-filter."""
+    from encoder_runtime.bundle import load_bundle
+    return "postfilter" in load_bundle(model, verify=False).manifest
+
+
 def conditions(models: list[str], quick: bool = False) -> list[tuple[str, str, Callable]]:
     """(family, label, roundtrip) for every benchmarked condition."""
     out: list[tuple[str, str, Callable]] = [("clean", "clean PCM16", clean)]
     out += [("ours", m, sc.OurCodec(m)) for m in models]
+    out += [("ours, no postfilter", f"{m} no-pf", sc.OurCodec(m, postfilter=False))
+            for m in models if not quick and has_postfilter(m)]
     if sc.opus_available():
         out += [("opus", f"opus {k}k", sc.opus(k)) for k in (OPUS_KBPS[:2] if quick else OPUS_KBPS)]
     out += [("resolution", "8 kHz PCM16", sc.resample(8000)),
@@ -183,6 +192,9 @@ def plot(result: dict, out: Path) -> None:
     for p in result["points"]:
         if p["family"] == "ours":
             ax.plot(p["kbps"], p["wer"], "*", ms=14, label=f"ours: {p['label']} (in a stream)")
+        elif p["family"] == "ours, no postfilter":
+            ax.plot(p["kbps"], p["wer"], "x", ms=9, color="grey",
+                    label=f"{p['label']} (post-filter off)")
         elif p["family"] == "clean":
             ax.axhline(p["wer"], color="k", lw=0.8, label=f"clean PCM16 ({p['kbps']:.0f} kbit/s)")
     ax.set_xscale("log")

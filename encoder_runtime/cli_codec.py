@@ -192,7 +192,7 @@ def cmd_decode(args) -> int:
             raise MediaError(f"--frame {args.frame}: expected 1..{len(frames)} "
                              f"({source} holds {len(frames)} frames)")
         frames = [frames[args.frame - 1]]
-    dec = Decoder.for_header(header, threads=args.threads)
+    dec = Decoder.for_header(header, threads=args.threads, postfilter=args.postfilter)
     arrays = dec.decode_frames(header, [f.payload for f in frames])
     meta = header.get("meta")
     if len(arrays) > 1 and modality_of(out) in ("audio", "video"):
@@ -343,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--frame", type=int, metavar="N", help="decode only frame N (1 = first)")
     d.add_argument("--format", help="format for -o - (default png for images, wav for audio, "
                    "else npy)")
+    d.add_argument("--no-postfilter", dest="postfilter", action="store_false",
+                   help="skip the model's decoder-side post-filter (audio noise floor), if any")
     d.set_defaults(func=cmd_decode, errors_name_input=True)
     i = sub.add_parser("info", help="show a stream's header and records")
     i.add_argument("input", type=Path)

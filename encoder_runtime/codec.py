@@ -35,6 +35,7 @@ from .bundle import SHA256_PATTERN, Bundle, BundleError, check_model_name, load_
 from .entropy import CoderUnavailableError, get_coder
 from .errors import ContainerError, DecodeLimitError, FrameError
 from .frame import FrameInfo, pack_frame, parse_frame
+from .postfilter import apply as apply_postfilter, parse_postfilter
 
 #: Default cap on the values one decoded frame may hold (2**24: e.g. 2364x2364 RGB). Decoding
 #: peaks at about 90 bytes per value (float32 activations of the decoder graph), ~1.5 GB here.
@@ -267,17 +268,23 @@ class Decoder(_Model):
     ``max_samples`` caps the values one decoded frame may hold (default
     :func:`default_max_samples`); larger frames raise :class:`DecodeLimitError` before any
     allocation. The decoder graph is read through :meth:`Bundle.read_verified` when first used.
+    Audio models whose manifest has a ``postfilter`` field run it on the decoded samples
+    (:mod:`encoder_runtime.postfilter`) unless ``postfilter=False``.
     """
 
-    def __init__(self, bundle: Bundle, threads: int = 1, max_samples: int | None = None) -> None:
+    def __init__(self, bundle: Bundle, threads: int = 1, max_samples: int | None = None,
+                 postfilter: bool = True) -> None:
         super().__init__(bundle, threads)
         self.max_samples = default_max_samples() if max_samples is None else int(max_samples)
+        self.postfilter = (parse_postfilter(bundle.manifest.get("postfilter"),
+                                            str(bundle.path / "manifest.json"))
+                           if postfilter and bundle.modality == "audio" else None)
         self._sessions: dict[int, object] = {}      # intra-op threads -> session
         self._lock = threading.Lock()
 
     @classmethod
     def for_header(cls, header: dict, *, threads: int = 1, models_dir: Path | None = None,
-                   max_samples: int | None = None) -> "Decoder":
+                   max_samples: int | None = None, postfilter: bool = True) -> "Decoder":
         """The decoder for a stream header: the model it names, sha256-checked.
 
         The name is looked up among the bundled models, or only in ``models_dir`` when given
@@ -301,7 +308,7 @@ class Decoder(_Model):
             raise BundleError(f"stream was encoded with a different version of model {name!r} "
                               f"(manifest sha256 {want[:12]}…, installed "
                               f"{bundle.manifest_sha256[:12]}…)")
-        return cls(bundle, threads, max_samples)
+        return cls(bundle, threads, max_samples, postfilter)
 
     @classmethod
     def for_stream(cls, blob: bytes, **kw) -> "Decoder":
@@ -437,7 +444,7 @@ class Decoder(_Model):
             t = shape[0]
             x = out[:, :t, :]
             x = x[:, :, 0].T if b.channels == 1 else x[0]
-            x = np.clip(np.round(x), -32768, 32767)
+            x = np.clip(np.round(apply_postfilter(self.postfilter, x)), -32768, 32767)
             if info.dtype.startswith("float"):
                 x = (x / 32767.0).astype(info.dtype)
             else:

@@ -174,8 +174,10 @@ def sha256_bytes(data: bytes) -> str:
 
 def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = None,
                  coder: str = "auto", sample_info: dict | None = None,
-                 operating_point: dict | None = None, default: bool = False) -> Path:
-    """Write a runtime bundle (manifest + encoder/decoder ONNX + integer params) to ``out_dir``."""
+                 operating_point: dict | None = None, default: bool = False,
+                 postfilter: dict | None = None) -> Path:
+    """Write a runtime bundle (manifest + encoder/decoder ONNX + integer params) to ``out_dir``;
+    ``postfilter`` (audio) becomes the manifest's decoder-side post-filter field."""
     cfg = codec.cfg
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,5 +217,8 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
         "default": default,
         "model_card": card or {},
     }
+    if postfilter is not None:
+        from encoder_runtime.postfilter import parse_postfilter
+        manifest["postfilter"] = parse_postfilter(postfilter, f"{name} postfilter")
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return out_dir

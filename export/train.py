@@ -399,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     ap.add_argument("--default", action="store_true",
                     help="mark the bundle as its modality's default model")
+    ap.add_argument("--postfilter-db", type=float, metavar="DB",
+                    help="(audio) decoder-side spectral noise floor DB dB under each bin's level, "
+                         "written to the bundle manifest (encoder_runtime/postfilter.py)")
     ap.add_argument("--install", action="store_true",
                     help="also copy the bundle into encoder_runtime/models/NAME")
     return ap
@@ -616,8 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{name}: exporting the bundle (ONNX encoder fp32 + int8, decoder) to {out_dir / 'bundle'} ...",
           file=sys.stderr, flush=True)
     t_export = time.time()
+    postfilter = ({"kind": "spectral_floor", "floor_db": args.postfilter_db, "seed": 0}
+                  if args.postfilter_db is not None and cfg.modality == "audio" else None)
     write_bundle(codec, out_dir / "bundle", name, card=card, operating_point=op,
-                 sample_info=sample_info, default=args.default)
+                 sample_info=sample_info, default=args.default, postfilter=postfilter)
     print(f"{name}: bundle written in {time.time() - t_export:.1f} s", file=sys.stderr, flush=True)
     if args.install:
         import shutil
