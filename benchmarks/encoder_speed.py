@@ -8,8 +8,8 @@ Rows (all 1 thread, same frames, same process, passes interleaved across rows):
 * ``ours/<model>/<variant>``: ``Encoder.encode_frame`` (validation, ONNX graph, the bundle's default
   lossless coder, frame packing) for every bundled image model, fp32 and int8 graphs; ``graph`` rows
   time ``Encoder.codes`` only (no entropy coding).
-* ``ctx-ac/<default model>/<variant>``: the same with the native ``ctx-ac`` coder instead of the
-  bundle's default (when the extension is built).
+* ``ctx-ac/<default model>/<variant>``, ``rans/...``: the same with the native ``ctx-ac`` or
+  ``rans`` coder instead of the bundle's default (when the extension is built).
 * ``torch/<model>``: the torch integer simulation (``BlockEncoder.codes``, float64) + the same coder.
 * ``jpeg-q75`` (Pillow, libjpeg-turbo), ``webp-q75`` (method 4) and ``webp-q75-m0``, ``avif-q75-s10``
   (speed 10, max_threads 1): the classic encoders, the baseline being JPEG q75.
@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:
 from benchmarks.lossless import machine_info  # noqa: E402
 from benchmarks.report import write_results  # noqa: E402
 from encoder_runtime import Decoder, Encoder, entropy  # noqa: E402
-from encoder_runtime.bundle import list_model_names, load_bundle  # noqa: E402
+from encoder_runtime.bundle import default_model, list_model_names, load_bundle  # noqa: E402
 from encoder_runtime.media import read_input  # noqa: E402
 from encoder_runtime.metrics import psnr_db, snr_db  # noqa: E402
 
@@ -383,6 +383,8 @@ def profile_encoder(name: str, frames: list[np.ndarray], repeats: int) -> dict:
     rows: dict[str, Callable] = {
         BASELINE: pillow_encoder("JPEG", quality=75),
         "encode_frame fp32 (deployed)": lambda f: enc["fp32"].encode_frame(f),
+        "encode_frame int8 (deployed)": lambda f: enc["int8"].encode_frame(f),
+        "graph int8 into encode_frame's reused buffer": lambda f: enc["int8"]._codes_into_buffer(f[None]),
         "graph fp32 (deployed, Encoder.codes)": lambda f: enc["fp32"].codes(f),
         "graph int8 (deployed, Encoder.codes)": lambda f: enc["int8"].codes(f),
         "session.run fp32 only": lambda f: sess_dep["fp32"].run(None, {"samples": f[None]}),
@@ -545,7 +547,6 @@ def main(argv: list[str] | None = None) -> int:
     photos, source = held_out_photos(2 if args.quick else args.frames)
     models = image_models()
     if args.quick:
-        from encoder_runtime.bundle import default_model
         models = [default_model("image")]
     info = {**machine_info(), **versions(), "threads": 1, "timer": "thread CPU time (wall in *_wall)"}
     print(f"{info['cpu']} | {info['cores']} cores | ORT {info['onnxruntime']} | Pillow {info['pillow']} "
@@ -575,11 +576,11 @@ def main(argv: list[str] | None = None) -> int:
                 x = torch.from_numpy(img).permute(2, 0, 1)[None].double()
                 return coder.encode(te.codes(x)[0].to(torch.int8).numpy())
         rows[f"torch/{n} (int simulation)"] = torch_full
-    if "ctx-ac" in entropy.available_coders():  # the native coder instead of the default one
-        from encoder_runtime.bundle import default_model
-        n = default_model("image")
-        for v in ("fp32", "int8"):
-            rows[f"ctx-ac/{n}/{v}"] = Encoder.load(n, variant=v, coder="ctx-ac").encode_frame
+    for native in ("ctx-ac", "rans"):  # the native coders instead of the default one, when built
+        if native in entropy.available_coders():
+            n = default_model("image")
+            for v in ("fp32", "int8"):
+                rows[f"{native}/{n}/{v}"] = Encoder.load(n, variant=v, coder=native).encode_frame
     t0 = time.perf_counter()
     enc = time_rows(rows, photos, repeats, slow_s=5.0)
     base = enc[BASELINE]
@@ -620,7 +621,6 @@ def main(argv: list[str] | None = None) -> int:
         for k, r in dec.items():
             print(f"  {k:52s} {r['mps']:8.2f} MP/s decode")
 
-    from encoder_runtime.bundle import default_model
     prof_model = default_model("image") if default_model("image") in models else best.split("/")[1]
     result["profile"] = profile_encoder(prof_model, photos, repeats)
     p = result["profile"]

@@ -178,7 +178,10 @@ class Encoder(_Model):
             out = loc.out[batch.shape] = (buf, ort.OrtValue.ortvalue_from_numpy(buf))
         loc.io.bind_cpu_input("samples", batch)
         loc.io.bind_ortvalue_output("codes", out[1])
-        self._sess.run_with_iobinding(loc.io)
+        try:
+            self._sess.run_with_iobinding(loc.io)
+        finally:
+            loc.io.clear_binding_inputs()           # do not keep the caller's frame alive
         return out[0]
 
     def encode_frame(self, array: np.ndarray) -> bytes:
