@@ -84,15 +84,21 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     rows = result["rows"]
     names = list(rows)
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.6))
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) + 2.2))
     y = np.arange(len(names))
-    ax.barh(y + 0.2, [rows[k]["mps"] for k in names], 0.4, label="median pass", color="tab:blue")
-    ax.barh(y - 0.2, [rows[k]["mps_best"] for k in names], 0.4, label="best pass", color="tab:cyan")
+    idle = {"1 thread": rows["1 thread"]["mps_cpu"],
+            "2 threads, frames in parallel": result["two_cores"]["idle_estimate_mps"]}
+    ax.barh(y + 0.27, [rows[k]["mps"] for k in names], 0.27, label="wall-clock, median pass",
+            color="tab:blue")
+    ax.barh(y, [rows[k]["mps_best"] for k in names], 0.27, label="wall-clock, best pass",
+            color="tab:cyan")
+    ax.barh(y - 0.27, [idle.get(k, 0.0) for k in names], 0.27, color="tab:green",
+            label="idle machine (from CPU time; cores × MP per CPU-second)")
     ax.set_yticks(y, names)
     ax.axvline(TARGET_MPS_2_CORES, color="r", ls=":", lw=1, label="goal on 2 cores")
-    ax.set_xlabel(f"MP/s wall-clock, {result['model']}, {result['frames']['count']} held-out "
+    ax.set_xlabel(f"MP/s, {result['model']}, {result['frames']['count']} held-out "
                   f"{result['frames']['shape'][1]}×{result['frames']['shape'][0]} photos")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8)
     ax.set_title("Decoder speed (" + result["machine"]["cpu"][:40] + f", load "
                  f"{result['machine']['loadavg_start'][0]:.1f})", fontsize=9)
     fig.tight_layout()

@@ -637,6 +637,13 @@ def main(argv: list[str] | None = None) -> int:
             a, _ = read_input(f)
             clips.append(a if a.ndim == 1 else a[:, 0])
         result["psnr_change"] = psnr_change(list_model_names(), photos, clips)
+        if not result["psnr_change"] and args.out.exists():   # no training checkpoints here
+            prev = json.loads(args.out.read_text()).get("psnr_change")
+            if prev:
+                result["psnr_change"] = prev
+                result["psnr_change_source"] = (f"kept from the previous {args.out.name}: no "
+                                                "matching training checkpoints on this machine")
+                print(result["psnr_change_source"])
         for n, r in result["psnr_change"].items():
             print(f"  {n}: float {r['float_model']:.3f} dB, integer {r['integer_model']:.3f} dB, "
                   f"change {r['change_db']:+.4f} dB ({r['metric']}, {r['frames']} frames)")
