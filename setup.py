@@ -4,21 +4,29 @@
 (firmware_bridge/firmware/src/sc_lossless.c and sc_rans.c, the same sources the Cortex-M4 and
 aarch64 builds compile). It is optional: without a C compiler the install still works and the
 ``ctx-ac`` and ``rans`` coders are simply not available.
+
+``NATIVE_EXTENSIONS`` is also read by ``export/native_wheel.py`` (the x86_64 / aarch64 device
+wheels, cross-compiled against the stable ABI): add a source or an extension here only.
 """
 
 import os
 
-from setuptools import Extension, setup
+# module name -> sources, include folders (relative to this file) and compiler flags
+NATIVE_EXTENSIONS = {
+    "encoder_runtime._sclossless": {
+        "sources": ["encoder_runtime/_sclossless.c", "firmware_bridge/firmware/src/sc_lossless.c",
+                    "firmware_bridge/firmware/src/sc_rans.c"],
+        "include_dirs": ["firmware_bridge/firmware/include"],
+        "extra_compile_args": ["-O2", "-std=c99"],
+    },
+}
 
-# sensor-export builds the device wheel pure-Python (SENSORCODEC_PURE_WHEEL=1) so one wheel serves
-# every board; its wheelhouse resolves per platform, and ctx-ac stays optional there.
-PURE = os.environ.get("SENSORCODEC_PURE_WHEEL") == "1"
+if __name__ == "__main__":  # setuptools runs this file as __main__; native_wheel only reads it
+    from setuptools import Extension, setup
 
-setup(ext_modules=[] if PURE else [Extension(
-    "encoder_runtime._sclossless",
-    sources=["encoder_runtime/_sclossless.c", "firmware_bridge/firmware/src/sc_lossless.c",
-             "firmware_bridge/firmware/src/sc_rans.c"],
-    include_dirs=["firmware_bridge/firmware/include"],
-    extra_compile_args=["-O2", "-std=c99"],
-    optional=True,
-)])
+    # sensor-export builds the device wheel pure-Python first (SENSORCODEC_PURE_WHEEL=1) and adds
+    # the cross-compiled stable-ABI extension itself (export/native_wheel.py).
+    PURE = os.environ.get("SENSORCODEC_PURE_WHEEL") == "1"
+
+    setup(ext_modules=[] if PURE else [Extension(name, optional=True, **spec)
+                                       for name, spec in NATIVE_EXTENSIONS.items()])

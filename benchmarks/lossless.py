@@ -300,6 +300,24 @@ def bundled_sample_inputs() -> dict[str, list[np.ndarray]]:
     return inputs
 
 
+def bundled_model_codes() -> dict[str, np.ndarray]:
+    """One real frame's codes (C, *latent) per bundled model, from the first bundled sample of its
+    kind (:func:`bundled_sample_inputs`; audio cut to 32k samples, mono speech from 30k): the code
+    sets of the cross-platform byte-equality tests (x86 extension, aarch64, Cortex-M4)."""
+    from encoder_runtime.codec import Encoder
+
+    inputs = {k: v[0] for k, v in bundled_sample_inputs().items() if v}
+    inputs["audio"] = inputs["audio"][30_000:62_001]
+    inputs["audio-stereo"] = inputs["audio-stereo"][:32_001]
+    out = {}
+    for man in sorted((REPO / "encoder_runtime" / "models").glob("*/manifest.json")):
+        x = inputs.get(sample_kind(json.loads(man.read_text())))
+        if x is not None:
+            out[man.parent.name] = np.ascontiguousarray(Encoder.load(man.parent.name).codes(
+                np.ascontiguousarray(x))[0])
+    return out
+
+
 def bundled_code_sets(models: Sequence[str] | None = None) -> list[CodeSet]:
     """Real codes of the bundled models (``Encoder.codes``) on :func:`bundled_sample_inputs`.
     ``pixels_per_code`` is the model's input samples per code position (its transform block)."""

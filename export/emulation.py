@@ -192,17 +192,19 @@ def ensure_arm_root(cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, python_ver
 
 
 def install_wheelhouse(wheelhouse: Path, site_dir: Path, target: Target,
-                       requirements: Sequence[str] = ("sensorcodec[bridge]",)) -> float:
+                       requirements: Sequence[str] = ("sensorcodec[bridge]",), *,
+                       no_deps: bool = False) -> float:
     """Install ``requirements`` from the bundle's wheelhouse into ``site_dir`` for the target.
 
     Offline (``--no-index``): this is the check that the wheelhouse is complete. Runs the host's
-    pip with ``--target --platform`` (the guest Python has no pip). Returns seconds taken.
+    pip with ``--target --platform`` (the guest Python has no pip); ``no_deps``: the named
+    requirements only. Returns seconds taken.
     """
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
            "--no-index", "--find-links", str(wheelhouse), "--target", str(site_dir),
            "--only-binary=:all:", "--python-version", target.python_version,
-           "--implementation", "cp", "--abi", target.abi]
+           "--implementation", "cp", "--abi", target.abi, *(["--no-deps"] if no_deps else [])]
     for p in target.platforms:
         cmd += ["--platform", p]
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}

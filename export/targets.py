@@ -10,7 +10,9 @@ packaged for one kind of machine, so that it installs and runs there with no net
                            and why, onnxruntime version, ORT-format files, wheelhouse hashes)
   encoder.onnx ...         the runtime bundle's files, unchanged
   ort/encoder*.ort         ORT-format models optimised for the target (--target_platform arm|amd64)
-  wheelhouse/*.whl         onnxruntime, numpy, zstandard, pyserial, pip, sensorcodec (target tags)
+  wheelhouse/*.whl         onnxruntime, numpy, zstandard, pyserial, pip, sensorcodec (target tags;
+                           sensorcodec is cp311-abi3 for the target's arch with the native ctx-ac
+                           coder, see export/native_wheel.py, or pure Python on Python 3.10)
   wheelhouse/requirements.txt   every wheel pinned with --hash (pip --require-hashes)
   install.sh               offline install into a venv (+ system user, config, systemd unit)
   sensor-encode.service    systemd unit (Type=notify, watchdog, hardened)
@@ -480,24 +482,23 @@ def build_target_bundle(src_bundle_dir: str | os.PathLike, target: str | Target,
 
         wheel_info: dict | None = None
         extras = source_extras(manifest.get("modality"))
-        if not wheelhouse:  # only sensorcodec itself; install.sh takes the dependencies from PyPI
-            wh = stage / "wheelhouse"
-            wh.mkdir()
-            sc = (Path(sensorcodec_wheel) if sensorcodec_wheel
-                  else build_sensorcodec_wheel(wh, Path(project_root), device=True))
+        wh = stage / "wheelhouse"
+        with tempfile.TemporaryDirectory(prefix="sensorcodec-wheel-") as wtmp:
+            if sensorcodec_wheel:
+                sc, native = Path(sensorcodec_wheel), {"native": None, "reason": "--sensorcodec-wheel"}
+            else:  # the target's architecture with the native coder where possible, else pure
+                from export.native_wheel import device_wheel  # noqa: PLC0415 (imports this module)
+
+                sc, native = device_wheel(tgt, Path(wtmp), Path(project_root))
             if not sc.is_file():
                 raise PackagingError(f"sensorcodec wheel {sc} does not exist")
-            if sc.parent != wh:
+            if not wheelhouse:  # only sensorcodec itself; install.sh takes the dependencies from PyPI
+                wh.mkdir()
                 shutil.copy2(sc, wh / sc.name)
-            new_files[f"wheelhouse/{sc.name}"] = {}
-        else:
-            wh = stage / "wheelhouse"
-            with tempfile.TemporaryDirectory(prefix="sensorcodec-wheel-") as wtmp:
-                sc = (Path(sensorcodec_wheel) if sensorcodec_wheel
-                      else build_sensorcodec_wheel(Path(wtmp), Path(project_root), device=True))
-                if not sc.is_file():
-                    raise PackagingError(f"sensorcodec wheel {sc} does not exist")
+                new_files[f"wheelhouse/{sc.name}"] = {}
+            else:
                 wheels = download_wheelhouse(tgt, sc, wh, Path(cache_dir), extras=extras)
+        if wheelhouse:
             req = write_requirements(wh)
             wheel_info = {
                 "dir": "wheelhouse", "requirements": "wheelhouse/requirements.txt",
@@ -533,6 +534,7 @@ def build_target_bundle(src_bundle_dir: str | os.PathLike, target: str | Target,
             "default_encoder": VARIANT_FILES[chosen],
             "onnxruntime": (wheel_info or {}).get("onnxruntime") or tgt.onnxruntime,
             "ort_format": ort_info, "wheelhouse": wheel_info,
+            "sensorcodec_wheel": {"file": sc.name, **native},
             "install": "install.sh", "systemd_unit": "sensor-encode.service",
             "source_bundle": {"path": str(src.resolve()),
                               "manifest_sha256": sha256_file(src / "manifest.json")},

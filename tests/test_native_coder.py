@@ -183,27 +183,11 @@ def test_fuzz_decoder_subprocess(real_codes, tmp_path):
     FUZZ.run("ctx-ac", real_codes, tmp_path, 2000)
 
 
-def _codes_of_every_bundled_model() -> dict[str, np.ndarray]:
-    """One real frame's codes per bundled model, from the first bundled sample of its kind
-    (benchmarks.lossless.bundled_sample_inputs; audio cut to 32k samples, mono speech from 30k)."""
-    from benchmarks.lossless import bundled_sample_inputs, sample_kind
-    from encoder_runtime.codec import Encoder
-
-    inputs = {k: v[0] for k, v in bundled_sample_inputs().items() if v}
-    inputs["audio"] = inputs["audio"][30_000:62_001]
-    inputs["audio-stereo"] = inputs["audio-stereo"][:32_001]
-    out = {}
-    for man in sorted((REPO / "encoder_runtime" / "models").glob("*/manifest.json")):
-        x = inputs.get(sample_kind(json.loads(man.read_text())))
-        if x is not None:
-            out[man.parent.name] = np.ascontiguousarray(Encoder.load(man.parent.name).codes(
-                np.ascontiguousarray(x))[0])
-    return out
-
-
 @pytest.fixture(scope="module")
 def every_model_codes() -> dict[str, np.ndarray]:
-    codes = _codes_of_every_bundled_model()
+    from benchmarks.lossless import bundled_model_codes
+
+    codes = bundled_model_codes()
     assert len(codes) >= 12, sorted(codes)
     return codes
 

@@ -85,6 +85,11 @@ def test_target_bundle_without_wheelhouse(toy, tmp_path, target):
     # No dependency wheels: only the (device) sensorcodec wheel, whose dependencies come from PyPI.
     assert t["wheelhouse"] is None
     assert [p.name.split("-")[0] for p in (out / "wheelhouse").iterdir()] == ["sensorcodec"]
+    # the target's architecture, with the native ctx-ac coder (tests/test_native_wheel.py)
+    (whl,) = (out / "wheelhouse").iterdir()
+    assert t["sensorcodec_wheel"] == {"file": whl.name, "native": True, "abi": "cp311-abi3",
+                                      "modules": ["encoder_runtime._sclossless"]}
+    assert whl.name.endswith(f"-cp311-abi3-manylinux2014_{tgt.arch}.whl")
     assert t["ort_format"]["target_platform"] == tgt.ort_target_platform
     assert t["source_bundle"]["manifest_sha256"]
     for f in ("encoder.onnx", "encoder_int8.onnx", "encoder_int.npz", "install.sh",

@@ -1,0 +1,213 @@
+"""Device wheels with the native ``ctx-ac`` coder for x86_64 and aarch64 (issue 12, item 2).
+
+``export.native_wheel`` compiles the extensions of ``setup.py`` against the CPython stable ABI
+(cp311-abi3), natively for x86_64 and with ``aarch64-linux-gnu-gcc`` for aarch64. Checked here:
+the wheels themselves (tags, glibc floor, RECORD, no libpython, reproducible bytes); the x86_64
+wheel installed by pip into an empty folder and imported from there; the aarch64 wheel from a
+``sensor-export`` wheelhouse installed (with numpy and zstandard aarch64 wheels, pinned) into the
+emulated Debian arm64 Python 3.11 (``qemu-aarch64-static -L``, root from ``export.emulation``);
+both write the in-tree x86 extension's bytes for one real frame of every bundled model
+(``benchmarks.lossless.bundled_model_codes``) and decode them back. Skips, naming the Debian
+package, without the cross compiler or qemu-user-static (scripts/apt/bridge.txt, arm.txt).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export import export_cli
+from export.emulation import (EmulationUnavailable, ensure_arm_root, install_wheelhouse, qemu_binary,
+                              run_in_guest)
+from export.native_wheel import (NATIVE_CACHE_DIR, NativeBuildUnavailable, build_native_wheel, compiler,
+                                 device_wheel, glibc_floor)
+from export.targets import DEFAULT_CACHE_DIR, _pip_target_args, build_sensorcodec_wheel, get_target
+
+REPO = Path(__file__).resolve().parents[1]
+
+GUEST_WHEELS = {  # what the guest runtime imports besides sensorcodec: (version, sha256 of aarch64 cp311)
+    "numpy": ("2.4.6", "0ab0a9c4ffb1a6d95ef519fe4247dba8eb6b18ad93999f76b7f657039acabd47"),
+    "zstandard": ("0.25.0", "01582723b3ccd6939ab7b3a78622c573799d5d8737b534b86d0e06ac18dbde4a"),
+}
+
+# Run natively and under emulation: ctx-ac through the installed runtime, bytes out, decoded back.
+CODEC_SCRIPT = textwrap.dedent(r"""
+    import json, platform, sys, time
+    import numpy as np
+    from encoder_runtime import _sclossless
+    from encoder_runtime.entropy import get_coder
+
+    coder = get_coder("ctx-ac")
+    out, seconds = {}, 0.0
+    with np.load(sys.argv[1]) as z:
+        for key in z.files:
+            codes = z[key]
+            t0 = time.perf_counter()
+            blob = coder.encode(codes)
+            seconds += time.perf_counter() - t0
+            assert np.array_equal(coder.decode(blob, codes.shape), codes), key
+            out[key] = np.frombuffer(blob, np.uint8)
+    np.savez(sys.argv[2], **out)
+    print(json.dumps({"extension": _sclossless.__file__, "machine": platform.machine(),
+                      "python": platform.python_version(), "encode_s": seconds}))
+""")
+
+
+def _need_compiler(arch: str) -> None:
+    try:
+        compiler(arch)
+    except NativeBuildUnavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def codes(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """One real frame's codes per bundled model (.npz) and the in-tree x86 extension's bytes."""
+    from benchmarks.lossless import bundled_model_codes
+    from encoder_runtime.entropy import available_coders, get_coder
+
+    if "ctx-ac" not in available_coders():
+        pytest.skip("the in-tree extension encoder_runtime._sclossless is not built (pip install -e .)")
+    frames = bundled_model_codes()
+    assert len(frames) >= 12, sorted(frames)
+    path = tmp_path_factory.mktemp("codes") / "codes.npz"
+    np.savez(path, **frames)
+    return path, {k: get_coder("ctx-ac").encode(v) for k, v in frames.items()}
+
+
+@pytest.fixture(scope="module")
+def pure_wheel(tmp_path_factory) -> Path:
+    return build_sensorcodec_wheel(tmp_path_factory.mktemp("pure"), REPO, device=True)
+
+
+def _run_codec(cmd_prefix: list[str], codes_npz: Path, work: Path, run=subprocess.run, **kw) -> tuple[dict, dict]:
+    script, out = work / "codec.py", work / "out.npz"
+    script.write_text(CODEC_SCRIPT)
+    proc = run([*cmd_prefix, str(script), str(codes_npz), str(out)], **kw)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    with np.load(out) as z:
+        return info, {k: z[k].tobytes() for k in z.files}
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_wheel_tags_record_and_reproducible(arch, pure_wheel, tmp_path):
+    _need_compiler(arch)
+    whl = build_native_wheel(arch, tmp_path / "a", REPO, pure_wheel=pure_wheel)
+    assert whl.name == f"sensorcodec-0.1.0-cp311-abi3-manylinux2014_{arch}.whl"
+    again = build_native_wheel(arch, tmp_path / "b", REPO, pure_wheel=pure_wheel)
+    assert again.read_bytes() == whl.read_bytes(), "the same sources must give the same wheel bytes"
+    with zipfile.ZipFile(whl) as zf:
+        names = zf.namelist()
+        so = zf.read("encoder_runtime/_sclossless.abi3.so")
+        wheel_meta = zf.read("sensorcodec-0.1.0.dist-info/WHEEL").decode()
+        record = zf.read("sensorcodec-0.1.0.dist-info/RECORD").decode().splitlines()
+        for line in record:  # every file listed once with its hash and size
+            name, digest, size = line.rsplit(",", 2)
+            if name.endswith("/RECORD"):
+                continue
+            data = zf.read(name)
+            want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert digest == f"sha256={want}" and int(size) == len(data), name
+        assert sorted(ln.rsplit(",", 2)[0] for ln in record) == sorted(names)
+        with zipfile.ZipFile(pure_wheel) as pz:  # the pure wheel's files, plus the extension
+            assert set(names) - set(pz.namelist()) == {"encoder_runtime/_sclossless.abi3.so"}
+    assert "Root-Is-Purelib: false" in wheel_meta and f"Tag: cp311-abi3-manylinux2014_{arch}" in wheel_meta
+    elf_machine = {"x86_64": 62, "aarch64": 183}[arch]
+    assert so[:4] == b"\x7fELF" and int.from_bytes(so[18:20], "little") == elf_machine
+    assert b"libpython" not in so and b"PyInit__sclossless" in so
+    so_path = tmp_path / "x.so"
+    so_path.write_bytes(so)
+    assert glibc_floor(so_path) == (2, 17)  # what manylinux2014 promises (Debian 12 has 2.36)
+
+
+def test_x86_64_wheel_installs_and_writes_the_extension_bytes(codes, pure_wheel, tmp_path):
+    _need_compiler("x86_64")
+    whl = build_native_wheel("x86_64", tmp_path, REPO, pure_wheel=pure_wheel)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "--no-index", "--no-deps", "--no-compile", "--target", str(site), str(whl)],
+                   check=True, capture_output=True)
+    codes_npz, want = codes
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
+    info, got = _run_codec([sys.executable], codes_npz, tmp_path, capture_output=True, text=True,
+                           cwd=tmp_path, env=env, timeout=120)
+    assert Path(info["extension"]) == site / "encoder_runtime" / "_sclossless.abi3.so"
+    assert got == want
+
+
+def _guest_wheels(target) -> Path:
+    """numpy and zstandard wheels for the target (pinned, sha256-checked), pip-downloaded once."""
+    folder = NATIVE_CACHE_DIR / "wheels"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (version, sha) in GUEST_WHEELS.items():
+        found = sorted(folder.glob(f"{name}-{version}-*.whl"))
+        if not found:
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                                "--disable-pip-version-check", *_pip_target_args(target),
+                                "-d", str(folder), f"{name}=={version}"], capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"{name}=={version} aarch64 wheel not cached and not downloadable: "
+                            f"{r.stderr.strip()[-300:]}")
+            found = sorted(folder.glob(f"{name}-{version}-*.whl"))
+        got = hashlib.sha256(found[0].read_bytes()).hexdigest()
+        assert got == sha, f"{found[0]}: sha256 {got}, pinned {sha}"
+    return folder
+
+
+def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsys):
+    """The rpi4 wheelhouse's aarch64 wheel, installed into emulated Debian arm64 Python 3.11,
+    writes the x86 extension's bytes for every bundled model's codes."""
+    _need_compiler("aarch64")
+    try:
+        qemu_binary()
+    except EmulationUnavailable as e:
+        pytest.skip(str(e))
+    assert export_cli.main(["--model", "rgb-c12-low", "--target", "rpi4", "--out", str(tmp_path / "rpi4"),
+                            "--no-wheelhouse"]) == 0
+    assert "native ctx-ac coder, cp311-abi3" in capsys.readouterr().out
+    t = json.loads((tmp_path / "rpi4" / "manifest.json").read_text())["target"]
+    (whl,) = (tmp_path / "rpi4" / "wheelhouse").glob("*.whl")
+    assert whl.name.endswith("-cp311-abi3-manylinux2014_aarch64.whl")
+    assert t["sensorcodec_wheel"] == {"file": whl.name, "native": True, "abi": "cp311-abi3",
+                                      "modules": ["encoder_runtime._sclossless"]}
+    target = get_target("rpi4")
+    try:
+        root = ensure_arm_root(DEFAULT_CACHE_DIR, target.python_version, target.qemu_cpu)
+    except EmulationUnavailable as e:
+        pytest.skip(str(e))
+    deps = NATIVE_CACHE_DIR / ("site-" + "-".join([target.abi, *(f"{n}{v}" for n, (v, _) in GUEST_WHEELS.items())]))
+    if not (deps / ".complete").is_file():
+        install_wheelhouse(_guest_wheels(target), deps, target,
+                           [f"{n}=={v}" for n, (v, _) in GUEST_WHEELS.items()], no_deps=True)
+        (deps / ".complete").write_text("ok")
+    site = tmp_path / "site"
+    install_wheelhouse(whl.parent, site, target, [str(whl)], no_deps=True)
+    codes_npz, want = codes
+    info, got = _run_codec([], codes_npz, tmp_path, lambda argv: run_in_guest(
+        root, argv, site_dirs=[site, deps], cpu=target.qemu_cpu, timeout=300, cwd=tmp_path))
+    assert info["machine"] == "aarch64" and info["python"].startswith("3.11")
+    assert Path(info["extension"]) == site / "encoder_runtime" / "_sclossless.abi3.so"
+    assert set(got) == set(want)
+    bad = [k for k in want if got[k] != want[k]]
+    assert not bad, f"aarch64 wheel wrote different bytes for {bad}"
+    n = sum(int(np.prod(v.shape)) for v in np.load(codes_npz).values())
+    print(f"\naarch64 wheel under qemu ({target.qemu_cpu}): {len(got)} models, {n} codes, "
+          f"encode {info['encode_s']:.2f} s ({n / info['encode_s'] / 1e6:.1f} M codes/s emulated)")
+
+
+def test_python_310_target_gets_the_pure_wheel(tmp_path):
+    """JetPack 6 runs CPython 3.10, older than the stable ABI the extension needs: pure wheel,
+    with the reason."""
+    whl, note = device_wheel(get_target("jetson-orin"), tmp_path, REPO)
+    assert whl.name == "sensorcodec-0.1.0-py3-none-any.whl"
+    assert note["native"] is False and "3.10 < 3.11" in note["reason"] and "ctx-ac" in note["reason"]
