@@ -224,3 +224,28 @@ def device_wheel(target: Target, out_dir: Path, project_root: Path = PROJECT_ROO
         return pure, {"native": False, "reason": f"{e}; the ctx-ac coder is unavailable on it"}
     return wheel, {"native": True, "abi": f"{PYTHON_TAG}-{ABI_TAG}",
                    "modules": sorted(native_extensions(project_root))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m export.native_wheel --arch aarch64 --out dist``: build the wheel(s), print them."""
+    import argparse  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(prog="python -m export.native_wheel", description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", choices=sorted(CROSS_TRIPLETS), action="append",
+                   help="target architecture (repeatable; default: both)")
+    p.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default dist)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="sensorcodec-pure-") as tmp:
+        pure = build_sensorcodec_wheel(Path(tmp), PROJECT_ROOT, device=True)
+        for arch in args.arch or sorted(CROSS_TRIPLETS):
+            try:
+                whl = build_native_wheel(arch, args.out, pure_wheel=pure)
+            except PackagingError as e:
+                print(f"native_wheel: error: {e}", file=sys.stderr)
+                return 1
+            print(f"{whl} ({whl.stat().st_size / 1e3:.1f} kB)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

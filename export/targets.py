@@ -238,7 +238,7 @@ def device_pyproject(text: str) -> str:
     """The project's pyproject.toml for a device wheel: runtime packages and entry points only."""
     lines = [ln for ln in text.splitlines()
              if not any(ln.startswith(f"{name} =") for name in HOST_ONLY_SCRIPTS)
-             and ln.strip() != 'export = ["templates/*"]']
+             and not re.fullmatch(r'export = \["templates/\*".*\]', ln.strip())]  # its package-data
     out = "\n".join(lines).replace('include = ["encoder_runtime*", "export*", "firmware_bridge*"]',
                                     'include = ["encoder_runtime*", "firmware_bridge*"]') + "\n"
     if '"export*"' in out:
