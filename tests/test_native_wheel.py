@@ -1,4 +1,4 @@
-"""Device wheels with the native ``ctx-ac`` coder for x86_64 and aarch64 (issue 12, item 2).
+"""Device wheels with the native coders (``ctx-ac``, ``rans``) for x86_64 and aarch64 (issue 12, item 2).
 
 ``export.native_wheel`` compiles the extensions of ``setup.py`` against the CPython stable ABI
 (cp311-abi3), natively for x86_64 and with ``aarch64-linux-gnu-gcc`` for aarch64. Checked here:
@@ -6,9 +6,9 @@ the wheels themselves (tags, glibc floor, RECORD, no libpython, reproducible byt
 wheel installed by pip into an empty folder and imported from there; the aarch64 wheel from a
 ``sensor-export`` wheelhouse installed (with numpy and zstandard aarch64 wheels, pinned) into the
 emulated Debian arm64 Python 3.11 (``qemu-aarch64-static -L``, root from ``export.emulation``);
-both write the in-tree x86 extension's bytes for one real frame of every bundled model
-(``benchmarks.lossless.bundled_model_codes``) and decode them back. Skips, naming the Debian
-package, without the cross compiler or qemu-user-static (scripts/apt/bridge.txt, arm.txt).
+both write the in-tree x86 extension's bytes (``ctx-ac`` and ``rans``) for one real frame of
+every bundled model (``benchmarks.lossless.bundled_model_codes``) and decode them back. Skips,
+naming the Debian package, without the cross compiler or qemu-user-static (scripts/apt/*.txt).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -39,23 +40,28 @@ GUEST_WHEELS = {  # what the guest runtime imports besides sensorcodec: (version
     "zstandard": ("0.25.0", "01582723b3ccd6939ab7b3a78622c573799d5d8737b534b86d0e06ac18dbde4a"),
 }
 
-# Run natively and under emulation: ctx-ac through the installed runtime, bytes out, decoded back.
+NATIVE_CODERS = ("ctx-ac", "rans")
+"""The coders in the extension (encoder_runtime._sclossless); each is checked where built here."""
+
+# Run natively and under emulation: each native coder through the installed runtime, bytes out,
+# decoded back. argv: codes.npz out.npz coder...
 CODEC_SCRIPT = textwrap.dedent(r"""
     import json, platform, sys, time
     import numpy as np
     from encoder_runtime import _sclossless
     from encoder_runtime.entropy import get_coder
 
-    coder = get_coder("ctx-ac")
-    out, seconds = {}, 0.0
+    out, seconds = {}, {}
     with np.load(sys.argv[1]) as z:
-        for key in z.files:
-            codes = z[key]
-            t0 = time.perf_counter()
-            blob = coder.encode(codes)
-            seconds += time.perf_counter() - t0
-            assert np.array_equal(coder.decode(blob, codes.shape), codes), key
-            out[key] = np.frombuffer(blob, np.uint8)
+        for name in sys.argv[3:]:
+            coder, seconds[name] = get_coder(name), 0.0
+            for key in z.files:
+                codes = z[key]
+                t0 = time.perf_counter()
+                blob = coder.encode(codes)
+                seconds[name] += time.perf_counter() - t0
+                assert np.array_equal(coder.decode(blob, codes.shape), codes), (name, key)
+                out[name + "/" + key] = np.frombuffer(blob, np.uint8)
     np.savez(sys.argv[2], **out)
     print(json.dumps({"extension": _sclossless.__file__, "machine": platform.machine(),
                       "python": platform.python_version(), "encode_s": seconds}))
@@ -71,17 +77,19 @@ def _need_compiler(arch: str) -> None:
 
 @pytest.fixture(scope="module")
 def codes(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
-    """One real frame's codes per bundled model (.npz) and the in-tree x86 extension's bytes."""
+    """One real frame's codes per bundled model (.npz) and the in-tree x86 extension's bytes
+    ({"coder/model": bytes}) for every native coder built here."""
     from benchmarks.lossless import bundled_model_codes
     from encoder_runtime.entropy import available_coders, get_coder
 
-    if "ctx-ac" not in available_coders():
+    coders = [c for c in NATIVE_CODERS if c in available_coders()]
+    if not coders:
         pytest.skip("the in-tree extension encoder_runtime._sclossless is not built (pip install -e .)")
     frames = bundled_model_codes()
     assert len(frames) >= 12, sorted(frames)
     path = tmp_path_factory.mktemp("codes") / "codes.npz"
     np.savez(path, **frames)
-    return path, {k: get_coder("ctx-ac").encode(v) for k, v in frames.items()}
+    return path, {f"{c}/{k}": get_coder(c).encode(v) for c in coders for k, v in frames.items()}
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +97,15 @@ def pure_wheel(tmp_path_factory) -> Path:
     return build_sensorcodec_wheel(tmp_path_factory.mktemp("pure"), REPO, device=True)
 
 
-def _run_codec(cmd_prefix: list[str], codes_npz: Path, work: Path, run=subprocess.run, **kw) -> tuple[dict, dict]:
+def _run_codec(cmd_prefix: list[str], codes: tuple[Path, dict[str, bytes]], work: Path, run=subprocess.run,
+               **kw) -> tuple[dict, dict]:
+    """Run CODEC_SCRIPT (``cmd_prefix`` + script, through ``run``) on the codes for the coders
+    of the expected bytes; returns its info line and {"coder/model": bytes}."""
+    codes_npz, want = codes
     script, out = work / "codec.py", work / "out.npz"
     script.write_text(CODEC_SCRIPT)
-    proc = run([*cmd_prefix, str(script), str(codes_npz), str(out)], **kw)
+    coders = sorted({k.split("/")[0] for k in want})
+    proc = run([*cmd_prefix, str(script), str(codes_npz), str(out), *coders], **kw)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     with np.load(out) as z:
@@ -138,12 +151,11 @@ def test_x86_64_wheel_installs_and_writes_the_extension_bytes(codes, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     "--no-index", "--no-deps", "--no-compile", "--target", str(site), str(whl)],
                    check=True, capture_output=True)
-    codes_npz, want = codes
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
-    info, got = _run_codec([sys.executable], codes_npz, tmp_path, capture_output=True, text=True,
+    info, got = _run_codec([sys.executable], codes, tmp_path, capture_output=True, text=True,
                            cwd=tmp_path, env=env, timeout=120)
     assert Path(info["extension"]) == site / "encoder_runtime" / "_sclossless.abi3.so"
-    assert got == want
+    assert got == codes[1]
 
 
 def _guest_wheels(target) -> Path:
@@ -167,7 +179,7 @@ def _guest_wheels(target) -> Path:
 
 def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsys):
     """The rpi4 wheelhouse's aarch64 wheel, installed into emulated Debian arm64 Python 3.11,
-    writes the x86 extension's bytes for every bundled model's codes."""
+    writes the x86 extension's bytes for every bundled model's codes, with every native coder."""
     _need_compiler("aarch64")
     try:
         qemu_binary()
@@ -175,7 +187,7 @@ def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsy
         pytest.skip(str(e))
     assert export_cli.main(["--model", "rgb-c12-low", "--target", "rpi4", "--out", str(tmp_path / "rpi4"),
                             "--no-wheelhouse"]) == 0
-    assert "native ctx-ac coder, cp311-abi3" in capsys.readouterr().out
+    assert "native coders compiled in, cp311-abi3" in capsys.readouterr().out
     t = json.loads((tmp_path / "rpi4" / "manifest.json").read_text())["target"]
     (whl,) = (tmp_path / "rpi4" / "wheelhouse").glob("*.whl")
     assert whl.name.endswith("-cp311-abi3-manylinux2014_aarch64.whl")
@@ -188,13 +200,14 @@ def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsy
         pytest.skip(str(e))
     deps = NATIVE_CACHE_DIR / ("site-" + "-".join([target.abi, *(f"{n}{v}" for n, (v, _) in GUEST_WHEELS.items())]))
     if not (deps / ".complete").is_file():
+        shutil.rmtree(deps, ignore_errors=True)
         install_wheelhouse(_guest_wheels(target), deps, target,
                            [f"{n}=={v}" for n, (v, _) in GUEST_WHEELS.items()], no_deps=True)
         (deps / ".complete").write_text("ok")
     site = tmp_path / "site"
     install_wheelhouse(whl.parent, site, target, [str(whl)], no_deps=True)
     codes_npz, want = codes
-    info, got = _run_codec([], codes_npz, tmp_path, lambda argv: run_in_guest(
+    info, got = _run_codec([], codes, tmp_path, lambda argv: run_in_guest(
         root, argv, site_dirs=[site, deps], cpu=target.qemu_cpu, timeout=300, cwd=tmp_path))
     assert info["machine"] == "aarch64" and info["python"].startswith("3.11")
     assert Path(info["extension"]) == site / "encoder_runtime" / "_sclossless.abi3.so"
@@ -202,8 +215,9 @@ def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsy
     bad = [k for k in want if got[k] != want[k]]
     assert not bad, f"aarch64 wheel wrote different bytes for {bad}"
     n = sum(int(np.prod(v.shape)) for v in np.load(codes_npz).values())
-    print(f"\naarch64 wheel under qemu ({target.qemu_cpu}): {len(got)} models, {n} codes, "
-          f"encode {info['encode_s']:.2f} s ({n / info['encode_s'] / 1e6:.1f} M codes/s emulated)")
+    print(f"\naarch64 wheel under qemu ({target.qemu_cpu}): {len(got)} coder/model pairs, {n} codes per "
+          "coder, emulated encode " + ", ".join(f"{c} {n / s / 1e6:.1f}" for c, s in info["encode_s"].items())
+          + " M codes/s")
 
 
 def test_python_310_target_gets_the_pure_wheel(tmp_path):
