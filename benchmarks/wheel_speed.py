@@ -58,7 +58,7 @@ def build_both(work: Path) -> dict[str, Path]:
     whl = build_native_wheel("x86_64", work / "wheel", REPO)
     with zipfile.ZipFile(whl) as zf:
         zf.extract("encoder_runtime/_sclossless.abi3.so", work / "wheel")
-    return {"setup.py build_ext": ext, f"{whl.name}": work / "wheel" / "encoder_runtime" / "_sclossless.abi3.so"}
+    return {"setup.py build_ext": ext, whl.name: work / "wheel" / "encoder_runtime" / "_sclossless.abi3.so"}
 
 
 def measure(mods: Sequence, frames: dict[str, np.ndarray], repeats: int) -> list[dict]:

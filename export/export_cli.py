@@ -139,9 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wh:
         print(f"  wheelhouse: {len(wh['wheels'])} wheels, {size / 1e6:.1f} MB")
     sw = t.get("sensorcodec_wheel") or {}
-    print(f"  sensorcodec wheel: {sw.get('file')} ("
-          + ("native coders compiled in, " + sw["abi"] if sw.get("native") else f"pure Python: {sw.get('reason')}")
-          + ")")
+    kind = (f"native coders compiled in, {sw.get('abi')}" if sw.get("native")
+            else f"pure Python: {sw.get('reason')}")
+    print(f"  sensorcodec wheel: {sw.get('file')} ({kind})")
     print(f"  install on the device: copy the folder, then: sudo {out.name}/install.sh --sink tcp://HOST:7700")
     return 0
 

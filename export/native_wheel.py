@@ -1,4 +1,4 @@
-"""Device wheels with the native lossless coder (``ctx-ac``) for x86_64 and aarch64.
+"""Device wheels with the native lossless coders (``ctx-ac``, ``rans``) for x86_64 and aarch64.
 
 The device wheel that :func:`export.targets.build_sensorcodec_wheel` builds is pure Python. This
 module compiles the native extensions of ``setup.py`` (``NATIVE_EXTENSIONS``) for a target
@@ -165,7 +165,8 @@ def add_native_modules(pure_wheel: Path, modules: dict[str, Path], plat: str,
                 continue
             data = zin.read(item)
             if item.filename == f"{info_dir}/WHEEL":
-                lines = [ln for ln in data.decode().splitlines() if ln.strip() and not ln.startswith(("Tag:", "Root-Is-Purelib:"))]
+                lines = [ln for ln in data.decode().splitlines()
+                         if ln.strip() and not ln.startswith(("Tag:", "Root-Is-Purelib:"))]
                 data = "\n".join(lines + ["Root-Is-Purelib: false", f"Tag: {tag}"]).encode() + b"\n"
             entries.append((item.filename, data, (item.external_attr >> 16) or 0o644))
     for arc, path in sorted(modules.items()):
@@ -208,20 +209,20 @@ def device_wheel(target: Target, out_dir: Path, project_root: Path = PROJECT_ROO
     """The sensorcodec wheel for ``target``'s wheelhouse and a note on its native coder.
 
     A ``cp311-abi3`` wheel for the target's architecture when its Python is >= 3.11 and this
-    machine has the compiler; otherwise the pure wheel (``ctx-ac`` is then unavailable on the
-    device; every other coder works) with the reason in the note.
+    machine has the compiler; otherwise the pure wheel (the native coders are then unavailable on
+    the device; every other coder works) with the reason in the note.
     """
     minor = tuple(int(x) for x in target.python_version.split("."))
     pure = build_sensorcodec_wheel(Path(out_dir) / "pure", Path(project_root), device=True)
     if minor < ABI3_MIN_PYTHON:
         return pure, {"native": False, "reason": (
             f"Python {target.python_version} < 3.11: the stable-ABI extension needs 3.11 "
-            "(Py_buffer joined the limited API there); the ctx-ac coder is unavailable on it")}
+            "(Py_buffer joined the limited API there); the native coders are unavailable on it")}
     try:
         wheel = build_native_wheel(target.arch, out_dir, project_root, pure_wheel=pure,
                                    cache_dir=cache_dir)
     except NativeBuildUnavailable as e:
-        return pure, {"native": False, "reason": f"{e}; the ctx-ac coder is unavailable on it"}
+        return pure, {"native": False, "reason": f"{e}; the native coders are unavailable on it"}
     return wheel, {"native": True, "abi": f"{PYTHON_TAG}-{ABI_TAG}",
                    "modules": sorted(native_extensions(project_root))}
 

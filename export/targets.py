@@ -11,8 +11,8 @@ packaged for one kind of machine, so that it installs and runs there with no net
   encoder.onnx ...         the runtime bundle's files, unchanged
   ort/encoder*.ort         ORT-format models optimised for the target (--target_platform arm|amd64)
   wheelhouse/*.whl         onnxruntime, numpy, zstandard, pyserial, pip, sensorcodec (target tags;
-                           sensorcodec is cp311-abi3 for the target's arch with the native ctx-ac
-                           coder, see export/native_wheel.py, or pure Python on Python 3.10)
+                           sensorcodec is cp311-abi3 for the target's arch with the native
+                           coders, see export/native_wheel.py, or pure Python on Python 3.10)
   wheelhouse/requirements.txt   every wheel pinned with --hash (pip --require-hashes)
   install.sh               offline install into a venv (+ system user, config, systemd unit)
   sensor-encode.service    systemd unit (Type=notify, watchdog, hardened)
@@ -486,7 +486,7 @@ def build_target_bundle(src_bundle_dir: str | os.PathLike, target: str | Target,
         with tempfile.TemporaryDirectory(prefix="sensorcodec-wheel-") as wtmp:
             if sensorcodec_wheel:
                 sc, native = Path(sensorcodec_wheel), {"native": None, "reason": "--sensorcodec-wheel"}
-            else:  # the target's architecture with the native coder where possible, else pure
+            else:  # the target's architecture with the native coders where possible, else pure
                 from export.native_wheel import device_wheel  # noqa: PLC0415 (imports this module)
 
                 sc, native = device_wheel(tgt, Path(wtmp), Path(project_root))

@@ -198,11 +198,11 @@ def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsy
         root = ensure_arm_root(DEFAULT_CACHE_DIR, target.python_version, target.qemu_cpu)
     except EmulationUnavailable as e:
         pytest.skip(str(e))
-    deps = NATIVE_CACHE_DIR / ("site-" + "-".join([target.abi, *(f"{n}{v}" for n, (v, _) in GUEST_WHEELS.items())]))
+    pins = [f"{n}=={v}" for n, (v, _) in GUEST_WHEELS.items()]
+    deps = NATIVE_CACHE_DIR / ("site-" + "-".join([target.abi, *(p.replace("==", "") for p in pins)]))
     if not (deps / ".complete").is_file():
         shutil.rmtree(deps, ignore_errors=True)
-        install_wheelhouse(_guest_wheels(target), deps, target,
-                           [f"{n}=={v}" for n, (v, _) in GUEST_WHEELS.items()], no_deps=True)
+        install_wheelhouse(_guest_wheels(target), deps, target, pins, no_deps=True)
         (deps / ".complete").write_text("ok")
     site = tmp_path / "site"
     install_wheelhouse(whl.parent, site, target, [str(whl)], no_deps=True)
@@ -225,4 +225,4 @@ def test_python_310_target_gets_the_pure_wheel(tmp_path):
     with the reason."""
     whl, note = device_wheel(get_target("jetson-orin"), tmp_path, REPO)
     assert whl.name == "sensorcodec-0.1.0-py3-none-any.whl"
-    assert note["native"] is False and "3.10 < 3.11" in note["reason"] and "ctx-ac" in note["reason"]
+    assert note["native"] is False and "3.10 < 3.11" in note["reason"] and "native coders" in note["reason"]
