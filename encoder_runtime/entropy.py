@@ -27,10 +27,11 @@ Coders (``available_coders()`` lists those that can run here):
     0.59-0.85x the size of zstd-19 on the bundled models' codes (80-96 M codes/s encode on the
     image models, 50-90 on audio, one core); bitstream in docs/container-format.md.
 ``rans`` (optional, native)
-    Static rANS: per-frame 12-bit frequency tables of the zigzagged codes in the payload, one
-    per context class of the left / upper neighbours (shared or per channel, the encoder picks
-    the smaller), 4 interleaved states; same C source and extension as ``ctx-ac``. Not smaller
-    than the default on most models; see README and docs/container-format.md.
+    Static rANS: per-frame 12-bit frequency tables in the payload, one per context class of the
+    left / upper neighbours (shared or per channel, the encoder picks the smaller), of the codes
+    or, per channel of a 2-D grid, of their left differences; 4 interleaved states; same C
+    source and extension as ``ctx-ac``. Smaller than the default on the image, video and volume
+    models, not on audio / IMU / hyperspectral; see README and docs/container-format.md.
 ``jpegls`` (optional)
     JPEG-LS (CharLS, lossless) on a channel mosaic of ``codes + 128``. Needs the optional
     package ``pyjpegls`` or ``imagecodecs`` (imported lazily); unavailable without them.
@@ -757,9 +758,10 @@ class CtxAcCoder(_Coder):
 
 
 class RansCoder(_Coder):
-    """Static rANS: per-channel (or shared) 12-bit frequency tables of the zigzagged codes, one
-    per context class of the left / upper (or previous-channel) neighbours, in the payload
-    header; 4 interleaved 32-bit states with byte renormalisation. Portable C shared with the
+    """Static rANS: per-channel (or shared) 12-bit frequency tables of the zigzagged codes (or
+    their left differences, per channel), one per context class of the left / upper (or
+    previous-channel) neighbours, in the payload header; 4 interleaved 32-bit states with byte
+    renormalisation. Portable C shared with the
     firmware (``firmware_bridge/firmware/src/sc_rans.c``) through ``encoder_runtime._sclossless``;
     payload: format byte 2 (0 = stored raw codes), see docs/container-format.md.
     """

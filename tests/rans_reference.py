@@ -45,13 +45,23 @@ def decode(data: bytes, grid: tuple[int, int, int]) -> np.ndarray:
         if len(data) != n + 1:
             raise ValueError("stored payload of the wrong size")
         return np.frombuffer(data, np.int8, offset=1).reshape(grid).copy()
-    if data[0] != FORMAT or data[1] & ~7:
+    if data[0] != FORMAT or data[1] & ~15:
         raise ValueError("bad format or config byte")
     scheme, per_ch = data[1] & 3, (data[1] >> 2) & 1
     if per_ch and c == 1:
         raise ValueError("per-channel tables for one channel")
     nk = NCLASS[scheme]
-    tabs, pos = _tables(data, 2, (c if per_ch else 1) * nk)
+    pred, pos = [0] * c, 2
+    if data[1] & 8:
+        nb = (c + 7) // 8
+        if len(data) < pos + nb:
+            raise ValueError("truncated predictor flags")
+        flags = int.from_bytes(data[pos:pos + nb], "little")
+        if flags >> c:
+            raise ValueError("predictor flags beyond the last channel")
+        pred = [(flags >> ch) & 1 for ch in range(c)]
+        pos += nb
+    tabs, pos = _tables(data, pos, (c if per_ch else 1) * nk)
     cums = [np.concatenate([[0], np.cumsum(f)]).tolist() for f in tabs]
     if len(data) - pos < 16:
         raise ValueError("truncated states")
@@ -60,15 +70,20 @@ def decode(data: bytes, grid: tuple[int, int, int]) -> np.ndarray:
     if any(not L <= s < L << 8 for s in st):
         raise ValueError("state out of range")
     out = np.zeros(grid, np.int64)
+
+    def y(ch: int, r: int, x: int) -> int:  # the coded value: code, or wrapped left difference
+        d = int(out[ch, r, x]) - (int(out[ch, r, x - 1]) if pred[ch] and x else 0)
+        return (d + 128) % 256 - 128
+
     i = 0
     for ch in range(c):
         for r in range(rows):
             for x in range(cols):
-                left = abs(int(out[ch, r, x - 1])) if x else 0
+                left = abs(y(ch, r, x - 1)) if x else 0
                 if rows > 1:
-                    top = abs(int(out[ch, r - 1, x])) if r else 0
+                    top = abs(y(ch, r - 1, x)) if r else 0
                 else:
-                    top = abs(int(out[ch - 1, r, x])) if ch else 0
+                    top = abs(y(ch - 1, r, x)) if ch else 0
                 t = (ch if per_ch else 0) * nk + MERGE[scheme][K6[min(left + top, 8)]]
                 f, cum = tabs[t], cums[t]
                 s = st[i & 3]
@@ -83,7 +98,10 @@ def decode(data: bytes, grid: tuple[int, int, int]) -> np.ndarray:
                     s = (s << 8) | data[pos]
                     pos += 1
                 st[i & 3] = s
-                out[ch, r, x] = (z + 1) // -2 if z & 1 else z // 2
+                v = (z + 1) // -2 if z & 1 else z // 2
+                if pred[ch] and x:
+                    v = (v + int(out[ch, r, x - 1]) + 128) % 256 - 128
+                out[ch, r, x] = v
                 i += 1
     if pos != len(data) or st != [L] * 4:
         raise ValueError("trailing bytes or final states != 2^23")

@@ -11,7 +11,7 @@
 #include "sc_rans.h"
 
 #define MAXN (1u << 19)
-#define WORK_WORDS 150000u /* rans encoder work for up to 48 channels */
+#define WORK_WORDS 160000u /* rans encoder work for up to 48 channels (602 KB) */
 static int8_t codes[MAXN], back[MAXN];
 static uint8_t payload[MAXN + 1];
 static uint32_t work[WORK_WORDS];

@@ -1,15 +1,20 @@
 /* sc_rans: static context-classed rANS coder for int8 latent codes (format 2).
  *
- * Symbols. Every code v is coded as its zigzag byte z = 2v (v >= 0) or -2v - 1 (v < 0) with a
- * static frequency table chosen by a context class of already-coded neighbours:
- *   s = |L| + |T|, L = the code to the left in the row (0 in column 0), T = the code above
+ * Symbols. Every code v is coded as the zigzag byte z = 2y (y >= 0) or -2y - 1 (y < 0) of its
+ * value y: y = v, or in a channel with the predictor flag y = v - (the code on its left, 0 in
+ * column 0) wrapped to int8. z is coded with a static frequency table chosen by a context class
+ * of already-coded neighbours:
+ *   s = |y_L| + |y_T|, L = the code to the left in the row (0 in column 0), T = the code above
  *   (grids with rows > 1; 0 on row 0) or, for 1-D signals (rows == 1), the previous
- *   channel's code at the same position (0 for channel 0);
+ *   channel's code at the same position (0 for channel 0), each with its own channel's y;
  *   k6 = 0, 1, 2, 3, 3, 4, 4, 4, 5 for s = 0 .. 8 and 5 above;
  *   the class k is k6 merged by the scheme: 1 class (all 0), 2 (k6 > 0), 3 (0 | 1-2 | 3-5)
  *   or 6 (k6 itself).
  * Payload: byte 0 = 2; byte 1 = config: bits 0-1 = scheme (1, 2, 3, 6 classes), bit 2 = one
- * table set per channel (else one shared by all channels), other bits 0. Then the tables,
+ * table set per channel (else one shared by all channels), bit 3 = predictor flags follow,
+ * other bits 0. With bit 3: ceil(C / 8) bytes, channel c's flag = bit c % 8 of byte c / 8
+ * (higher bits of the last byte 0); the encoder sets it for a channel of a 2-D grid whose
+ * per-channel tables come out smaller with it (never for 1-D signals). Then the tables,
  * group by group (channel 0.. or the one shared group), class by class: a byte zmax and the
  * frequencies of z = 0 .. zmax as LEB128 varints (1 or 2 bytes, each <= 4095); the others are
  * 0. A table sums to 4096 (12-bit probabilities), or to 0 when its class never occurs (then
@@ -45,6 +50,21 @@ static unsigned zig(int v) { return v < 0 ? (unsigned)(-2 * v - 1) : (unsigned)(
 static int unzig(unsigned z) { return (z & 1u) ? -(int)((z + 1u) >> 1) : (int)(z >> 1); }
 static unsigned k6_of(unsigned s) { return k_k6[s > 8u ? 8u : s]; }
 
+/* The coded value y of column x of a row: the code, or with pred its difference to the code on
+ * its left (0 in column 0) wrapped to int8. */
+static int yv(const int8_t *row, uint32_t x, unsigned pred)
+{
+    const int d = row[x] - (pred && x ? row[x - 1] : 0);
+    return d > 127 ? d - 256 : d < -128 ? d + 256 : d;
+}
+
+/* Neighbour sum s of column x: |y| on the left (0 in column 0) + |y| of the T row (row above,
+ * previous channel's row or NULL); pc, pt = predictor flags of the row's and T row's channel. */
+static unsigned ctx_s(const int8_t *cur, const int8_t *trow, uint32_t x, unsigned pc, unsigned pt)
+{
+    return (x ? iabs8(yv(cur, x - 1, pc)) : 0u) + (trow ? iabs8(yv(trow, x, pt)) : 0u);
+}
+
 /* off[s] = (class of neighbour sum s) * unit for s = 0 .. 256 under a scheme */
 static void class_offsets(unsigned scheme, uint32_t unit, uint32_t *off)
 {
@@ -54,12 +74,12 @@ static void class_offsets(unsigned scheme, uint32_t unit, uint32_t *off)
 
 static size_t mul_or_0(size_t a, size_t b) { return b && a > (size_t)-1 / b ? 0 : a * b; }
 
-/* encoder work: hist[C + 1][6][256] u32 (row C: all channels), enc[C][6][256] u32
- * (freq | cum << 16) */
-#define ENC_EXTRA (NK6 * NSYM * 4u)
+/* encoder work: hist[C + 2][6][256] u32 (row C: all channels, row C + 1: scratch),
+ * enc[C][6][256] u32 (freq | cum << 16), pred[C] u8 */
+#define ENC_EXTRA (2u * NK6 * NSYM * 4u)
 size_t sc_rans_enc_work(uint32_t channels)
 {
-    size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 8u);
+    size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 8u + 1u);
     return t && t <= (size_t)-1 - ENC_EXTRA ? t + ENC_EXTRA : 0;
 }
 
@@ -71,10 +91,6 @@ size_t sc_rans_dec_work(uint32_t channels)
     size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 2u);
     return t && t <= (size_t)-1 - DEC_EXTRA ? t + DEC_EXTRA : 0;
 }
-
-/* The neighbours of column x: T row (row above, previous channel's row or NULL). */
-#define CTX_S(cur, trow, x) \
-    (((x) ? iabs8((cur)[(x) - 1]) : 0u) + ((trow) ? iabs8((trow)[x]) : 0u))
 
 /* ---------------------------------------------------------------------------------------- */
 /* encoder */
@@ -188,44 +204,79 @@ static uint64_t config_cost(const uint32_t *hist, uint32_t channels, unsigned sc
     return bits;
 }
 
-/* 6-class histograms per channel and (row C) of all channels; returns 1 + the largest z. */
-static uint32_t histogram(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
-                          uint32_t *hist)
+/* A bound 2^k <= 256 above every z whose OR is zor (so counts of z >= it are 0). */
+static uint32_t zbound(unsigned zor)
 {
-    uint32_t zlim = 0, zor = 0, *all = hist + (size_t)channels * NK6 * NSYM, i;
-    const size_t plane = (size_t)rows * cols;
+    uint32_t b = 1;
+    while (b <= zor) b *= 2u;
+    return b > NSYM ? NSYM : b;
+}
+
+/* Adds one row's codes to the 6-class histogram h; returns the OR of their z. */
+static unsigned hist_row(uint32_t *h, const int8_t *cur, const int8_t *trow, uint32_t cols,
+                         unsigned pc, unsigned pt, const uint32_t *off)
+{
+    unsigned zor = 0, l = 0;
+    uint32_t x;
+    if (!pc && !pt) { /* the plain codes (most rows): no differences to take */
+        for (x = 0; x < cols; x++) {
+            const int v = cur[x];
+            const unsigned z = zig(v);
+            h[off[l + (trow ? iabs8(trow[x]) : 0u)] + z]++;
+            zor |= z;
+            l = iabs8(v);
+        }
+        return zor;
+    }
+    for (x = 0; x < cols; x++) {
+        const int y = yv(cur, x, pc);
+        const unsigned z = zig(y);
+        h[off[l + (trow ? iabs8(yv(trow, x, pt)) : 0u)] + z]++;
+        zor |= z;
+        l = iabs8(y);
+    }
+    return zor;
+}
+
+/* 6-class histograms per channel and (row C) of all channels, choosing each channel's
+ * predictor (2-D grids: left difference when its per-channel tables come out smaller; 1-D
+ * signals: none); returns 1 + a bound on the largest z. */
+static uint32_t histogram(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                          uint32_t *hist, uint8_t *pred)
+{
+    const size_t plane = (size_t)rows * cols, hsz = NK6 * NSYM;
+    uint32_t zlim, zor = 0, *all = hist + (size_t)channels * hsz, *alt = all + hsz, i;
     uint32_t ch, r, x, off[257];
     class_offsets(NSCHEME - 1, NSYM, off); /* the 6 classes */
-    memset(hist, 0, ((size_t)channels + 1) * NK6 * NSYM * sizeof *hist);
+    memset(hist, 0, ((size_t)channels + 1) * hsz * sizeof *hist);
     for (ch = 0; ch < channels; ch++) {
-        uint32_t *h = hist + (size_t)ch * NK6 * NSYM;
+        uint32_t *h = hist + (size_t)ch * hsz;
+        unsigned zo = 0, za = 0;
+        pred[ch] = 0;
         for (r = 0; r < rows; r++) {
             const int8_t *cur = codes + ch * plane + (size_t)r * cols;
             const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
-            unsigned l = 0;
-            if (trow)
-                for (x = 0; x < cols; x++) {
-                    const int v = cur[x];
-                    const unsigned z = zig(v);
-                    h[off[l + iabs8(trow[x])] + z]++;
-                    zor |= z;
-                    l = iabs8(v);
-                }
-            else
-                for (x = 0; x < cols; x++) {
-                    const int v = cur[x];
-                    const unsigned z = zig(v);
-                    h[off[l] + z]++;
-                    zor |= z;
-                    l = iabs8(v);
-                }
+            zo |= hist_row(h, cur, trow, cols, 0, 0, off);
         }
+        if (rows > 1) {
+            memset(alt, 0, hsz * sizeof *alt);
+            for (r = 0; r < rows; r++) {
+                const int8_t *cur = codes + ch * plane + (size_t)r * cols;
+                za |= hist_row(alt, cur, r ? cur - cols : NULL, cols, 1, 1, off);
+            }
+            const uint32_t zb = zbound(zo | za);
+            if (config_cost(alt, 1, NSCHEME - 1, 1, zb) < config_cost(h, 1, NSCHEME - 1, 1, zb)) {
+                pred[ch] = 1;
+                memcpy(h, alt, hsz * sizeof *h);
+                zo = za;
+            }
+        }
+        zor |= zo;
     }
-    while (zlim <= zor) zlim = 2u * zlim + 1u; /* 2^k - 1 > every z, at most 255... */
-    zlim = zlim + 1u > NSYM ? NSYM : zlim + 1u;  /* ...so zlim = 2^k <= 256 */
+    zlim = zbound(zor);
     for (ch = 0; ch < channels; ch++)
-        for (i = 0; i < NK6 * NSYM; i += NSYM)
-            for (x = 0; x < zlim; x++) all[i + x] += hist[(size_t)ch * NK6 * NSYM + i + x];
+        for (i = 0; i < hsz; i += NSYM)
+            for (x = 0; x < zlim; x++) all[i + x] += hist[(size_t)ch * hsz + i + x];
     return zlim;
 }
 
@@ -233,6 +284,8 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
                    uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len)
 {
     uint32_t *hist = (uint32_t *)work, *enc, st[NLANE], cnt[NSYM], off[257];
+    uint8_t *pred;
+    unsigned any_pred = 0;
     uint16_t freq[NSYM];
     size_t n, plane, hdr, need = sc_rans_enc_work(channels);
     uint8_t *ptr, *lim;
@@ -245,8 +298,10 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
     if (need == 0 || work_len < need) return SC_LL_E_ARG;
     if (cap < n + 1) return SC_LL_E_SPACE;
     plane = (size_t)rows * cols;
-    enc = hist + ((size_t)channels + 1) * NK6 * NSYM;
-    zlim = histogram(codes, channels, rows, cols, hist);
+    enc = hist + ((size_t)channels + 2) * NK6 * NSYM;
+    pred = (uint8_t *)(enc + (size_t)channels * NK6 * NSYM);
+    zlim = histogram(codes, channels, rows, cols, hist, pred);
+    for (ch = 0; ch < channels; ch++) any_pred |= pred[ch];
     for (scheme = 0; scheme < NSCHEME; scheme++)
         for (per_ch = 0; per_ch < (channels > 1 ? 2 : 1); per_ch++) {
             uint64_t c = config_cost(hist, channels, scheme, per_ch, zlim);
@@ -256,8 +311,17 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
     nk = k_nclass[best_scheme];
     ngroups = best_per ? channels : 1;
     out[0] = (uint8_t)SC_RANS_FORMAT;
-    out[1] = (uint8_t)(best_scheme | (best_per ? 4u : 0u));
+    out[1] = (uint8_t)(best_scheme | (best_per ? 4u : 0u) | (any_pred ? 8u : 0u));
     hdr = 2;
+    if (any_pred) { /* predictor flags, channel c = bit c % 8 of byte c / 8 */
+        const size_t nb = (channels + 7u) / 8u;
+        if (hdr + nb + 16u > n) full = 1;
+        else {
+            memset(out + hdr, 0, nb);
+            for (ch = 0; ch < channels; ch++) out[hdr + ch / 8u] |= (uint8_t)(pred[ch] << (ch % 8u));
+            hdr += nb;
+        }
+    }
     for (g = 0; g < ngroups && !full; g++)
         for (k = 0; k < nk && !full; k++) {
             uint32_t *e = enc + ((size_t)g * nk + k) * NSYM, cum = 0;
@@ -282,13 +346,16 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
     lane = (unsigned)((n - 1) & (NLANE - 1));
     for (ch = channels; ch-- > 0 && !full;) {
         const uint32_t *et = enc + (best_per ? (size_t)ch * nk : 0) * NSYM;
+        const unsigned pc = pred[ch], pt = rows > 1 ? pc : (ch ? pred[ch - 1] : 0u);
         for (r = rows; r-- > 0 && !full;) {
             const int8_t *cur = codes + ch * plane + (size_t)r * cols;
             const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
             /* at most 2 bytes per code: with room for the row, refill without branches */
             const int fast = (size_t)(ptr - lim) > 2u * (size_t)cols;
             for (x = cols; x-- > 0;) {
-                const uint32_t e = et[off[CTX_S(cur, trow, x)] + zig(cur[x])];
+                const uint32_t e = pc | pt
+                    ? et[off[ctx_s(cur, trow, x, pc, pt)] + zig(yv(cur, x, pc))]
+                    : et[off[(x ? iabs8(cur[x - 1]) : 0u) + (trow ? iabs8(trow[x]) : 0u)] + zig(cur[x])];
                 const uint32_t f = e & 0xFFFFu, smax = f << 19; /* ((2^23 >> 12) << 8) f */
                 uint32_t s = st[lane], q;
                 if (fast) {
@@ -387,8 +454,9 @@ static void build_lut(const uint16_t *f, uint8_t *sym, uint16_t *cum)
 
 /* Decodes one row (cols codes) into cur; trow = the T neighbours or NULL. */
 static int dec_row(const uint8_t *in, size_t len, size_t *pos_io, uint32_t *st, unsigned *lane_io,
-                   int8_t *cur, const int8_t *trow, uint32_t cols, const uint32_t *off,
-                   const uint8_t *sym, const uint16_t *freq, const uint16_t *cum)
+                   int8_t *cur, const int8_t *trow, uint32_t cols, unsigned pc, unsigned pt,
+                   const uint32_t *off, const uint8_t *sym, const uint16_t *freq,
+                   const uint16_t *cum)
 {
     size_t pos = *pos_io;
     unsigned lane = *lane_io, l = 0;
@@ -397,7 +465,7 @@ static int dec_row(const uint8_t *in, size_t len, size_t *pos_io, uint32_t *st, 
      * bounds checks (branch-free refill) */
     const int fast = len - pos >= 2u * (size_t)cols;
     for (x = 0; x < cols; x++) {
-        const uint32_t t = off[l + (trow ? iabs8(trow[x]) : 0u)];
+        const uint32_t t = off[l + (trow ? iabs8(yv(trow, x, pt)) : 0u)];
         uint32_t s = st[lane];
         const unsigned z = sym[t * (PROB_M / NSYM) + (s & (PROB_M - 1))];
         const uint32_t f = freq[t + z];
@@ -414,8 +482,13 @@ static int dec_row(const uint8_t *in, size_t len, size_t *pos_io, uint32_t *st, 
             RENORM(s, in, pos, len, return SC_LL_E_TRUNC)
         }
         st[lane] = s;
-        cur[x] = (int8_t)unzig(z);
-        l = (z + 1u) >> 1; /* |v| */
+        if (pc) { /* undo the left difference, wrapping to int8 */
+            const int v = unzig(z) + (x ? cur[x - 1] : 0);
+            cur[x] = (int8_t)(v > 127 ? v - 256 : v < -128 ? v + 256 : v);
+        } else {
+            cur[x] = (int8_t)unzig(z);
+        }
+        l = (z + 1u) >> 1; /* |y| */
         lane = (lane + 1u) & (NLANE - 1);
     }
     *pos_io = pos;
@@ -423,11 +496,14 @@ static int dec_row(const uint8_t *in, size_t len, size_t *pos_io, uint32_t *st, 
     return SC_LL_OK;
 }
 
+#define PFLAG(flags, c) ((flags) ? ((flags)[(c) / 8u] >> ((c) % 8u)) & 1u : 0u)
+
 int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
                    int8_t *out, void *work, size_t work_len)
 {
     uint16_t *freq = (uint16_t *)work, *cum;
     uint8_t *sym;
+    const uint8_t *pflags = NULL;
     uint32_t st[NLANE], ch, r, ngroups, off[257];
     size_t n, plane, pos, need = sc_rans_dec_work(channels);
     unsigned scheme, nk, lane, k;
@@ -444,7 +520,7 @@ int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t ro
     }
     if (in[0] != SC_RANS_FORMAT) return SC_LL_E_FORMAT;
     if (len < 2) return SC_LL_E_TRUNC;
-    if (in[1] & ~7u) return SC_LL_E_CORRUPT;
+    if (in[1] & ~15u) return SC_LL_E_CORRUPT;
     if (len > n) return SC_LL_E_TRAILING; /* a coded payload is always shorter than n + 1 */
     scheme = in[1] & 3u;
     per_ch = (in[1] >> 2) & 1;
@@ -453,7 +529,15 @@ int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t ro
     ngroups = per_ch ? channels : 1;
     cum = freq + (size_t)channels * NK6 * NSYM;
     sym = (uint8_t *)(cum + NK6 * NSYM);
-    pos = read_tables(in, len, 2, ngroups * nk, freq, &rc);
+    pos = 2;
+    if (in[1] & 8u) { /* predictor flags: channel c = bit c % 8 of byte c / 8, the rest 0 */
+        const size_t nb = (channels + 7u) / 8u;
+        if (len - pos < nb) return SC_LL_E_TRUNC;
+        pflags = in + pos;
+        pos += nb;
+        if (channels % 8u && (pflags[nb - 1] >> (channels % 8u))) return SC_LL_E_CORRUPT;
+    }
+    pos = read_tables(in, len, pos, ngroups * nk, freq, &rc);
     if (!pos) return rc;
     if (len - pos < 16) return SC_LL_E_TRUNC;
     for (lane = 0; lane < NLANE; lane++, pos += 4) {
@@ -468,10 +552,12 @@ int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t ro
         const uint16_t *fg = freq + (size_t)(per_ch ? ch : 0) * nk * NSYM;
         if (per_ch || ch == 0)
             for (k = 0; k < nk; k++) build_lut(fg + k * NSYM, sym + k * PROB_M, cum + k * NSYM);
+        const unsigned pc = PFLAG(pflags, ch);
+        const unsigned pt = rows > 1 ? pc : (ch ? PFLAG(pflags, ch - 1) : 0u);
         for (r = 0; r < rows; r++) {
             int8_t *cur = out + ch * plane + (size_t)r * cols;
             const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
-            rc = dec_row(in, len, &pos, st, &lane, cur, trow, cols, off, sym, fg, cum);
+            rc = dec_row(in, len, &pos, st, &lane, cur, trow, cols, pc, pt, off, sym, fg, cum);
             if (rc != SC_LL_OK) return rc;
         }
     }
