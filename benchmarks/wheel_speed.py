@@ -1,10 +1,10 @@
-"""Does the stable-ABI device wheel cost speed? ``ctx-ac`` from the x86_64 wheel vs the same
-sources built the usual way.
+"""Does the stable-ABI device wheel cost speed? ``ctx-ac`` and ``rans`` from the x86_64 wheel vs
+the same sources built the usual way.
 
 Builds, from this source tree, (a) the extension exactly as ``pip install -e .`` does
 (``setup.py build_ext`` in a scratch copy: the interpreter's CFLAGS + ``-O2 -std=c99``) and
 (b) the ``cp311-abi3`` x86_64 device wheel's extension (``export.native_wheel``), loads both in
-this process and times encode and decode on one real frame of every bundled model
+this process and times each coder's encode and decode on one real frame of every bundled model
 (``benchmarks.lossless.bundled_model_codes``), interleaved, thread CPU time, median of
 ``--repeats`` passes. Checks the bytes are identical first. Writes
 ``benchmarks/results/wheel_speed.json`` and a bar chart ``wheel_speed.png``.
@@ -61,28 +61,39 @@ def build_both(work: Path) -> dict[str, Path]:
     return {"setup.py build_ext": ext, whl.name: work / "wheel" / "encoder_runtime" / "_sclossless.abi3.so"}
 
 
+CODERS = {"ctx-ac": ("encode", "decode"), "rans": ("rans_encode", "rans_decode")}
+"""Coder -> (encode, decode) functions of encoder_runtime._sclossless."""
+
+
 def measure(mods: Sequence, frames: dict[str, np.ndarray], repeats: int) -> list[dict]:
-    """Median M codes/s (thread CPU time) of encode and decode per module, passes interleaved."""
+    """Median M codes/s (thread CPU time) of encode and decode per module and coder, passes
+    interleaved; SystemExit if the builds write different bytes."""
     args = [(f.tobytes(), f.shape[0], int(np.prod(f.shape[1:-1])), f.shape[-1]) for f in frames.values()]
-    blobs = [mods[0].encode(*a) for a in args]
-    for m in mods[1:]:
-        if [m.encode(*a) for a in args] != blobs:
-            raise SystemExit(f"{m.TAG}: different bytes from {mods[0].TAG}")
     n = sum(f.size for f in frames.values())
-    times: dict[str, dict[str, list[float]]] = {m.TAG: {"enc": [], "dec": []} for m in mods}
-    for _ in range(repeats):
-        for m in mods:
-            t = time.thread_time()
-            for a in args:
-                m.encode(*a)
-            times[m.TAG]["enc"].append(time.thread_time() - t)
-            t = time.thread_time()
-            for b, a in zip(blobs, args):
-                m.decode(b, *a[1:])
-            times[m.TAG]["dec"].append(time.thread_time() - t)
-    return [{"build": tag, "enc_mcodes_s": n / statistics.median(t["enc"]) / 1e6,
-             "dec_mcodes_s": n / statistics.median(t["dec"]) / 1e6, "codes_per_pass": n,
-             "passes": repeats} for tag, t in times.items()]
+    rows = []
+    for coder, (enc_name, dec_name) in CODERS.items():
+        if not all(hasattr(m, enc_name) for m in mods):
+            continue
+        blobs = [getattr(mods[0], enc_name)(*a) for a in args]
+        for m in mods[1:]:
+            if [getattr(m, enc_name)(*a) for a in args] != blobs:
+                raise SystemExit(f"{coder}: {m.TAG} writes different bytes from {mods[0].TAG}")
+        times: dict[str, dict[str, list[float]]] = {m.TAG: {"enc": [], "dec": []} for m in mods}
+        for _ in range(repeats):
+            for m in mods:
+                enc, dec = getattr(m, enc_name), getattr(m, dec_name)
+                t = time.thread_time()
+                for a in args:
+                    enc(*a)
+                times[m.TAG]["enc"].append(time.thread_time() - t)
+                t = time.thread_time()
+                for b, a in zip(blobs, args):
+                    dec(b, *a[1:])
+                times[m.TAG]["dec"].append(time.thread_time() - t)
+        rows += [{"coder": coder, "build": tag, "enc_mcodes_s": n / statistics.median(t["enc"]) / 1e6,
+                  "dec_mcodes_s": n / statistics.median(t["dec"]) / 1e6, "codes_per_pass": n,
+                  "passes": repeats} for tag, t in times.items()]
+    return rows
 
 
 def _plot(rows: list[dict], path: Path) -> None:
@@ -91,14 +102,17 @@ def _plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    x = np.arange(2)
-    for i, r in enumerate(rows):
-        ax.bar(x + i * 0.38, [r["enc_mcodes_s"], r["dec_mcodes_s"]], 0.36, label=r["build"])
-    ax.set_xticks(x + 0.19, ["encode", "decode"])
+    builds = list(dict.fromkeys(r["build"] for r in rows))
+    groups = [(r["coder"], k) for r in rows if r["build"] == builds[0] for k in ("enc", "dec")]
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    x = np.arange(len(groups))
+    for i, b in enumerate(builds):
+        by = {r["coder"]: r for r in rows if r["build"] == b}
+        ax.bar(x + i * 0.38, [by[c][f"{k}_mcodes_s"] for c, k in groups], 0.36, label=b)
+    ax.set_xticks(x + 0.19, [f"{c} {'encode' if k == 'enc' else 'decode'}" for c, k in groups])
     ax.set_ylabel("M codes/s (1 thread, CPU time)")
-    ax.set_title("ctx-ac: stable-ABI wheel vs setup.py build (x86-64)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("stable-ABI device wheel vs setup.py build (x86-64, same sources)")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -116,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         mods = [_load(path, tag) for tag, path in build_both(Path(tmp)).items()]
         rows = measure(mods, frames, args.repeats)
     for r in rows:
-        print(f"{r['build']:60s} encode {r['enc_mcodes_s']:6.1f}  decode {r['dec_mcodes_s']:6.1f} M codes/s")
+        print(f"{r['coder']:7s} {r['build']:56s} encode {r['enc_mcodes_s']:6.1f}  "
+              f"decode {r['dec_mcodes_s']:6.1f} M codes/s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": info, "models": sorted(frames), "rows": rows,
                                     "bytes_identical": True}, indent=2) + "\n")
