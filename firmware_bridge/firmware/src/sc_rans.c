@@ -52,10 +52,11 @@ static unsigned k6_of(unsigned s) { return k_k6[s > 8u ? 8u : s]; }
 
 /* The coded value y of column x of a row: the code, or with pred its difference to the code on
  * its left (0 in column 0) wrapped to int8. */
+static int wrap8(int d) { return (int)((unsigned)(d + 384) & 255u) - 128; } /* d in -255..255 */
+
 static int yv(const int8_t *row, uint32_t x, unsigned pred)
 {
-    const int d = row[x] - (pred && x ? row[x - 1] : 0);
-    return d > 127 ? d - 256 : d < -128 ? d + 256 : d;
+    return pred && x ? wrap8(row[x] - row[x - 1]) : row[x];
 }
 
 /* Neighbour sum s of column x: |y| on the left (0 in column 0) + |y| of the T row (row above,
@@ -225,6 +226,20 @@ static unsigned hist_row(uint32_t *h, const int8_t *cur, const int8_t *trow, uin
             h[off[l + (trow ? iabs8(trow[x]) : 0u)] + z]++;
             zor |= z;
             l = iabs8(v);
+        }
+        return zor;
+    }
+    if (pc && pt) { /* left differences of this row and of the T row, carried along */
+        int cp = 0, tp = 0;
+        for (x = 0; x < cols; x++) {
+            const int v = cur[x], y = wrap8(v - cp);
+            const unsigned z = zig(y);
+            unsigned t = 0;
+            if (trow) { t = iabs8(wrap8(trow[x] - tp)); tp = trow[x]; }
+            h[off[l + t] + z]++;
+            zor |= z;
+            l = iabs8(y);
+            cp = v;
         }
         return zor;
     }
@@ -483,8 +498,7 @@ static int dec_row(const uint8_t *in, size_t len, size_t *pos_io, uint32_t *st, 
         }
         st[lane] = s;
         if (pc) { /* undo the left difference, wrapping to int8 */
-            const int v = unzig(z) + (x ? cur[x - 1] : 0);
-            cur[x] = (int8_t)(v > 127 ? v - 256 : v < -128 ? v + 256 : v);
+            cur[x] = (int8_t)wrap8(unzig(z) + (x ? cur[x - 1] : 0));
         } else {
             cur[x] = (int8_t)unzig(z);
         }
