@@ -47,12 +47,18 @@ class CodecError(ValueError):
     """The input does not fit the model (wrong modality, dtype, size...)."""
 
 
-def _session(model: bytes, threads: int):
-    """An ONNX Runtime session from verified model bytes (never from a path read later)."""
+def _session(model: bytes, threads: int, spin: bool = True):
+    """An ONNX Runtime session from verified model bytes (never from a path read later).
+
+    ``spin=False``: idle intra-op threads sleep instead of busy-waiting between nodes (the
+    decoder's many nodes: ~30 % less CPU per frame on 2 threads, and faster on a shared machine).
+    """
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
@@ -337,7 +343,7 @@ class Decoder(_Model):
             sess = self._sessions.get(threads)
             if sess is None:
                 sess = self._sessions[threads] = _session(
-                    self.bundle.read_verified("decoder.onnx"), threads)
+                    self.bundle.read_verified("decoder.onnx"), threads, spin=False)
         return sess
 
     def decode_codes(self, codes: np.ndarray, *, threads: int | None = None) -> np.ndarray:
