@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import platform
 import re
 import runpy
@@ -111,24 +112,43 @@ def python_include_dirs(arch: str, cache_dir: Path = NATIVE_CACHE_DIR) -> list[P
 
 
 def compile_extension(module: str, spec: dict, arch: str, out_dir: Path,
-                      project_root: Path = PROJECT_ROOT, cache_dir: Path = NATIVE_CACHE_DIR) -> Path:
+                      project_root: Path = PROJECT_ROOT, cache_dir: Path = NATIVE_CACHE_DIR, *,
+                      reuse: bool = True) -> Path:
     """Compile one extension of ``NATIVE_EXTENSIONS`` for ``arch`` against the stable ABI.
 
-    Returns ``out_dir/<module path>.abi3.so`` (stripped, no libpython dependency).
+    Returns ``out_dir/<module path>.abi3.so`` (stripped, no libpython dependency). A build is
+    reused from ``cache_dir/so/<key>`` when the compiler, the flags and every source and header
+    it reads are the same (each target bundle would otherwise compile again); ``reuse=False``
+    compiles anyway (and refreshes the cache).
     """
     root = Path(project_root)
     rel = Path(*module.split(".")).with_suffix(".abi3.so")
+    cc = compiler(arch)
+    py_includes = python_include_dirs(arch, cache_dir)
+    args = ["-shared", "-fPIC", "-fvisibility=hidden", "-include", str(COMPAT_HEADER),
+            "-Werror=implicit-function-declaration", *spec.get("extra_compile_args", []),
+            *[f"-I{root / d}" for d in spec.get("include_dirs", [])], *[f"-I{d}" for d in py_includes],
+            *[str(root / s) for s in spec["sources"]], "-Wl,-s"]
+    inputs = [COMPAT_HEADER, py_includes[0] / "patchlevel.h", *[root / s for s in spec["sources"]],
+              *sorted(h for d in spec.get("include_dirs", []) for h in (root / d).glob("*.h"))]
+    key = hashlib.sha256(subprocess.run([cc, "--version"], capture_output=True).stdout)
+    for part in args:
+        key.update(part.encode() + b"\0")
+    for f in inputs:
+        key.update(f.read_bytes() + b"\0")
+    cached = Path(cache_dir).resolve() / "so" / f"{arch}-{key.hexdigest()[:24]}" / rel
+    if not (reuse and cached.is_file()):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+        proc = subprocess.run([cc, *args, "-o", str(tmp)], capture_output=True, text=True, cwd=root)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise PackagingError(f"compiling {module} for {arch} failed (exit {proc.returncode}): "
+                                 f"{cc} {' '.join(args)}\n{(proc.stdout + proc.stderr).strip()[-3000:]}")
+        tmp.replace(cached)
     so = Path(out_dir) / rel
     so.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [compiler(arch), "-shared", "-fPIC", "-fvisibility=hidden", "-include", str(COMPAT_HEADER),
-           "-Werror=implicit-function-declaration", *spec.get("extra_compile_args", []),
-           *[f"-I{root / d}" for d in spec.get("include_dirs", [])],
-           *[f"-I{d}" for d in python_include_dirs(arch, cache_dir)],
-           *[str(root / s) for s in spec["sources"]], "-Wl,-s", "-o", str(so)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
-    if proc.returncode != 0:
-        raise PackagingError(f"compiling {module} for {arch} failed (exit {proc.returncode}): "
-                             f"{' '.join(cmd)}\n{(proc.stdout + proc.stderr).strip()[-3000:]}")
+    shutil.copyfile(cached, so)
     return so
 
 
@@ -186,10 +206,12 @@ def add_native_modules(pure_wheel: Path, modules: dict[str, Path], plat: str,
 
 
 def build_native_wheel(arch: str, out_dir: Path, project_root: Path = PROJECT_ROOT, *,
-                       pure_wheel: Path | None = None, cache_dir: Path = NATIVE_CACHE_DIR) -> Path:
+                       pure_wheel: Path | None = None, cache_dir: Path = NATIVE_CACHE_DIR,
+                       reuse: bool = True) -> Path:
     """The device wheel for ``arch`` with every native extension compiled in (stable ABI).
 
-    ``pure_wheel`` (a device wheel from :func:`build_sensorcodec_wheel`) is built when not given.
+    ``pure_wheel`` (a device wheel from :func:`build_sensorcodec_wheel`) is built when not given;
+    ``reuse``: see :func:`compile_extension`.
     Raises :class:`NativeBuildUnavailable` when the compiler or the headers are missing.
     """
     compiler(arch)  # fail before the (slower) pure wheel build
@@ -198,7 +220,7 @@ def build_native_wheel(arch: str, out_dir: Path, project_root: Path = PROJECT_RO
         pure = pure_wheel or build_sensorcodec_wheel(work / "pure", Path(project_root), device=True)
         modules = {}
         for module, spec in native_extensions(project_root).items():
-            so = compile_extension(module, spec, arch, work / "ext", project_root, cache_dir)
+            so = compile_extension(module, spec, arch, work / "ext", project_root, cache_dir, reuse=reuse)
             modules[so.relative_to(work / "ext").as_posix()] = so
         glibc = max(glibc_floor(p) for p in modules.values())
         return add_native_modules(pure, modules, platform_tag(arch, glibc), Path(out_dir))
