@@ -189,12 +189,13 @@ def plot(result: dict, out: Path) -> None:
     for p in result["points"]:
         if "mu-law" in p["label"]:
             ax.plot(p["kbps"], p["wer"], "D", label=p["label"])
+    off = [p for p in result["points"] if p["family"] == "ours, no postfilter"]
+    if off:
+        ax.plot([p["kbps"] for p in off], [p["wer"] for p in off], "x", ms=9, color="grey",
+                label="ours with the post-filter off")
     for p in result["points"]:
         if p["family"] == "ours":
             ax.plot(p["kbps"], p["wer"], "*", ms=14, label=f"ours: {p['label']} (in a stream)")
-        elif p["family"] == "ours, no postfilter":
-            ax.plot(p["kbps"], p["wer"], "x", ms=9, color="grey",
-                    label=f"{p['label']} (post-filter off)")
         elif p["family"] == "clean":
             ax.axhline(p["wer"], color="k", lw=0.8, label=f"clean PCM16 ({p['kbps']:.0f} kbit/s)")
     ax.set_xscale("log")
