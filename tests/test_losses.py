@@ -3,6 +3,8 @@
 import json
 import math
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -131,8 +133,8 @@ def test_ms_ssim_matches_the_benchmark_metric_and_trains():
     photo (5 scales) and a blur; ``msssim`` charges a blur more than a flat offset of equal MSE."""
     from PIL import Image
     from benchmarks.metrics import ms_ssim as ms_ssim_np
-    from export import data
-    im = np.asarray(Image.open(data.image_paths("test")[0]).convert("RGB"))[:176, :192]
+    samples = Path(__file__).resolve().parents[1] / "encoder_runtime" / "samples"
+    im = np.asarray(Image.open(samples / "ColdRipple.png").convert("RGB"))[:176, :192]
     x = torch.from_numpy(im.transpose(2, 0, 1).copy()).double()[None]
     blur = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False).round()
     want = ms_ssim_np(blur[0].numpy().transpose(1, 2, 0), im)

@@ -22,7 +22,7 @@ if "rans" not in available_coders():
                 "compiler at install time: pip install -e .)", allow_module_level=True)
 
 CODER = get_coder("rans")
-MODELS = ("rgb-c16", "audio16k-4k", "volume-c8", "video-c16", "stereo44k-40k")
+MODELS = ("rgb-c16", "audio16k-4k", "volume-c8", "video-c16", "stereo44k-46k")
 
 
 def _load(name: str, path: str):
@@ -108,7 +108,7 @@ def test_reference_decodes_native_bytes_of_real_codes(real_codes):
     through the pure-Python decoder."""
     crops = [real_codes["rgb-c16"][0][:, :12], real_codes["audio16k-4k"][1][:, :900],
              real_codes["volume-c8"][0][:, :4], real_codes["video-c16"][0],
-             real_codes["stereo44k-40k"][0][:, :300]]
+             real_codes["stereo44k-46k"][0][:, :300]]
     configs = set()
     for f in crops:
         f = np.ascontiguousarray(f)
