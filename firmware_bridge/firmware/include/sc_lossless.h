@@ -39,6 +39,10 @@ enum {
 /* n = channels * rows * cols, or SC_LL_E_ARG for a zero dimension or when n + 1 overflows. */
 int sc_ll_dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n);
 
+/* Copy a stored payload (in[0] == SC_LL_FORMAT_STORED, len >= 1) of n codes into out: SC_LL_OK,
+ * SC_LL_E_TRUNC or SC_LL_E_TRAILING. Shared by every coder's decoder. */
+int sc_ll_read_stored(const uint8_t *in, size_t len, size_t n, int8_t *out);
+
 /* Largest encoded size of n codes (n + 1); 0 if n + 1 overflows size_t. */
 size_t sc_ll_bound(size_t n);
 

@@ -278,6 +278,14 @@ int sc_ll_dims(uint32_t channels, uint32_t rows, uint32_t cols, size_t *n)
 
 size_t sc_ll_bound(size_t n) { return n == (size_t)-1 ? 0 : n + 1; }
 
+int sc_ll_read_stored(const uint8_t *in, size_t len, size_t n, int8_t *out)
+{
+    if (len < n + 1) return SC_LL_E_TRUNC;
+    if (len > n + 1) return SC_LL_E_TRAILING;
+    memcpy(out, in + 1, n);
+    return SC_LL_OK;
+}
+
 int sc_ll_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                  uint8_t *out, size_t cap, size_t *out_len)
 {
@@ -405,12 +413,7 @@ int sc_ll_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows
     if (!in || !out) return SC_LL_E_ARG;
     if ((st = sc_ll_dims(channels, rows, cols, &n)) != SC_LL_OK) return st;
     if (len < 1) return SC_LL_E_TRUNC;
-    if (in[0] == SC_LL_FORMAT_STORED) {
-        if (len < n + 1) return SC_LL_E_TRUNC;
-        if (len > n + 1) return SC_LL_E_TRAILING;
-        memcpy(out, in + 1, n);
-        return SC_LL_OK;
-    }
+    if (in[0] == SC_LL_FORMAT_STORED) return sc_ll_read_stored(in, len, n, out);
     if (in[0] != SC_LL_FORMAT_AC) return SC_LL_E_FORMAT;
     if (len < 5) return SC_LL_E_TRUNC;
     if (len > n) return SC_LL_E_TRAILING; /* a coded payload is always shorter than n + 1 */

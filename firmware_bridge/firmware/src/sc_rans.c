@@ -526,12 +526,7 @@ int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t ro
     if ((rc = sc_ll_dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
     if (need == 0 || work_len < need) return SC_LL_E_ARG;
     if (len < 1) return SC_LL_E_TRUNC;
-    if (in[0] == SC_LL_FORMAT_STORED) {
-        if (len < n + 1) return SC_LL_E_TRUNC;
-        if (len > n + 1) return SC_LL_E_TRAILING;
-        memcpy(out, in + 1, n);
-        return SC_LL_OK;
-    }
+    if (in[0] == SC_LL_FORMAT_STORED) return sc_ll_read_stored(in, len, n, out);
     if (in[0] != SC_RANS_FORMAT) return SC_LL_E_FORMAT;
     if (len < 2) return SC_LL_E_TRUNC;
     if (in[1] & ~15u) return SC_LL_E_CORRUPT;
