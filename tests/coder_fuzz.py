@@ -14,6 +14,36 @@ from pathlib import Path
 import numpy as np
 
 
+def code_grid(f: np.ndarray) -> tuple[int, int, int]:
+    """(channels, rows, cols) of a codes array as the C coders see it (middle axes flattened)."""
+    return f.shape[0], int(np.prod(f.shape[1:-1])), f.shape[-1]
+
+
+def edge_case_codes() -> dict[str, np.ndarray]:
+    """Shapes and values every lossless coder must round-trip: constant planes at both int8 ends,
+    one code, incompressible noise (stored), narrow and wide Laplace, 1-D and 3-D grids, one row,
+    one column and wide rows."""
+    rng = np.random.default_rng(12)
+    small = rng.laplace(0, 2, (5, 9, 13)).round().astype(np.int8)
+    big = np.clip(rng.laplace(0, 30, (3, 11, 17)), -128, 127).astype(np.int8)
+    big[0, 0, :4] = (-128, 127, -127, 15)
+    return {
+        "zeros": np.zeros((12, 64, 96), np.int8),
+        "const-minus128": np.full((3, 90, 10), -128, np.int8),
+        "const-127": np.full((2, 80, 8), 127, np.int8),
+        "one-code": np.array([[-128]], np.int8),
+        "uniform-noise (stored)": rng.integers(-128, 128, (4, 16, 16), dtype=np.int8),
+        "laplace-small": small,
+        "laplace-wide": big,
+        "1-D": small.reshape(5, -1).copy(),
+        "1-D one channel": rng.laplace(0, 1, (1, 3000)).round().astype(np.int8),
+        "3-D spatial": small.reshape(5, 3, 3, 13).copy(),
+        "one row": small[:, :1, :].copy(),
+        "one column": small[:, :, :1].copy(),
+        "wide rows (column spans)": rng.laplace(0, 1.5, (2, 3, 600)).round().astype(np.int8),
+    }
+
+
 def run(coder: str, real_codes: dict[str, list[np.ndarray]], tmp_path: Path, examples: int) -> None:
     """Fuzz ``coder``'s decoder on crops of the first frame of every code set in a subprocess;
     AssertionError with its output unless it ends cleanly."""

@@ -91,34 +91,13 @@ def test_rate_against_zstd19(real_codes):
         assert ours < sum(len(sig.encode(f)) for f in frames), name
 
 
-def _edge_cases() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(12)
-    small = rng.laplace(0, 2, (5, 9, 13)).round().astype(np.int8)
-    big = np.clip(rng.laplace(0, 30, (3, 11, 17)), -128, 127).astype(np.int8)
-    big[0, 0, :4] = (-128, 127, -127, 15)
-    return {
-        "zeros": np.zeros((12, 64, 96), np.int8),
-        "const-minus128": np.full((3, 9, 10), -128, np.int8),
-        "const-127": np.full((2, 8, 8), 127, np.int8),
-        "one-code": np.array([[-128]], np.int8),
-        "uniform-noise (stored)": rng.integers(-128, 128, (4, 16, 16), dtype=np.int8),
-        "laplace-small": small,
-        "laplace-wide (escape bits)": big,
-        "1-D": small.reshape(5, -1).copy(),
-        "3-D spatial": small.reshape(5, 3, 3, 13).copy(),
-        "one row": small[:, :1, :].copy(),
-        "one column": small[:, :, :1].copy(),
-        "wide rows (column spans)": rng.laplace(0, 1.5, (2, 3, 600)).round().astype(np.int8),
-    }
-
-
-@pytest.mark.parametrize("case", list(_edge_cases()))
+@pytest.mark.parametrize("case", list(FUZZ.edge_case_codes()))
 def test_edge_cases_round_trip_and_match_reference(case):
-    codes = _edge_cases()[case]
+    codes = FUZZ.edge_case_codes()[case]
     blob = CODER.encode(codes)
     assert len(blob) <= codes.size + 1
     assert np.array_equal(CODER.decode(blob, codes.shape), codes)
-    grid = (codes.shape[0], int(np.prod(codes.shape[1:-1])), codes.shape[-1])
+    grid = FUZZ.code_grid(codes)
     assert REF.encode(codes.reshape(grid)) == blob
     assert np.array_equal(REF.decode(blob, grid).reshape(codes.shape), codes)
 
@@ -131,7 +110,7 @@ def test_reference_bit_exact_on_real_codes(real_codes):
     for f in crops:
         f = np.ascontiguousarray(f)
         blob = CODER.encode(f)
-        grid = (f.shape[0], int(np.prod(f.shape[1:-1])), f.shape[-1])
+        grid = FUZZ.code_grid(f)
         assert REF.encode(f.reshape(grid)) == blob
         assert np.array_equal(REF.decode(blob, grid).reshape(f.shape), f)
 
@@ -193,7 +172,7 @@ def every_model_codes() -> dict[str, np.ndarray]:
 
 
 def _grid(f: np.ndarray) -> list[str]:
-    return [str(f.shape[0]), str(int(np.prod(f.shape[1:-1]))), str(f.shape[-1])]
+    return [str(d) for d in FUZZ.code_grid(f)]
 
 
 def test_same_bytes_on_aarch64_every_model(tmp_path, every_model_codes):

@@ -45,10 +45,6 @@ def real_codes() -> dict[str, list[np.ndarray]]:
     return {cs.name: cs.frames for cs in bundled_code_sets(MODELS)}
 
 
-def _grid(f: np.ndarray) -> tuple[int, int, int]:
-    return f.shape[0], int(np.prod(f.shape[1:-1])), f.shape[-1]
-
-
 def test_registered_and_round_trips_real_codes(real_codes):
     assert set(real_codes) == set(MODELS)
     for name, frames in real_codes.items():
@@ -69,34 +65,14 @@ def test_rate_against_zstd19(real_codes):
         assert ours <= 0.9 * ref, f"{name}: rans {ours} B vs zstd-19 {ref} B"
 
 
-def _edge_cases() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(12)
-    small = rng.laplace(0, 2, (5, 9, 13)).round().astype(np.int8)
-    big = np.clip(rng.laplace(0, 30, (3, 11, 17)), -128, 127).astype(np.int8)
-    big[0, 0, :4] = (-128, 127, -127, 15)
-    return {
-        "zeros": np.zeros((12, 64, 96), np.int8),
-        "const-minus128": np.full((3, 90, 10), -128, np.int8),
-        "const-127": np.full((2, 80, 8), 127, np.int8),
-        "one-code": np.array([[-128]], np.int8),
-        "uniform-noise (stored)": rng.integers(-128, 128, (4, 16, 16), dtype=np.int8),
-        "laplace-small": small,
-        "laplace-wide": big,
-        "1-D": small.reshape(5, -1).copy(),
-        "1-D one channel": rng.laplace(0, 1, (1, 3000)).round().astype(np.int8),
-        "3-D spatial": small.reshape(5, 3, 3, 13).copy(),
-        "one column": small[:, :, :1].copy(),
-    }
-
-
-@pytest.mark.parametrize("case", list(_edge_cases()))
+@pytest.mark.parametrize("case", list(FUZZ.edge_case_codes()))
 def test_edge_cases_round_trip_and_reference(case):
-    codes = _edge_cases()[case]
+    codes = FUZZ.edge_case_codes()[case]
     blob = CODER.encode(codes)
     assert len(blob) <= codes.size + 1
     assert np.array_equal(CODER.decode(blob, codes.shape), codes)
     if codes.size <= 20_000:
-        assert np.array_equal(REF.decode(blob, _grid(codes)).reshape(codes.shape), codes)
+        assert np.array_equal(REF.decode(blob, FUZZ.code_grid(codes)).reshape(codes.shape), codes)
     if case.endswith("(stored)"):
         assert blob[0] == REF.STORED
     elif case in ("zeros", "const-minus128", "const-127", "1-D one channel"):
@@ -115,7 +91,7 @@ def test_reference_decodes_native_bytes_of_real_codes(real_codes):
         blob = CODER.encode(f)
         assert blob[0] == REF.FORMAT
         configs.add(blob[1])
-        assert np.array_equal(REF.decode(blob, _grid(f)).reshape(f.shape), f)
+        assert np.array_equal(REF.decode(blob, FUZZ.code_grid(f)).reshape(f.shape), f)
     assert len(configs) >= 2, configs
     assert any(c & 8 for c in configs), configs  # left-difference channels (image codes)
 
@@ -142,7 +118,7 @@ def test_hostile_payloads_in_process(real_codes):
         except CorruptPayloadError:
             ours = None
         try:
-            ref = REF.decode(bytes(b), _grid(f)).reshape(f.shape)
+            ref = REF.decode(bytes(b), FUZZ.code_grid(f)).reshape(f.shape)
         except (ValueError, IndexError):
             ref = None
         assert (ours is None) == (ref is None) and (ours is None or np.array_equal(ours, ref))
