@@ -210,10 +210,27 @@ def summary_table(curves: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+#: the page fields that identify a page in the results JSON
+PAGE_ID = ("source", "font", "size_px", "x_height_px")
+
+
+def page_ids(pages) -> list[list]:
+    """What identifies each page (compared by --baselines-from)."""
+    return [[getattr(p, k) for k in PAGE_ID] for p in pages]
+
+
+def results_page_ids(res: dict) -> list[list]:
+    """The same identities as recorded in a doc_perception results JSON."""
+    return [[p[k] for k in PAGE_ID] for p in res["pages"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-pages", type=int, default=0, help="use only the first N pages (smoke runs)")
     ap.add_argument("--models", nargs="*", help="bundled RGB models (default: all)")
+    ap.add_argument("--baselines-from", type=Path, metavar="JSON",
+                    help="run only our models and take every other curve from an earlier run's JSON "
+                         "on the same pages (the baselines do not change when our models do)")
     ap.add_argument("--out", type=Path, default=pp.RESULTS, help="output folder (default benchmarks/results)")
     args = ap.parse_args(argv)
     models = pp.check_models(args.models)
@@ -229,8 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     clean = pooled_cer(pages, images)
     print(f"doc: {len(pages)} pages, clean CER {100 * clean['cer']:.2f} %", file=sys.stderr)
     curves = {"clean": [{"setting": "uncompressed", "bpp": 24.0, **clean}]}
-    curves.update(pp.run_points(images, pp.codec_settings(models, jpeg_q=JPEG_Q_DOC, webp_q=WEBP_Q_DOC),
-                                lambda dec: pooled_cer(pages, dec), "doc"))
+    settings = pp.codec_settings(models, jpeg_q=JPEG_Q_DOC, webp_q=WEBP_Q_DOC)
+    reused = {}
+    if args.baselines_from:
+        families = dict.fromkeys(s[0] for s in settings if s[0] != "ours")
+        reused = pp.earlier_curves(args.baselines_from, families, page_ids(pages), results_page_ids)
+        settings = [s for s in settings if s[0] == "ours"]
+    curves.update(pp.run_points(images, settings, lambda dec: pooled_cer(pages, dec), "doc"))
+    curves.update(reused)
     verdicts = pp.compare_with_webp(curves, "cer", *CER_RANGE, higher_is_better=False)
     tver = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     res = {
@@ -246,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - t0, 1),
         "env": pp.environment({"tesseract": tver}),
     }
+    if args.baselines_from:
+        res["baselines_from"] = str(args.baselines_from)
     pp.write_results(args.out, "doc_perception", res, [("cer", "character error rate (Tesseract 5, pooled)")],
                      f"OCR on {len(pages)} held-out 768×512 text pages", log_y=True)
     print(summary_table(curves))

@@ -110,6 +110,23 @@ def codec_settings(models: Sequence[str] | None = None, jpeg_q: Sequence[int] = 
     return out
 
 
+def earlier_curves(path: Path, families: Iterable[str], ids: list,
+                   read_ids: Callable[[dict], list]) -> dict[str, list[dict]]:
+    """The curves of ``families`` from an earlier run's JSON at ``path`` whose items
+    (``read_ids(json)``) equal this run's ``ids``: the baselines do not change when our models do,
+    so a re-run of ours can reuse them (``--baselines-from``)."""
+    try:
+        res = json.loads(Path(path).read_text())
+        got = read_ids(res)
+        curves = {fam: res["curves"][fam] for fam in families}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--baselines-from {path}: not a results JSON of this benchmark with the "
+                         f"curves {sorted(families)} ({e.__class__.__name__}: {e})") from None
+    if got != ids:
+        raise SystemExit(f"--baselines-from {path}: its {len(got)} items are not this run's {len(ids)}")
+    return curves
+
+
 def run_points(images: Sequence[np.ndarray], settings: Iterable[tuple[str, str, Codec]],
                score: Callable[[list[np.ndarray]], dict], tag: str) -> dict[str, list[dict]]:
     """Code every image with every setting; ``score(decoded images) -> dict of metrics`` gives the

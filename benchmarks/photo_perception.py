@@ -181,17 +181,9 @@ def confident(logits: np.ndarray) -> np.ndarray:
     return p.max(1) >= CONFIDENT
 
 
-def earlier_webp_curve(path: Path, names: list[str]) -> list[dict]:
-    """The WebP curve of an earlier run's JSON, checked to be on the same image names."""
-    try:
-        res = json.loads(Path(path).read_text())
-        got, curve = [im["name"] for im in res["images"]], res["curves"][pp.WEBP_FAMILY]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"--webp-from {path}: not a photo_perception JSON with a "
-                         f"{pp.WEBP_FAMILY} curve ({e.__class__.__name__}: {e})") from None
-    if got != names:
-        raise SystemExit(f"--webp-from {path}: its {len(got)} images are not this run's {len(names)}")
-    return curve
+def image_names(res: dict) -> list[str]:
+    """The image names of a photo_perception JSON (what --baselines-from checks)."""
+    return [im["name"] for im in res["images"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="bundled RGB models (default: all); with --split val also bundle folders")
     ap.add_argument("--split", choices=("test", "val"), default="test",
                     help="test: the held-out benchmark; val: train-split photos for model selection")
-    ap.add_argument("--webp-from", type=Path, metavar="JSON",
-                    help="with --split val: take the WebP curve from an earlier val run's JSON on the "
-                         "same images instead of coding WebP again (candidates only)")
+    ap.add_argument("--baselines-from", "--webp-from", type=Path, metavar="JSON",
+                    help="run only our models and take every other curve (WebP, JPEG, ...) from an "
+                         "earlier run's JSON of the same split and images (the baselines do not "
+                         "change when our models do)")
     ap.add_argument("--out", type=Path, default=pp.RESULTS, help="output folder (default benchmarks/results)")
     args = ap.parse_args(argv)
     val = args.split == "val"
@@ -215,15 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     clean = classify(images)
     print(f"photo: {len(images)} {args.split} images, classifier loaded", file=sys.stderr)
     settings = pp.codec_settings(models, webp_q=WEBP_Q_PHOTO)
-    if args.webp_from and not val:
-        ap.error("--webp-from is for --split val")
-    if val:
-        keep = ("ours",) if args.webp_from else ("ours", pp.WEBP_FAMILY)
-        settings = [s for s in settings if s[0] in keep]
+    families = dict.fromkeys(s[0] for s in settings if s[0] != "ours")
+    if val:  # candidates are compared with WebP only
+        families = {pp.WEBP_FAMILY: None}
+    reused = (pp.earlier_curves(args.baselines_from, families, names, image_names)
+              if args.baselines_from else {})
+    settings = [s for s in settings if s[0] == "ours" or (s[0] in families and s[0] not in reused)]
     curves = {"clean": [{"setting": "uncompressed", "bpp": 24.0, **agreement(clean, clean)}]}
     curves.update(pp.run_points(images, settings, lambda dec: agreement(clean, classify(dec)), "photo"))
-    if args.webp_from:
-        curves[pp.WEBP_FAMILY] = earlier_webp_curve(args.webp_from, names)
+    curves.update(reused)
     verdicts = pp.compare_with_webp(curves, "top1_agreement", *AGREE_RANGE, higher_is_better=True)
     verdicts_conf = pp.compare_with_webp(curves, "top1_agreement_confident", *AGREE_RANGE,
                                          higher_is_better=True)
@@ -239,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
            "rate": pp.RATE_NOTE,
            "seconds": round(time.perf_counter() - t0, 1),
            "env": pp.environment({"torch": torch.__version__})}
-    if args.webp_from:
-        res["webp_from"] = str(args.webp_from)
+    if args.baselines_from:
+        res["baselines_from"] = str(args.baselines_from)
     pp.write_results(args.out, "photo_perception_val" if val else "photo_perception", res,
                      [("top1_agreement", "top-1 agreement with the clean prediction (all)"),
                       ("top1_agreement_confident", f"top-1 agreement, images with clean top-1 p >= {CONFIDENT}")],

@@ -68,3 +68,17 @@ def test_clean_page_reads_back_and_jpeg_hurts():
     n, dec = pillow_codec("JPEG", quality=5)(p.image)
     assert n * 8 / (dp.WIDTH * dp.HEIGHT) < 1.0
     assert dp.cer(p.text, dp.ocr(dec)) > clean + 0.01
+
+
+@needs_fonts
+def test_baselines_from_matches_the_committed_results():
+    """--baselines-from identifies pages the way the committed results JSON records them, so a re-run
+    of our models can reuse that run's baseline curves; a different page set is refused."""
+    import json
+    from benchmarks import perception_points as pp
+    path = Path(dp.__file__).parent / "results" / "doc_perception.json"
+    pages = dp.held_out_pages()
+    curves = pp.earlier_curves(path, ["WebP"], dp.page_ids(pages), dp.results_page_ids)
+    assert curves["WebP"] == json.loads(path.read_text())["curves"]["WebP"]
+    with pytest.raises(SystemExit, match="items are not this run's"):
+        pp.earlier_curves(path, ["WebP"], dp.page_ids(pages[1:]), dp.results_page_ids)

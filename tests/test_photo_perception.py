@@ -75,14 +75,17 @@ def test_validation_set_is_train_side_and_framed_like_test(tmp_path):
         pp.check_models([str(tmp_path)], allow_folders=True)
     with pytest.raises(SystemExit, match="not a bundled RGB model"):
         pp.check_models([str(bundle)])
-    earlier = tmp_path / "val.json"   # --webp-from: reuse a WebP curve only on the same images
+    earlier = tmp_path / "val.json"   # --baselines-from: reuse curves only on the same images
+    webp = [{"setting": "q0", "bpp": 0.1}]
     earlier.write_text(json.dumps({"images": [{"name": n} for n in names],
-                                   "curves": {pp.WEBP_FAMILY: [{"setting": "q0", "bpp": 0.1}]}}))
-    assert ph.earlier_webp_curve(earlier, names) == [{"setting": "q0", "bpp": 0.1}]
-    with pytest.raises(SystemExit, match="are not this run's 6"):
-        ph.earlier_webp_curve(earlier, names[1:])
-    with pytest.raises(SystemExit, match="not a photo_perception JSON"):
-        ph.earlier_webp_curve(tmp_path / "missing.json", names)
+                                   "curves": {pp.WEBP_FAMILY: webp, "ours": []}}))
+    assert pp.earlier_curves(earlier, [pp.WEBP_FAMILY], names, ph.image_names) == {pp.WEBP_FAMILY: webp}
+    with pytest.raises(SystemExit, match="items are not this run's 6"):
+        pp.earlier_curves(earlier, [pp.WEBP_FAMILY], names[1:], ph.image_names)
+    with pytest.raises(SystemExit, match="not a results JSON"):
+        pp.earlier_curves(tmp_path / "missing.json", [pp.WEBP_FAMILY], names, ph.image_names)
+    with pytest.raises(SystemExit, match="AVIF"):  # a family the earlier run lacks
+        pp.earlier_curves(earlier, [pp.WEBP_FAMILY, "AVIF"], names, ph.image_names)
 
 
 def test_interpolation_and_verdicts():
