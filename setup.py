@@ -1,5 +1,9 @@
 """Native extension only; all package metadata lives in pyproject.toml.
 
+``encoder_runtime._scencoder`` runs the integer encoder on the host (encoder_runtime/csrc: the
+same codes as the int8 ONNX graph without ONNX Runtime; optional as well: without it the
+Encoder runs the ONNX graph).
+
 ``encoder_runtime._sclossless`` wraps the firmware's portable lossless coders
 (firmware_bridge/firmware/src/sc_lossless.c and sc_rans.c, the same sources the Cortex-M4 and
 aarch64 builds compile). It is optional: without a C compiler the install still works and the
@@ -18,6 +22,14 @@ NATIVE_EXTENSIONS = {
                     "firmware_bridge/firmware/src/sc_rans.c"],
         "include_dirs": ["firmware_bridge/firmware/include"],
         "extra_compile_args": ["-O2", "-std=c99"],
+    },
+    "encoder_runtime._scencoder": {
+        "sources": ["encoder_runtime/_scencoder.c", "encoder_runtime/csrc/sc_host_encoder.c"],
+        "include_dirs": ["encoder_runtime/csrc"],
+        "depends": ["encoder_runtime/csrc/sc_host_encoder.h",
+                    "encoder_runtime/csrc/sc_host_encoder_kernel.h"],
+        # -O3 vectorises the kernel; contraction to FMA is exact here (integer-valued sums)
+        "extra_compile_args": ["-O3", "-std=c99", "-ffp-contract=fast"],
     },
 }
 

@@ -35,6 +35,7 @@ from .bundle import SHA256_PATTERN, Bundle, BundleError, check_model_name, load_
 from .entropy import CoderUnavailableError, get_coder
 from .errors import ContainerError, DecodeLimitError, FrameError
 from .frame import FrameInfo, pack_frame, parse_frame
+from .native_encoder import NativeEncoderUnavailable, NativeKernel
 from .postfilter import apply as apply_postfilter, parse_postfilter
 
 #: Default cap on the values one decoded frame may hold (2**24: e.g. 2364x2364 RGB). Decoding
@@ -45,6 +46,30 @@ MAX_SAMPLES_ENV = "SENSORCODEC_MAX_DECODE_SAMPLES"
 
 class CodecError(ValueError):
     """The input does not fit the model (wrong modality, dtype, size...)."""
+
+
+ENCODER_GRAPHS = {"fp32": "encoder.onnx", "int8": "encoder_int8.onnx"}
+BACKENDS = ("native", "onnx", "auto")
+BACKEND_ENV = "SENSORCODEC_ENCODER_BACKEND"
+DEFAULT_BACKEND = "onnx"
+"""The backend when neither the caller nor the environment names one."""
+
+
+def _pick_backend(bundle: Bundle, backend: str | None) -> tuple[NativeKernel | None, str]:
+    """(native kernel or None, backend name) for ``backend`` (see :class:`Encoder`)."""
+    env = os.environ.get(BACKEND_ENV, "").strip()
+    want = backend or env or DEFAULT_BACKEND
+    if want not in BACKENDS:
+        where = "backend" if backend else f"environment variable {BACKEND_ENV}"
+        raise CodecError(f"{where}: unknown encoder backend {want!r} (native, onnx or auto)")
+    if want == "onnx":
+        return None, "onnx"
+    try:
+        return NativeKernel(bundle), "native"
+    except NativeEncoderUnavailable as exc:
+        if want == "native":
+            raise CodecError(f"encoder backend 'native' for model {bundle.name!r}: {exc}") from None
+        return None, "onnx"
 
 
 def _session(model: bytes, threads: int, spin: bool = True):
@@ -82,18 +107,37 @@ class _Model:
 
 
 class Encoder(_Model):
-    """Runs the integer-exact encoder graph and the lossless coder."""
+    """Runs the integer encoder and the lossless coder.
+
+    ``backend``: "native" (the integer kernel of ``encoder_runtime._scencoder`` on the bundle's
+    ``encoder_int.npz``), "onnx" (the ``variant`` graph on ONNX Runtime), "auto" (native where
+    the extension is built and the bundle can run on it, else onnx), or None: the environment
+    variable ``SENSORCODEC_ENCODER_BACKEND`` if set, else :data:`DEFAULT_BACKEND`. Every backend and variant writes the
+    same codes; ``variant`` names the graph the onnx backend runs (and the stream header keeps it).
+    """
 
     def __init__(self, bundle: Bundle, threads: int = 1, variant: str = "fp32",
-                 coder: str | None = None) -> None:
+                 coder: str | None = None, backend: str | None = None) -> None:
         super().__init__(bundle, threads)
-        files = {"fp32": "encoder.onnx", "int8": "encoder_int8.onnx"}
-        if variant not in files:
+        if variant not in ENCODER_GRAPHS:
             raise CodecError(f"unknown encoder variant {variant!r} (fp32 or int8)")
         self.variant = variant
-        self._sess = _session(bundle.read_verified(files[variant]), threads)
         self.coder = get_coder(coder or bundle.manifest["coder"]["default"])
         self._local = threading.local()      # per thread: IOBinding + output buffers by shape
+        self._onnx, self._onnx_lock = None, threading.Lock()
+        bundle.file(ENCODER_GRAPHS[variant])  # BundleError now if the bundle lacks the graph
+        self._native, self.backend = _pick_backend(bundle, backend)
+        if self.backend == "onnx":
+            _ = self._sess                   # load (and verify) the graph now, not on frame 1
+
+    @property
+    def _sess(self):
+        """The ``variant`` graph's ONNX Runtime session (built on first use)."""
+        with self._onnx_lock:
+            if self._onnx is None:
+                self._onnx = _session(self.bundle.read_verified(ENCODER_GRAPHS[self.variant]),
+                                      self.threads)
+        return self._onnx
 
     # --- input handling -------------------------------------------------------------------
     def _to_batch(self, array: np.ndarray) -> tuple[np.ndarray, str]:
@@ -162,26 +206,35 @@ class Encoder(_Model):
     def codes(self, array: np.ndarray) -> np.ndarray:
         """The integer codes (N, C_lat, *latent) int8 for one frame."""
         batch, _ = self._to_batch(array)
+        if self._native is not None:
+            return self._native.encode_into(batch, np.empty(self._native.code_shape(batch.shape),
+                                                            np.int8))
         return self._sess.run(None, {"samples": batch})[0]
 
     def _codes_into_buffer(self, batch: np.ndarray) -> np.ndarray:
-        """The graph's codes for ``batch`` in this thread's reused output buffer for its shape.
+        """The codes for ``batch`` in this thread's reused output buffer for its shape.
 
-        The samples are bound in place and the int8 codes land in a buffer allocated once per
-        input shape (and thread): no per-frame allocation or copy between graph and coder. The
+        The samples are read in place and the int8 codes land in a buffer allocated once per
+        input shape (and thread): no per-frame allocation or copy between encoder and coder. The
         buffer is overwritten by the next frame of the same shape in the same thread.
         """
-        import onnxruntime as ort
         loc = self._local
-        if not hasattr(loc, "io"):
-            loc.io, loc.out = self._sess.io_binding(), {}
+        if not hasattr(loc, "out"):
+            loc.out = {}
         out = loc.out.get(batch.shape)
         if out is None:
             if len(loc.out) >= 8:                   # a stream of ever-new shapes: keep a few
                 loc.out.clear()
             lat = tuple(n // k for n, k in zip(batch.shape[1:-1], self.bundle.block))
             buf = np.empty((batch.shape[0], self.bundle.latent_channels) + lat, np.int8)
-            out = loc.out[batch.shape] = (buf, ort.OrtValue.ortvalue_from_numpy(buf))
+            out = loc.out[batch.shape] = (buf, None)
+        if self._native is not None:
+            return self._native.encode_into(batch, out[0])
+        import onnxruntime as ort
+        if out[1] is None:
+            out = loc.out[batch.shape] = (out[0], ort.OrtValue.ortvalue_from_numpy(out[0]))
+        if not hasattr(loc, "io"):
+            loc.io = self._sess.io_binding()
         loc.io.bind_cpu_input("samples", batch)
         loc.io.bind_ortvalue_output("codes", out[1])
         try:

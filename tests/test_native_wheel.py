@@ -40,6 +40,10 @@ GUEST_WHEELS = {  # what the guest runtime imports besides sensorcodec: (version
     "zstandard": ("0.25.0", "01582723b3ccd6939ab7b3a78622c573799d5d8737b534b86d0e06ac18dbde4a"),
 }
 
+WHEEL_EXTENSIONS = {"encoder_runtime/_sclossless.abi3.so": b"PyInit__sclossless",
+                    "encoder_runtime/_scencoder.abi3.so": b"PyInit__scencoder"}
+"""The extensions a device wheel adds to the pure one (setup.py NATIVE_EXTENSIONS), and their init."""
+
 NATIVE_CODERS = ("ctx-ac", "rans")
 """The coders in the extension (encoder_runtime._sclossless); each is checked where built here."""
 
@@ -121,7 +125,7 @@ def test_wheel_tags_record_and_reproducible(arch, pure_wheel, tmp_path):
     assert again.read_bytes() == whl.read_bytes(), "the same sources must give the same wheel bytes"
     with zipfile.ZipFile(whl) as zf:
         names = zf.namelist()
-        so = zf.read("encoder_runtime/_sclossless.abi3.so")
+        sos = {name: zf.read(name) for name in WHEEL_EXTENSIONS}
         wheel_meta = zf.read("sensorcodec-0.1.0.dist-info/WHEEL").decode()
         record = zf.read("sensorcodec-0.1.0.dist-info/RECORD").decode().splitlines()
         for line in record:  # every file listed once with its hash and size
@@ -133,14 +137,15 @@ def test_wheel_tags_record_and_reproducible(arch, pure_wheel, tmp_path):
             assert digest == f"sha256={want}" and int(size) == len(data), name
         assert sorted(ln.rsplit(",", 2)[0] for ln in record) == sorted(names)
         with zipfile.ZipFile(pure_wheel) as pz:  # the pure wheel's files, plus the extension
-            assert set(names) - set(pz.namelist()) == {"encoder_runtime/_sclossless.abi3.so"}
+            assert set(names) - set(pz.namelist()) == set(WHEEL_EXTENSIONS)
     assert "Root-Is-Purelib: false" in wheel_meta and f"Tag: cp311-abi3-manylinux2014_{arch}" in wheel_meta
     elf_machine = {"x86_64": 62, "aarch64": 183}[arch]
-    assert so[:4] == b"\x7fELF" and int.from_bytes(so[18:20], "little") == elf_machine
-    assert b"libpython" not in so and b"PyInit__sclossless" in so
-    so_path = tmp_path / "x.so"
-    so_path.write_bytes(so)
-    assert glibc_floor(so_path) == (2, 17)  # what manylinux2014 promises (Debian 12 has 2.36)
+    for name, so in sos.items():
+        assert so[:4] == b"\x7fELF" and int.from_bytes(so[18:20], "little") == elf_machine, name
+        assert b"libpython" not in so and WHEEL_EXTENSIONS[name] in so, name
+        so_path = tmp_path / "x.so"
+        so_path.write_bytes(so)
+        assert glibc_floor(so_path) == (2, 17), name  # what manylinux2014 promises (Debian 12 has 2.36)
 
 
 def test_x86_64_wheel_installs_and_writes_the_extension_bytes(codes, tmp_path):
@@ -192,7 +197,7 @@ def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsy
     (whl,) = (tmp_path / "rpi4" / "wheelhouse").glob("*.whl")
     assert whl.name.endswith("-cp311-abi3-manylinux2014_aarch64.whl")
     assert t["sensorcodec_wheel"] == {"file": whl.name, "native": True, "abi": "cp311-abi3",
-                                      "modules": ["encoder_runtime._sclossless"]}
+                                      "modules": ["encoder_runtime._scencoder", "encoder_runtime._sclossless"]}
     target = get_target("rpi4")
     try:
         root = ensure_arm_root(DEFAULT_CACHE_DIR, target.python_version, target.qemu_cpu)

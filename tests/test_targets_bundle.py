@@ -88,7 +88,7 @@ def test_target_bundle_without_wheelhouse(toy, tmp_path, target):
     # the target's architecture, with the native ctx-ac coder (tests/test_native_wheel.py)
     (whl,) = (out / "wheelhouse").iterdir()
     assert t["sensorcodec_wheel"] == {"file": whl.name, "native": True, "abi": "cp311-abi3",
-                                      "modules": ["encoder_runtime._sclossless"]}
+                                      "modules": ["encoder_runtime._scencoder", "encoder_runtime._sclossless"]}
     assert whl.name.endswith(f"-cp311-abi3-manylinux2014_{tgt.arch}.whl")
     assert t["ort_format"]["target_platform"] == tgt.ort_target_platform
     assert t["source_bundle"]["manifest_sha256"]
