@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--format", help="format for -o - (default png for images, wav for audio, "
                    "else npy)")
     d.add_argument("--no-postfilter", dest="postfilter", action="store_false",
-                   help="skip the model's decoder-side post-filter (audio noise floor), if any")
+                   help="skip the model's decoder-side stages, if any (audio: post-filter "
+                   "noise floor and latent noise fill)")
     d.set_defaults(func=cmd_decode, errors_name_input=True)
     i = sub.add_parser("info", help="show a stream's header and records")
     i.add_argument("input", type=Path)

