@@ -12,6 +12,9 @@ included), passes interleaved across rows, median of ``--repeats``:
   split over 2 ONNX Runtime threads: the latency path).
 * ``2 threads, frames in parallel``: ``Decoder(threads=2).frames`` (two frames at once, one core
   each: the throughput path of ``sensor-codec decode`` and ``sensor-receive --decode``).
+* ``int8, 1 thread`` / ``int8, 2 threads, frames in parallel``: the same with
+  ``variant="int8"`` (the static-int8 decoder graph, export/decoder_int8.py), when the model's
+  bundle has one. Every row also reports the mean PSNR of its images.
 
 MP/s are wall-clock (what 2 cores deliver) with the best pass beside the median; ``mps_cpu`` is
 megapixels per second of process CPU time. The machine may be shared (load average at start and
@@ -40,9 +43,15 @@ from benchmarks.lossless import machine_info  # noqa: E402
 from benchmarks.report import write_results  # noqa: E402
 from encoder_runtime import Decoder, Encoder, container  # noqa: E402
 from encoder_runtime.bundle import default_model  # noqa: E402
+from encoder_runtime.codec import DECODER_FILES  # noqa: E402
+from encoder_runtime.metrics import psnr_db  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 TARGET_MPS_2_CORES = 3.0
+
+
+INT8_ROWS = {"int8, 1 thread": "1 thread",
+             "int8, 2 threads, frames in parallel": "2 threads, frames in parallel"}
 
 
 def decoder_rows(name: str, blob: bytes) -> dict[str, Callable[[], list[np.ndarray]]]:
@@ -53,6 +62,10 @@ def decoder_rows(name: str, blob: bytes) -> dict[str, Callable[[], list[np.ndarr
     rows = {"1 thread": lambda: one.frames(blob),
             "2 threads, intra-op": lambda: [two.decode_frame(header, p) for p in payloads],
             "2 threads, frames in parallel": lambda: two.frames(blob)}
+    if DECODER_FILES["int8"] in one.bundle.manifest["files"]:
+        one8, two8 = (Decoder.load(name, threads=t, variant="int8") for t in (1, 2))
+        rows["int8, 1 thread"] = lambda: one8.frames(blob)
+        rows["int8, 2 threads, frames in parallel"] = lambda: two8.frames(blob)
     for fn in rows.values():
         fn()                                                     # build sessions, warm up
     return rows
@@ -88,6 +101,9 @@ def plot(result: dict, path: Path) -> None:
     y = np.arange(len(names))
     idle = {"1 thread": rows["1 thread"]["mps_cpu"],
             "2 threads, frames in parallel": result["two_cores"]["idle_estimate_mps"]}
+    if "int8" in result["two_cores"]:
+        idle["int8, 1 thread"] = rows["int8, 1 thread"]["mps_cpu"]
+        idle["int8, 2 threads, frames in parallel"] = result["two_cores"]["int8"]["idle_estimate_mps"]
     ax.barh(y + 0.27, [rows[k]["mps"] for k in names], 0.27, label="wall-clock, median pass",
             color="tab:blue")
     ax.barh(y, [rows[k]["mps_best"] for k in names], 0.27, label="wall-clock, best pass",
@@ -130,16 +146,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{info['cpu']} | {info['cores']} cores | ORT {info['onnxruntime']} | {name} | "
           f"{len(photos)} photos {photos[0].shape} from {source} | load {info['loadavg_start'][0]:.2f}")
     rows = decoder_rows(name, blob)
-    ref = rows["1 thread"]()
-    for k, fn in rows.items():                   # every path gives the same images
-        if not all(np.array_equal(a, b) for a, b in zip(fn(), ref)):
-            raise AssertionError(f"decoder row {k!r} differs from the 1-thread decode")
+    refs = {k: rows[k]() for k in ("1 thread", "int8, 1 thread") if k in rows}
+    quality = {}
+    for k, fn in rows.items():                   # every path of a variant gives the same images
+        ref_key = "int8, 1 thread" if k.startswith("int8") else "1 thread"
+        got = fn()
+        if not all(np.array_equal(a, b) for a, b in zip(got, refs[ref_key])):
+            raise AssertionError(f"decoder row {k!r} differs from the {ref_key!r} decode")
+        quality[k] = float(np.mean([psnr_db(np.mean((a.astype(np.float64) - p) ** 2))
+                                    for a, p in zip(got, photos)]))
     res = time_rows(rows, mp, len(photos), repeats)
     for k, r in res.items():
-        print(f"  {k:32s} {r['mps']:6.2f} MP/s wall (best {r['mps_best']:.2f}), "
-              f"{r['mps_cpu']:.2f} MP/s per CPU-second, {r['cpu_per_wall']:.2f} cores busy")
+        r["psnr_db"] = quality[k]
+    for k, r in res.items():
+        print(f"  {k:36s} {r['mps']:6.2f} MP/s wall (best {r['mps_best']:.2f}), "
+              f"{r['mps_cpu']:.2f} MP/s per CPU-second, {r['cpu_per_wall']:.2f} cores busy, "
+              f"{r['psnr_db']:.2f} dB")
     best2 = max(v["mps"] for k, v in res.items() if k.startswith("2 threads"))
     idle = 2 * res["2 threads, frames in parallel"]["mps_cpu"]
+    int8 = {}
+    if "int8, 1 thread" in res:
+        w8 = res["int8, 2 threads, frames in parallel"]["mps"]
+        i8 = 2 * res["int8, 2 threads, frames in parallel"]["mps_cpu"]
+        int8 = {"int8": {"wall_mps": w8, "idle_estimate_mps": i8,
+                         "psnr_delta_db": res["int8, 1 thread"]["psnr_db"] - res["1 thread"]["psnr_db"],
+                         "meets_goal_wall": w8 >= TARGET_MPS_2_CORES,
+                         "meets_goal_idle_estimate": i8 >= TARGET_MPS_2_CORES}}
     result = {"benchmark": "decoder_speed", "command": "python -m benchmarks.decoder_speed",
               "machine": info, "model": name,
               "frames": {"count": len(photos), "shape": list(photos[0].shape), "source": source},
@@ -147,9 +179,13 @@ def main(argv: list[str] | None = None) -> int:
               "two_cores": {"wall_mps": best2, "idle_estimate_mps": idle,
                             "goal_mps": TARGET_MPS_2_CORES,
                             "meets_goal_wall": best2 >= TARGET_MPS_2_CORES,
-                            "meets_goal_idle_estimate": idle >= TARGET_MPS_2_CORES}}
+                            "meets_goal_idle_estimate": idle >= TARGET_MPS_2_CORES, **int8}}
     print(f"2 cores: {best2:.2f} MP/s wall-clock, {idle:.2f} MP/s idle-machine estimate "
           f"(goal {TARGET_MPS_2_CORES})")
+    if int8:
+        print(f"2 cores, int8 decoder: {int8['int8']['wall_mps']:.2f} MP/s wall-clock, "
+              f"{int8['int8']['idle_estimate_mps']:.2f} MP/s idle-machine estimate, PSNR "
+              f"{int8['int8']['psnr_delta_db']:+.3f} dB vs fp32")
     write_results(result, args.out, None if args.no_plot else plot)
     return 0
 

@@ -192,7 +192,8 @@ def cmd_decode(args) -> int:
             raise MediaError(f"--frame {args.frame}: expected 1..{len(frames)} "
                              f"({source} holds {len(frames)} frames)")
         frames = [frames[args.frame - 1]]
-    dec = Decoder.for_header(header, threads=args.threads, postfilter=args.postfilter)
+    dec = Decoder.for_header(header, threads=args.threads, postfilter=args.postfilter,
+                             variant=args.decoder_variant)
     arrays = dec.decode_frames(header, [f.payload for f in frames])
     meta = header.get("meta")
     if len(arrays) > 1 and modality_of(out) in ("audio", "video"):
@@ -346,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-postfilter", dest="postfilter", action="store_false",
                    help="skip the model's decoder-side stages, if any (audio: post-filter "
                    "noise floor and latent noise fill)")
+    d.add_argument("--decoder-variant", choices=("fp32", "int8"), default="fp32",
+                   help="decoder graph: fp32 (default) or the static-int8 one (faster, slightly "
+                        "lower PSNR; only models whose bundle has decoder_int8.onnx)")
     d.set_defaults(func=cmd_decode, errors_name_input=True)
     i = sub.add_parser("info", help="show a stream's header and records")
     i.add_argument("input", type=Path)

@@ -39,6 +39,11 @@ from .native_encoder import NativeEncoderUnavailable, NativeKernel
 from .noisefill import apply as apply_noise_fill, parse_noise_fill
 from .postfilter import apply as apply_postfilter, parse_postfilter
 
+#: Decoder graph file per variant (the int8 one reads its weights from decoder.onnx).
+DECODER_FILES = {"fp32": "decoder.onnx", "int8": "decoder_int8.onnx"}
+#: decoder_int8.onnx metadata: sha256 of the decoder.onnx it takes its weights from.
+INT8_WEIGHTS_KEY = "sensorcodec.weights_sha256"
+
 #: Default cap on the values one decoded frame may hold (2**24: e.g. 2364x2364 RGB). Decoding
 #: peaks at about 90 bytes per value (float32 activations of the decoder graph), ~1.5 GB here.
 DEFAULT_MAX_SAMPLES = 1 << 24
@@ -73,8 +78,12 @@ def _pick_backend(bundle: Bundle, backend: str | None) -> tuple[NativeKernel | N
         return None, "onnx"
 
 
-def _session(model: bytes, threads: int, spin: bool = True):
+def _session(model: bytes, threads: int, spin: bool = True,
+             external: dict[str, bytes] | None = None):
     """An ONNX Runtime session from verified model bytes (never from a path read later).
+
+    ``external``: file name → verified bytes for tensors the model keeps as ONNX external data
+    (the int8 decoder's weights live in the bundle's decoder.onnx).
 
     ``spin=False``: idle intra-op threads sleep instead of busy-waiting between nodes (the
     decoder's many nodes: ~30 % less CPU per frame on 2 threads, and faster on a shared machine).
@@ -87,6 +96,10 @@ def _session(model: bytes, threads: int, spin: bool = True):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    if external:
+        names = list(external)
+        opts.add_external_initializers_from_files_in_memory(
+            names, [external[n] for n in names], [len(external[n]) for n in names])
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
@@ -335,11 +348,22 @@ class Decoder(_Model):
     (:mod:`encoder_runtime.postfilter`) unless ``postfilter=False``, and those with a
     ``noise_fill`` field fill their zero codes before the decoder graph
     (:mod:`encoder_runtime.noisefill`) unless ``noise_fill=False`` (default: as ``postfilter``).
+    ``variant="int8"`` runs the bundle's static-int8 decoder graph (``decoder_int8.onnx``, made by
+    export/decoder_int8.py for some image models): faster, a little lower PSNR (docs/models.md).
     """
 
     def __init__(self, bundle: Bundle, threads: int = 1, max_samples: int | None = None,
-                 postfilter: bool = True, noise_fill: bool | None = None) -> None:
+                 postfilter: bool = True, noise_fill: bool | None = None,
+                 variant: str = "fp32") -> None:
         super().__init__(bundle, threads)
+        if variant not in DECODER_FILES:
+            raise CodecError(f"unknown decoder variant {variant!r} (fp32 or int8)")
+        if DECODER_FILES[variant] not in bundle.manifest["files"]:
+            have = [v for v, f in DECODER_FILES.items() if f in bundle.manifest["files"]]
+            raise CodecError(f"model {bundle.name!r} has no {variant} decoder "
+                             f"({DECODER_FILES[variant]} is not in {bundle.path / 'manifest.json'});"
+                             f" it has: {', '.join(have)}")
+        self.variant = variant
         self.max_samples = default_max_samples() if max_samples is None else int(max_samples)
         where = str(bundle.path / "manifest.json")
         audio = bundle.modality == "audio"
@@ -354,7 +378,8 @@ class Decoder(_Model):
 
     @classmethod
     def for_header(cls, header: dict, *, threads: int = 1, models_dir: Path | None = None,
-                   max_samples: int | None = None, postfilter: bool = True) -> "Decoder":
+                   max_samples: int | None = None, postfilter: bool = True,
+                   variant: str = "fp32") -> "Decoder":
         """The decoder for a stream header: the model it names, sha256-checked.
 
         The name is looked up among the bundled models, or only in ``models_dir`` when given
@@ -378,7 +403,7 @@ class Decoder(_Model):
             raise BundleError(f"stream was encoded with a different version of model {name!r} "
                               f"(manifest sha256 {want[:12]}…, installed "
                               f"{bundle.manifest_sha256[:12]}…)")
-        return cls(bundle, threads, max_samples, postfilter)
+        return cls(bundle, threads, max_samples, postfilter, variant=variant)
 
     @classmethod
     def for_stream(cls, blob: bytes, **kw) -> "Decoder":
@@ -403,8 +428,23 @@ class Decoder(_Model):
         with self._lock:
             sess = self._sessions.get(threads)
             if sess is None:
-                sess = self._sessions[threads] = _session(
-                    self.bundle.read_verified("decoder.onnx"), threads, spin=False)
+                sess = self._sessions[threads] = self._build_session(threads)
+        return sess
+
+    def _build_session(self, threads: int):
+        fp32 = self.bundle.read_verified(DECODER_FILES["fp32"])
+        if self.variant == "fp32":
+            return _session(fp32, threads, spin=False)
+        name = DECODER_FILES[self.variant]
+        sess = _session(self.bundle.read_verified(name), threads, spin=False,
+                        external={DECODER_FILES["fp32"]: fp32})
+        made_for = sess.get_modelmeta().custom_metadata_map.get(INT8_WEIGHTS_KEY)
+        have = self.bundle.manifest["files"][DECODER_FILES["fp32"]]["sha256"]
+        if made_for != have:
+            raise BundleError(f"{self.bundle.path / name}: metadata {INT8_WEIGHTS_KEY}="
+                              f"{str(made_for)[:12]}… but the bundle's decoder.onnx is "
+                              f"{have[:12]}… (remake it: python -m export.decoder_int8 "
+                              f"{self.bundle.name})")
         return sess
 
     def decode_codes(self, codes: np.ndarray, *, threads: int | None = None) -> np.ndarray:

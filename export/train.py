@@ -414,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="(audio) decoder-side latent noise fill: zero codes become U(-W/2, W/2) "
                          "before the decoder (encoder_runtime/noisefill.py); the decoder-only "
                          "phase trains with it and the bundle manifest records it")
+    ap.add_argument("--int8-decoder", action="store_true",
+                    help="(image, bundled photos) also write decoder_int8.onnx, a static-int8 "
+                         "decoder calibrated on the train photos (export/decoder_int8.py; ~1 min)")
     ap.add_argument("--install", action="store_true",
                     help="also copy the bundle into encoder_runtime/models/NAME")
     return ap
@@ -649,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     write_bundle(codec, out_dir / "bundle", name, card=card, operating_point=op,
                  sample_info=sample_info, default=args.default, postfilter=postfilter,
                  noise_fill=noise_fill)
+    if args.int8_decoder and cfg.modality == "image" and not args.data:
+        from .decoder_int8 import write_int8_decoder
+        write_int8_decoder(out_dir / "bundle")
     print(f"{name}: bundle written in {time.time() - t_export:.1f} s", file=sys.stderr, flush=True)
     if args.install:
         import shutil

@@ -44,9 +44,12 @@ def test_decoder_speed_benchmark_smoke(tmp_path):
     out = tmp_path / "d.json"
     assert decoder_speed.main(["--quick", "--no-plot", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert set(r["rows"]) == {"1 thread", "2 threads, intra-op", "2 threads, frames in parallel"}
-    assert all(v["mps"] > 0 and v["mps_cpu"] > 0 for v in r["rows"].values())
+    assert set(r["rows"]) == {"1 thread", "2 threads, intra-op", "2 threads, frames in parallel",
+                              "int8, 1 thread", "int8, 2 threads, frames in parallel"}
+    assert all(v["mps"] > 0 and v["mps_cpu"] > 0 and v["psnr_db"] > 20 for v in r["rows"].values())
     assert r["two_cores"]["goal_mps"] == 3.0 and r["two_cores"]["idle_estimate_mps"] > 0
+    assert r["two_cores"]["int8"]["idle_estimate_mps"] > 0
+    assert -1 < r["two_cores"]["int8"]["psnr_delta_db"] < 0.5
 
 
 def _plain_encode_frame(enc: Encoder, array: np.ndarray) -> bytes:
