@@ -2,8 +2,10 @@
  * this module unchanged: firmware_bridge/firmware/src/sc_lossless.c (ctx-ac) and src/sc_rans.c
  * (rans).
  *
- *   encode(codes: buffer of int8, channels, rows, cols) -> bytes          (ctx-ac)
- *   decode(data: buffer, channels, rows, cols) -> bytes  (channels*rows*cols int8 codes)
+ *   encode(codes: buffer of int8, channels, rows, cols) -> bytes          (ctx-ac, format 3)
+ *   decode(data: buffer, channels, rows, cols) -> bytes  (channels*rows*cols int8 codes; ctx-ac
+ *       formats 1 and 3)
+ *   encode_format1: ctx-ac's format 1 (before run mode), for tests of old streams
  *   rans_encode / rans_decode: the same for the static rANS coder
  *
  * Errors: ValueError("<coder>: <status text>") for bad payloads or arguments; the GIL is
@@ -18,11 +20,11 @@
 #include "sc_lossless.h"
 #include "sc_rans.h"
 
-/* One coder: its C entry points (with a work area; ctx-ac needs none) and its payload floor. */
+/* One coder: its C entry points (with a work area; ctx-ac needs none) and its payload floors. */
 typedef struct {
     const char *name;
-    unsigned format;             /* byte 0 of a coded (not stored) payload */
-    unsigned max_codes_per_byte; /* more codes than this per payload byte cannot be coded */
+    unsigned format[2];             /* byte 0 of a coded (not stored) payload */
+    unsigned max_codes_per_byte[2]; /* of each format: more codes per payload byte cannot be coded */
     size_t (*enc_work)(uint32_t channels);
     size_t (*dec_work)(uint32_t channels);
     int (*enc)(const int8_t *, uint32_t, uint32_t, uint32_t, uint8_t *, size_t, size_t *, void *,
@@ -39,6 +41,13 @@ static int ctx_enc(const int8_t *codes, uint32_t c, uint32_t r, uint32_t w, uint
     return sc_ll_encode(codes, c, r, w, out, cap, out_len);
 }
 
+static int ctx1_enc(const int8_t *codes, uint32_t c, uint32_t r, uint32_t w, uint8_t *out,
+                    size_t cap, size_t *out_len, void *work, size_t work_len)
+{
+    (void)work, (void)work_len;
+    return sc_ll_encode_format(codes, c, r, w, SC_LL_FORMAT_AC, out, cap, out_len);
+}
+
 static int ctx_dec(const uint8_t *in, size_t len, uint32_t c, uint32_t r, uint32_t w, int8_t *out,
                    void *work, size_t work_len)
 {
@@ -46,11 +55,25 @@ static int ctx_dec(const uint8_t *in, size_t len, uint32_t c, uint32_t r, uint32
     return sc_ll_decode(in, len, c, r, w, out);
 }
 
-/* A ctx-ac code costs at least ~1/1100 byte (the most probable bit has probability
- * < 65498/65536): 16384 keeps a margin of 1.7x. */
-static const coder_t CTX_AC = {"ctx-ac", SC_LL_FORMAT_AC, 16384u, no_work, no_work, ctx_enc, ctx_dec};
-static const coder_t RANS = {"rans", SC_RANS_FORMAT, SC_RANS_MAX_CODES_PER_BYTE, sc_rans_enc_work,
-                             sc_rans_dec_work, sc_rans_encode, sc_rans_decode};
+/* A ctx-ac format-1 code costs at least ~1/1100 byte (the most probable bit has probability
+ * < 65498/65536): 16384 keeps a margin of 1.7x; in format 3 one such bit covers up to 16 codes. */
+#define CTX_AC_FORMATS {SC_LL_FORMAT_RUN, SC_LL_FORMAT_AC}, {16u * 16384u, 16384u}
+static const coder_t CTX_AC = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, ctx_enc, ctx_dec};
+static const coder_t CTX_AC1 = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, ctx1_enc, ctx_dec};
+static const coder_t RANS = {"rans", {SC_RANS_FORMAT, SC_RANS_FORMAT},
+                             {SC_RANS_MAX_CODES_PER_BYTE, SC_RANS_MAX_CODES_PER_BYTE},
+                             sc_rans_enc_work, sc_rans_dec_work, sc_rans_encode, sc_rans_decode};
+
+/* Most codes a coded payload of len bytes can hold (0: not a coded payload of this coder). */
+static unsigned long long max_codes(const coder_t *k, const uint8_t *buf, Py_ssize_t len)
+{
+    int i;
+    if (len < 1) return 0;
+    for (i = 0; i < 2; i++)
+        if (buf[0] == k->format[i])
+            return ((unsigned long long)len + 16u) * k->max_codes_per_byte[i];
+    return 0;
+}
 
 static int dims_ok(const coder_t *k, unsigned long long c, unsigned long long r,
                    unsigned long long w, Py_ssize_t *n)
@@ -118,6 +141,7 @@ static PyObject *decode(const coder_t *k, PyObject *args)
     PyObject *out;
     size_t wlen;
     void *work;
+    unsigned long long limit;
     int st;
     if (!PyArg_ParseTuple(args, "y*KKK", &buf, &c, &r, &w)) return NULL;
     if (!dims_ok(k, c, r, w, &n)) { PyBuffer_Release(&buf); return NULL; }
@@ -128,10 +152,10 @@ static PyObject *decode(const coder_t *k, PyObject *args)
         return NULL;
     }
     /* a short coded payload cannot declare a huge array: reject before allocating */
-    if (buf.len >= 1 && ((const uint8_t *)buf.buf)[0] == k->format
-        && (unsigned long long)n > ((unsigned long long)buf.len + 16u) * k->max_codes_per_byte) {
+    limit = max_codes(k, (const uint8_t *)buf.buf, buf.len);
+    if (limit && (unsigned long long)n > limit) {
         PyErr_Format(PyExc_ValueError, "%s: %zd payload bytes cannot hold %zd codes "
-                     "(at most %u per byte)", k->name, buf.len, n, k->max_codes_per_byte);
+                     "(at most %llu)", k->name, buf.len, n, limit);
         PyBuffer_Release(&buf);
         return NULL;
     }
@@ -152,12 +176,15 @@ static PyObject *decode(const coder_t *k, PyObject *args)
 }
 
 static PyObject *py_encode(PyObject *self, PyObject *args) { (void)self; return encode(&CTX_AC, args); }
+static PyObject *py_encode1(PyObject *self, PyObject *args) { (void)self; return encode(&CTX_AC1, args); }
 static PyObject *py_decode(PyObject *self, PyObject *args) { (void)self; return decode(&CTX_AC, args); }
 static PyObject *py_rans_encode(PyObject *self, PyObject *args) { (void)self; return encode(&RANS, args); }
 static PyObject *py_rans_decode(PyObject *self, PyObject *args) { (void)self; return decode(&RANS, args); }
 
 static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS, "encode(codes, channels, rows, cols) -> bytes (ctx-ac)"},
+    {"encode_format1", py_encode1, METH_VARARGS,
+     "encode_format1(codes, channels, rows, cols) -> bytes (ctx-ac format 1, for old-stream tests)"},
     {"decode", py_decode, METH_VARARGS, "decode(data, channels, rows, cols) -> bytes (ctx-ac)"},
     {"rans_encode", py_rans_encode, METH_VARARGS, "rans_encode(codes, channels, rows, cols) -> bytes"},
     {"rans_decode", py_rans_decode, METH_VARARGS, "rans_decode(data, channels, rows, cols) -> bytes"},

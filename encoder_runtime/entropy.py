@@ -23,9 +23,10 @@ Coders (``available_coders()`` lists those that can run here):
     Context-modelled adaptive binary arithmetic coding (contexts from the already-coded
     neighbours, the previous channel and the local activity) in portable C shared with the
     firmware (``firmware_bridge/firmware/src/sc_lossless.c``), via the extension module
-    ``encoder_runtime._sclossless``; unavailable when the extension was not built. About
-    0.59-0.85x the size of zstd-19 on the bundled models' codes (80-96 M codes/s encode on the
-    image models, 50-90 on audio, one core); bitstream in docs/container-format.md.
+    ``encoder_runtime._sclossless``; unavailable when the extension was not built. Writes
+    format 3 (format 1 plus, on rows of >= 16 codes, a per-channel left-difference predictor
+    and flags that skip all-zero blocks of 16 values); format-1 streams still decode. See
+    README for its size and speed; bitstream in docs/container-format.md.
 ``rans`` (optional, native)
     Static rANS: per-frame 12-bit frequency tables in the payload, one per context class of the
     left / upper neighbours (shared or per channel, the encoder picks the smaller), of the codes
@@ -739,8 +740,9 @@ class CtxAcCoder(_Coder):
     the previous channel: the firmware's portable C coder
     (``firmware_bridge/firmware/src/sc_lossless.c``) through the extension module
     ``encoder_runtime._sclossless``, so the Python runtime, the Cortex-M4 firmware and the
-    aarch64 builds write the same bytes. Payload: a format byte (1 = coded, 0 = stored raw
-    codes), see docs/container-format.md. Unavailable when the extension was not built.
+    aarch64 builds write the same bytes. Payload: a format byte (3 = coded, 1 = coded by an
+    older version, 0 = stored raw codes), see docs/container-format.md. Unavailable when the
+    extension was not built.
     """
 
     def __init__(self) -> None:

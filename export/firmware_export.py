@@ -90,8 +90,9 @@ Use in your firmware:
     {call}
 
 To send fewer bytes, code the int8 codes losslessly on the MCU with the `ctx-ac` coder
-(`include/sc_lossless.h`; no malloc, ~3.5 KB of stack); the payload is byte for byte what the
-Python runtime's `get_coder("ctx-ac").encode(codes)` writes, and the host decodes it with
+(`include/sc_lossless.h`; no malloc, ~6.5 KB of stack to encode, ~3.2 KB to decode); the
+payload is byte for byte what the Python runtime's `get_coder("ctx-ac").encode(codes)` writes,
+and the host decodes it with
 `get_coder("ctx-ac").decode(payload, codes_shape)`:
 
     #include "sc_lossless.h"

@@ -1,5 +1,6 @@
-"""Pure-Python reference of the ``ctx-ac`` bitstream (format 1), written from the format
-description in ``firmware_bridge/firmware/src/sc_lossless.c`` / docs/container-format.md.
+"""Pure-Python reference of the ``ctx-ac`` bitstream (format 3, and format 1 that it extends),
+written from the format description in ``firmware_bridge/firmware/src/sc_lossless.c`` /
+docs/container-format.md.
 
 Slow (a few microseconds per binary decision) and meant only for tests: it checks that the
 native coder writes exactly the documented bitstream (``encode`` must give the C encoder's
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-FORMAT_STORED, FORMAT_AC = 0, 1
-NCLS, NPREV, NACT, NUNARY, ESC_BITS, RATE, SLOW = 10, 3, 3, 14, 7, 4, 2
+FORMAT_STORED, FORMAT_AC, FORMAT_RUN = 0, 1, 3
+NCLS, NPREV, NACT, NUNARY, ESC_BITS, ESC_BITS3, RATE, SLOW = 10, 3, 3, 14, 7, 8, 4, 2
+RUN, NRUN = 16, 72  # format 3: block length, block-flag contexts
 SIGN_AT = NCLS * NPREV * NACT
 MAG_AT = SIGN_AT + 9
 ESC_AT = MAG_AT + NCLS * NACT * NUNARY
-NSLOTS = ESC_AT + ESC_BITS
+RUN_AT = ESC_AT + ESC_BITS3
+PRED_AT = RUN_AT + NRUN
+NSLOTS = PRED_AT + 1
 _BOUNDS = (0, 1, 3, 5, 7, 10, 15, 23, 35, 56)  # first sum of each neighbour class
 K_CLASS = [sum(s >= b for b in _BOUNDS) - 1 for s in range(64)]
 
@@ -124,54 +128,117 @@ class _Reader(_Interval):
         return b
 
 
-def _code_value(io: _Writer | _Reader, ctx: tuple[int, int, int], v: int) -> int:
-    """Codes (writer) or decodes (reader; ``v`` is ignored) one code: the binarisation."""
+def _code_value(io: _Writer | _Reader, ctx: tuple[int, int, int], v: int, esc: int,
+                implied: bool = False) -> int:
+    """Codes (writer) or decodes (reader; ``v`` is ignored) one value: the binarisation (the
+    zero flag left out when it is ``implied`` to be 1; ``esc`` escape bits)."""
     zc, sc, mc = ctx
-    if not io.bit(zc, int(v != 0)):
+    if not implied and not io.bit(zc, int(v != 0)):
         return 0
     neg, mag = io.bit(sc, int(v < 0)), abs(v)
     for j in range(1, NUNARY + 1):
         if not io.bit(mc + j - 1, int(mag > j)):
             return -j if neg else j
     e = 0
-    for j in range(ESC_BITS):
-        e = (e << 1) | io.bit(ESC_AT + j, ((mag - NUNARY - 1) >> (ESC_BITS - 1 - j)) & 1)
+    for j in range(esc):
+        e = (e << 1) | io.bit(ESC_AT + j, ((mag - NUNARY - 1) >> (esc - 1 - j)) & 1)
     mag = NUNARY + 1 + e
-    if mag > 128 or (mag == 128 and not neg):
-        raise ValueError("decoded value outside int8")
     return -mag if neg else mag
 
 
-def _scan(shape: tuple[int, int, int], io: _Writer | _Reader,
-          src: list | None = None) -> list:
-    """Walks the codes in coding order: codes ``src`` (writer) or decodes them (reader)."""
+def _diffs(plane: list[list[int]]) -> list[list[int]]:
+    """Left differences D of a plane's rows (D(0) = the code)."""
+    return [[row[0]] + [row[x] - row[x - 1] for x in range(1, len(row))] for row in plane]
+
+
+def choose_pred(plane: list[list[int]]) -> int:
+    """A predictor flag for a channel: sum |D| below sum |code| and, with more than one row, at
+    most half the sum of |code - code above| (row 0 against zeros). The native encoder decides
+    the same way, and also tries both flags on channels where sum |D| is below that sum but
+    above its half (not replicated here: the flag is the encoder's choice, see ``encode``)."""
+    sv = sum(abs(v) for row in plane for v in row)
+    sd = sum(abs(v) for row in _diffs(plane) for v in row)
+    st = sum(abs(v) for v in plane[0]) + sum(
+        abs(a - b) for r in range(1, len(plane)) for a, b in zip(plane[r], plane[r - 1]))
+    return int(sd < sv and (len(plane) == 1 or 2 * sd <= st))
+
+
+def _block_slot(up: list[int] | None, prev: list[int] | None, x0: int, n: int) -> int:
+    """Format 3 block-flag slot less the activity / left-block terms (D rows)."""
+    def nz(row: list[int], a: int, b: int) -> int:
+        return min(sum(v != 0 for v in row[max(a, 0):b]), 2)
+
+    if up is None:
+        return RUN_AT + 9 + (nz(prev, x0 - 1, x0 + n + 1) if prev is not None else 0)
+    return RUN_AT + 3 * nz(up, x0 - 1, x0 + n + 1) + (nz(prev, x0, x0 + n) if prev is not None else 0)
+
+
+def _scan(shape: tuple[int, int, int], io: _Writer | _Reader, fmt: int,
+          src: list | None = None, preds: list[int] | None = None) -> list:
+    """Walks the codes in coding order: codes ``src`` (writer) or decodes them (reader). The
+    contexts read the coded values D (the codes, or with a channel's predictor flag their left
+    differences); format 3 with rows of at least RUN codes adds the flags (the writer's are
+    ``preds``, else :func:`choose_pred`'s; the reader appends them to ``preds``) and, with rows
+    of at least 2 RUN codes, the blocks."""
     c_n, rows, cols = shape
+    fmt3 = fmt == FORMAT_RUN and cols >= RUN
+    blocks = fmt3 and cols >= 2 * RUN
     out = [[[0] * cols for _ in range(rows)] for _ in range(c_n)]
+    dv = [[[0] * cols for _ in range(rows)] for _ in range(c_n)]
     act = 0
     for c in range(c_n):
+        pred = 0
+        if fmt3:
+            pred = io.bit(PRED_AT, (preds[c] if preds else choose_pred(src[c])) if src else 0)
+            if not src and preds is not None:
+                preds.append(pred)
+        want = (_diffs(src[c]) if pred else src[c]) if src else None
+        esc = ESC_BITS3 if pred else ESC_BITS
         for r in range(rows):
-            cur = out[c][r]
-            up = out[c][r - 1] if r else None
-            prev = out[c - 1][r] if c else None
-            for x in range(cols):
-                v = _code_value(io, _contexts(cur, up, prev, x, act), src[c][r][x] if src else 0)
-                cur[x] = v
-                act += (abs(v) << 5) - (act >> 3)
+            cur, codes = dv[c][r], out[c][r]
+            up = dv[c][r - 1] if r else None
+            prev = dv[c - 1][r] if c else None
+            left = 0
+            for x0 in range(0, cols, RUN):  # (format 1: the same walk, in chunks)
+                n = min(RUN, cols - x0)
+                nonzero = not blocks  # False: the last zero flag is implied while all were 0
+                if blocks:
+                    a = 0 if act < 64 else (1 if act < 256 else 2)
+                    flag = int(any(want[r][x0:x0 + n])) if want else 0
+                    left = io.bit(_block_slot(up, prev, x0, n) + 12 * (a + 3 * left), flag)
+                    if not left:  # all D = 0
+                        for x in range(x0, x0 + n):
+                            codes[x] = codes[x - 1] if pred and x else 0
+                            act -= act >> 3
+                        continue
+                for x in range(x0, x0 + n):
+                    implied = not nonzero and x == x0 + n - 1
+                    v = _code_value(io, _contexts(cur, up, prev, x, act),
+                                    want[r][x] if want else 0, esc, implied)
+                    nonzero = nonzero or v != 0
+                    code = v + (codes[x - 1] if pred and x else 0)
+                    if not -128 <= code <= 127:
+                        raise ValueError("decoded value outside int8")
+                    cur[x], codes[x] = v, code
+                    act += (abs(v) << 5) - (act >> 3)
     return out
 
 
-def encode(codes: np.ndarray) -> bytes:
-    """The format-1 payload of int8 codes (C, rows, cols), or the stored form when not smaller."""
+def encode(codes: np.ndarray, fmt: int = FORMAT_RUN, preds: list[int] | None = None) -> bytes:
+    """The format-``fmt`` (3 or 1) payload of int8 codes (C, rows, cols) with the predictor
+    flags ``preds`` (format 3; default :func:`choose_pred`'s), or the stored form when not
+    smaller."""
     codes = np.ascontiguousarray(codes, np.int8)
     w = _Writer(_Model())
-    _scan(codes.shape, w, codes.tolist())
+    _scan(codes.shape, w, fmt, codes.tolist(), preds)
     if len(w.out) + 4 >= codes.size:
         return bytes([FORMAT_STORED]) + codes.tobytes()
-    return bytes([FORMAT_AC]) + bytes(w.out) + w.x1.to_bytes(4, "big")
+    return bytes([fmt]) + bytes(w.out) + w.x1.to_bytes(4, "big")
 
 
-def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-    """int8 codes (C, rows, cols) of a payload; ValueError on malformed input."""
+def decode(data: bytes, shape: tuple[int, int, int], preds: list[int] | None = None) -> np.ndarray:
+    """int8 codes (C, rows, cols) of a payload (a format-3 payload's predictor flags are
+    appended to ``preds`` if given); ValueError on malformed input."""
     n = shape[0] * shape[1] * shape[2]
     if not data:
         raise ValueError("payload truncated")
@@ -179,14 +246,22 @@ def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         if len(data) != n + 1:
             raise ValueError(f"stored payload has {len(data) - 1} bytes, expected {n}")
         return np.frombuffer(data, np.int8, offset=1).reshape(shape).copy()
-    if data[0] != FORMAT_AC:
+    if data[0] not in (FORMAT_AC, FORMAT_RUN):
         raise ValueError(f"unknown format byte {data[0]}")
     if len(data) < 5:
         raise ValueError("payload truncated")
     if len(data) > n:
         raise ValueError("bytes after the last code")
     rd = _Reader(_Model(), data[1:])
-    out = _scan(shape, rd)
+    out = _scan(shape, rd, data[0], preds=preds)
     if rd.pos != len(rd.buf):
         raise ValueError("bytes after the last code")
     return np.array(out, np.int8).reshape(shape)
+
+
+def pred_flags(data: bytes, shape: tuple[int, int, int]) -> list[int]:
+    """The predictor flags a format-3 payload carries (empty for other formats and narrow rows)."""
+    preds: list[int] = []
+    if data[:1] == bytes([FORMAT_RUN]):
+        decode(data, shape, preds)
+    return preds

@@ -3,14 +3,15 @@
  * Codes are shaped (C, rows, cols), channel-major (a 1-D signal is one row; n-D spatial grids
  * flatten all but the last axis into rows). The payload is a versioned byte string:
  *
- *   byte 0 = SC_LL_FORMAT_AC (1): a binary arithmetic-coded stream follows (see sc_lossless.c
- *            and docs/container-format.md "ctx-ac"); it ends with the coder's 4 flush bytes and
- *            the decoder must consume it exactly.
+ *   byte 0 = SC_LL_FORMAT_RUN (3, written by sc_ll_encode) or SC_LL_FORMAT_AC (1, earlier
+ *            versions; still decoded): a binary arithmetic-coded stream follows (see
+ *            sc_lossless.c and docs/container-format.md "ctx-ac"); it ends with the coder's 4
+ *            flush bytes and the decoder must consume it exactly.
  *   byte 0 = SC_LL_FORMAT_STORED (0): the n = C*rows*cols codes follow raw (used when the coded
  *            stream would not be smaller), so an encoding never exceeds sc_ll_bound(n) = n + 1.
  *
  * The encoder and decoder take caller-provided buffers only, run in O(n) time with at most
- * 23 binary decisions per code, and the decoder rejects truncated, padded or invalid input
+ * 25 binary decisions per code, and the decoder rejects truncated, padded or invalid input
  * with a negative status instead of reading or writing out of bounds.
  */
 #ifndef SC_LOSSLESS_H
@@ -25,6 +26,7 @@ extern "C" {
 
 #define SC_LL_FORMAT_STORED 0u
 #define SC_LL_FORMAT_AC     1u
+#define SC_LL_FORMAT_RUN    3u  /* format 1 + run mode for zero regions (2 is sc_rans.h's) */
 
 enum {
     SC_LL_OK = 0,
@@ -50,6 +52,11 @@ size_t sc_ll_bound(size_t n);
  * Writes the payload size to *out_len. Returns SC_LL_OK or a negative SC_LL_E_* status. */
 int sc_ll_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                  uint8_t *out, size_t cap, size_t *out_len);
+
+/* sc_ll_encode with the format chosen: SC_LL_FORMAT_RUN (what sc_ll_encode writes) or
+ * SC_LL_FORMAT_AC (format 1, kept for tests of old streams); SC_LL_E_FORMAT for others. */
+int sc_ll_encode_format(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                        unsigned format, uint8_t *out, size_t cap, size_t *out_len);
 
 /* Decode len bytes into out (C*rows*cols int8). Returns SC_LL_OK or a negative status; on
  * error the contents of out are unspecified. */
