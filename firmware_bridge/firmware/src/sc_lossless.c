@@ -467,26 +467,29 @@ static uint64_t trial_bits(const chan_t *ch, int pred)
  * trial on the first TRIAL_ROWS rows writes fewer bits (ties: 0). */
 static int choose_pred(const chan_t *ch)
 {
-    uint64_t sv = 0, sd = 0, st = 0;
+    uint64_t sv = 0, sd = 0, st;
     uint32_t r, x;
     const uint32_t cols = ch->cols;
-    for (r = 0; r < ch->rows; r++) {
-        const int8_t *row = ch->plane + (size_t)r * cols, *up = r ? row - cols : NULL;
-        uint64_t rv = iabs8(row[0]), rd = rv, rt = up ? iabs8(row[0] - up[0]) : rv;
+    const int8_t *p = ch->plane;
+    for (r = 0; r < ch->rows; r++, p += cols) {
+        uint64_t rv = iabs8(p[0]), rd = rv;
         for (x = 1; x < cols; x++) {
-            rv += iabs8(row[x]);
-            rd += iabs8(row[x] - row[x - 1]);
+            rv += iabs8(p[x]);
+            rd += iabs8(p[x] - p[x - 1]);
         }
-        if (up)
-            for (x = 1; x < cols; x++) rt += iabs8(row[x] - up[x]);
-        else
-            rt = rv;
         sv += rv;
         sd += rd;
-        st += rt;
     }
-    if (sd >= sv || (ch->rows > 1 && sd >= st)) return 0;
-    if (ch->rows == 1 || 2u * sd <= st) return 1;
+    if (sd >= sv) return 0;
+    if (ch->rows == 1) return 1;
+    p = ch->plane;
+    for (st = 0, x = 0; x < cols; x++) st += iabs8(p[x]); /* row 0 against zeros */
+    for (r = 1; r < ch->rows; r++) {
+        const int8_t *up = p, *row = (p += cols);
+        for (x = 0; x < cols; x++) st += iabs8(row[x] - up[x]);
+    }
+    if (sd >= st) return 0;
+    if (2u * sd <= st) return 1;
     return trial_bits(ch, 1) < trial_bits(ch, 0);
 }
 
