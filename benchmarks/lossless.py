@@ -26,7 +26,7 @@ Usage::
     python benchmarks/lossless.py                      # synthetic C=12 and C=48 sets
     python benchmarks/lossless.py --codes codes.npy --stacked --pixels-per-code 64
     python benchmarks/lossless.py --quick --no-plot --out /tmp/l.json   # smoke run
-    python benchmarks/lossless.py --variants           # + unregistered zstd-level variants
+    python benchmarks/lossless.py --variants           # + unregistered variants (zstd levels, ctx-ac format 1)
     python benchmarks/lossless.py --bundled --out benchmarks/results/lossless_bundled.json  # real codes, every bundled model
 """
 
@@ -350,11 +350,22 @@ class _Variant:
         return self._coder.decode(data, shape)
 
 
+class _CtxAcFormat1(entropy.CtxAcCoder):
+    """``ctx-ac`` writing format 1, as versions before format 3 did (the decoder reads both)."""
+
+    def _encode(self, codes: np.ndarray) -> bytes:
+        return self._native.encode_format1(codes, *entropy._grid(codes.shape))
+
+
 def variant_coders() -> list[entropy.LosslessCoder]:
-    """zstd-1 and the default coder's transform at higher zstd levels."""
-    return [_Variant(entropy.ZstdCoder(1), "(zstd1)"),
-            _Variant(entropy.SigplaneZstdCoder(level=3), "(sigplane-zstd@3)"),
-            _Variant(entropy.SigplaneZstdCoder(level=9), "(sigplane-zstd@9)")]
+    """zstd-1, the default coder's transform at higher zstd levels and, with the native
+    extension, ``ctx-ac``'s format 1 (the coder format 3 replaced, timed in the same passes)."""
+    out = [_Variant(entropy.ZstdCoder(1), "(zstd1)"),
+           _Variant(entropy.SigplaneZstdCoder(level=3), "(sigplane-zstd@3)"),
+           _Variant(entropy.SigplaneZstdCoder(level=9), "(sigplane-zstd@9)")]
+    if "ctx-ac" in entropy.available_coders():
+        out.append(_Variant(_CtxAcFormat1(), "(ctx-ac format 1)"))
+    return out
 
 
 def _pass(fn: Callable[[], object]) -> tuple[float, float]:
@@ -495,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="latent widths of the synthetic PCA codes (default 12 48)")
     ap.add_argument("--coders", nargs="+", default=None, help="coders to run (default: all available)")
     ap.add_argument("--variants", action="store_true",
-                    help="also time unregistered variants (zstd1, sigplane-zstd at zstd levels 3/9)")
+                    help="also time unregistered variants (zstd1, sigplane-zstd at zstd levels 3/9, "
+                         "ctx-ac format 1)")
     ap.add_argument("--repeats", type=int, default=5, help="timed passes; the median is reported")
     ap.add_argument("--quick", action="store_true", help="6 frames, 3 repeats (smoke run)")
     ap.add_argument("--debs", type=Path, default=REPO / "data" / "cache" / "debs")
