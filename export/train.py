@@ -287,8 +287,10 @@ def checkpoints_for_bundles(names: list[str], folders: list[Path] = CHECKPOINT_F
     return out
 
 
-def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = None) -> dict:
-    """Held-out metrics with the exact deployed codes and the real lossless coder."""
+def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = None,
+             fill_width: float = 0.0) -> dict:
+    """Held-out metrics with the exact deployed codes and the real lossless coder (the decoder
+    sees the codes with the bundle's noise fill of ``fill_width``, as the runtime decodes them)."""
     coder = get_coder(coder_name or DEFAULT_CODER)
     cfg = codec.cfg
     dev = next(codec.parameters()).device
@@ -302,7 +304,7 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
             a = a[(slice(None),) + crop]
             x = torch.from_numpy(a.astype(np.float32))[None].to(dev)
             codes = codec.encoder.codes(x)
-            rec = codec.decoder(codes)
+            rec = codec.decoder(fill_zero_codes(codes, fill_width))
             if cfg.sample_dtype == "uint8":
                 rec = rec.round().clamp(0, 255)
             elif cfg.sample_dtype == "uint16":
@@ -622,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         meta["torch"] = resumed_meta.get("torch", torch.__version__)
     codec.eval()
     metrics = {} if args.no_eval else evaluate(codec, datasets.user_arrays(args.data, args.modality, "val")
-                                                if args.data else load_training_arrays(args.modality, "test"))
+                                                if args.data else load_training_arrays(args.modality, "test"),
+                                                fill_width=fill_width)
     codec.cpu()
     card = {
         "command": command,
