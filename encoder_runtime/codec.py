@@ -97,6 +97,10 @@ def _session(model: bytes, threads: int, spin: bool = True,
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     if external:
+        if not hasattr(opts, "add_external_initializers_from_files_in_memory"):
+            raise CodecError(f"onnxruntime {ort.__version__} cannot take external weights from "
+                             f"memory (SessionOptions.add_external_initializers_from_files_in_"
+                             f"memory); the int8 decoder needs a newer onnxruntime")
         names = list(external)
         opts.add_external_initializers_from_files_in_memory(
             names, [external[n] for n in names], [len(external[n]) for n in names])
