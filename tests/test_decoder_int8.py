@@ -118,3 +118,17 @@ def test_int8_decoder_made_for_another_decoder_onnx_is_refused(tmp_path):
     dec = Decoder.load(b, variant="int8")
     with pytest.raises(BundleError, match="remake it: python -m export.decoder_int8"):
         dec.decode(Encoder.load(b).encode(_photo()))
+
+
+def test_receiver_decode_variant_falls_back_to_fp32():
+    """sensor-receive's decode_variant = "int8": the int8 graph where the model has one, else fp32."""
+    from encoder_runtime import container
+    from encoder_runtime.daemon.codecs import decoder_for_header
+    from encoder_runtime.daemon.config import ReceiveConfig
+    other = next(n for n in list_model_names()
+                 if n not in INT8_MODELS and load_bundle(n, verify=False).modality == "image")
+    for name, want in ((INT8_MODELS[0], "int8"), (other, "fp32")):
+        header, _ = container.read_stream(Encoder.load(name).encode(_photo()))
+        assert decoder_for_header(header, 2, "int8").variant == want
+        assert decoder_for_header(header, 2).variant == "fp32"
+    assert ReceiveConfig().decode_variant == "fp32"

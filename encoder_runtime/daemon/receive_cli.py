@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                       handshake_timeout=cfg.handshake_timeout, idle_timeout=cfg.idle_timeout,
                       segment_timeout=cfg.segment_timeout, max_gap_frames=cfg.max_gap_frames,
                       max_seq_jump=cfg.max_seq_jump, file_max_bytes=cfg.file_max_bytes,
-                      decode_dir=cfg.decode, decode_threads=cfg.decode_threads, metrics=metrics)
+                      decode_dir=cfg.decode, decode_threads=cfg.decode_threads,
+                      decode_variant=cfg.decode_variant, metrics=metrics)
     except OSError as exc:
         print(f"sensor-receive: cannot listen on {cfg.listen}: {exc}", file=sys.stderr)
         return 1

@@ -134,11 +134,13 @@ class Decoder(threading.Thread):
     from the store with ``Decoder.for_header(header).decode_frame(header, payload)``).
     """
 
-    def __init__(self, out_dir: str, backlog: int = 256, threads: int = 1) -> None:
+    def __init__(self, out_dir: str, backlog: int = 256, threads: int = 1,
+                 variant: str = "fp32") -> None:
         super().__init__(name="decoder", daemon=True)
         self.out = Path(out_dir)
         self.q: queue.Queue = queue.Queue(maxsize=backlog)
         self.threads = threads
+        self.variant = variant                  # decoder graph where the model has it (codecs.py)
         self._decoders: dict[str, object] = {}
         self.skipped = 0
         self.written = 0
@@ -162,7 +164,8 @@ class Decoder(threading.Thread):
                 key = repr(sorted((k, repr(v)) for k, v in header.items() if k != "clock"))
                 dec = self._decoders.get(key)
                 if dec is None:
-                    dec = self._decoders[key] = decoder_for_header(header, self.threads)
+                    dec = self._decoders[key] = decoder_for_header(header, self.threads,
+                                                                   self.variant)
                 d = self.out / stream_id
                 d.mkdir(parents=True, exist_ok=True)
                 frames = [r for r in records if r.type == RecordType.FRAME]
@@ -204,7 +207,7 @@ class Receiver:
                  segment_timeout: float = 120.0, max_buffer_bytes: int = 256 * 1024**2,
                  max_gap_frames: int = 1 << 24, max_seq_jump: int = 1 << 24,
                  file_max_bytes: int = 64 * 1024**2, decode_dir: str = "", decode_threads: int = 1,
-                 metrics=None) -> None:
+                 decode_variant: str = "fp32", metrics=None) -> None:
         self.store = Store(store_dir, file_max_bytes)
         self.tokens = dict(tokens or {})
         if token:
@@ -226,7 +229,8 @@ class Receiver:
         self._stop = threading.Event()
         self.sock = socket.create_server((host, port), reuse_port=False, backlog=128)
         self.address = self.sock.getsockname()[:2]
-        self.decoder = Decoder(decode_dir, threads=decode_threads) if decode_dir else None
+        self.decoder = (Decoder(decode_dir, threads=decode_threads, variant=decode_variant)
+                        if decode_dir else None)
         if self.decoder:
             self.decoder.start()
 
