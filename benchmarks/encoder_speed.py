@@ -5,9 +5,11 @@
 
 Rows (all 1 thread, same frames, same process, passes interleaved across rows):
 
-* ``ours/<model>/<variant>``: ``Encoder.encode_frame`` (validation, ONNX graph, the bundle's default
-  lossless coder, frame packing) for every bundled image model, fp32 and int8 graphs; ``graph`` rows
-  time ``Encoder.codes`` only (no entropy coding).
+* ``ours/<model>/native``: ``Encoder.encode_frame`` with its default backend (validation, the native
+  integer kernel ``encoder_runtime._scencoder``, the bundle's default lossless coder, frame packing)
+  for every bundled image model, when the extension is built; ``ours/<model>/<variant>``: the same
+  with the ONNX backend, fp32 and int8 graphs; ``graph`` rows time ``Encoder.codes`` only (no
+  entropy coding).
 * ``ctx-ac/<default model>/<variant>``, ``rans/...``: the same with the native ``ctx-ac`` or
   ``rans`` coder instead of the bundle's default (when the extension is built).
 * ``torch/<model>``: the torch integer simulation (``BlockEncoder.codes``, float64) + the same coder.
@@ -54,6 +56,7 @@ from encoder_runtime import Decoder, Encoder, entropy  # noqa: E402
 from encoder_runtime.bundle import default_model, list_model_names, load_bundle  # noqa: E402
 from encoder_runtime.media import read_input  # noqa: E402
 from encoder_runtime.metrics import psnr_db, snr_db  # noqa: E402
+from encoder_runtime.native_encoder import NativeEncoderUnavailable, isa as native_isa  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BASELINE = "jpeg-q75"
@@ -354,7 +357,8 @@ class _QOut:
 def profile_encoder(name: str, frames: list[np.ndarray], repeats: int) -> dict:
     """Breakdown of one model's encode, plus experimental exact graphs."""
     b = load_bundle(name)
-    enc = {v: Encoder(b, variant=v) for v in ("fp32", "int8")}
+    enc = {v: Encoder(b, variant=v, backend="onnx") for v in ("fp32", "int8")}
+    native = Encoder(b, backend="auto")
     img = frames[0]
     batch = img[None]
     ref = enc["fp32"].codes(img)
@@ -385,6 +389,9 @@ def profile_encoder(name: str, frames: list[np.ndarray], repeats: int) -> dict:
         "encode_frame fp32 (deployed)": lambda f: enc["fp32"].encode_frame(f),
         "encode_frame int8 (deployed)": lambda f: enc["int8"].encode_frame(f),
         "graph int8 into encode_frame's reused buffer": lambda f: enc["int8"]._codes_into_buffer(f[None]),
+        f"encode_frame {native.backend} (default backend)": lambda f: native.encode_frame(f),
+        f"{native.backend} encoder into encode_frame's reused buffer": (
+            lambda f: native._codes_into_buffer(f[None])),
         "graph fp32 (deployed, Encoder.codes)": lambda f: enc["fp32"].codes(f),
         "graph int8 (deployed, Encoder.codes)": lambda f: enc["int8"].codes(f),
         "session.run fp32 only": lambda f: sess_dep["fp32"].run(None, {"samples": f[None]}),
@@ -549,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         models = [default_model("image")]
     info = {**machine_info(), **versions(), "threads": 1, "timer": "thread CPU time (wall in *_wall)"}
+    try:
+        info["native_encoder_isa"] = native_isa()
+    except NativeEncoderUnavailable as exc:
+        info["native_encoder_isa"] = f"unavailable: {exc}"
     print(f"{info['cpu']} | {info['cores']} cores | ORT {info['onnxruntime']} | Pillow {info['pillow']} "
           f"| torch {info.get('torch')} | 1 thread | {len(photos)} photos {photos[0].shape} from {source}")
 
@@ -565,8 +576,12 @@ def main(argv: list[str] | None = None) -> int:
     rows["walloc-style (cdf97 J=3 + 1x1->12, torch fp32)"] = w_full
     rows["walloc-style graph"] = w_graph
     for n in models:
+        if Encoder.load(n).backend == "native":
+            e = Encoder.load(n, backend="native")
+            rows[f"ours/{n}/native"] = e.encode_frame
+            rows[f"ours/{n}/native graph"] = e.codes
         for v in ("fp32", "int8"):
-            e = Encoder.load(n, variant=v)
+            e = Encoder.load(n, variant=v, backend="onnx")
             rows[f"ours/{n}/{v}"] = e.encode_frame
             rows[f"ours/{n}/{v} graph"] = e.codes
         te, coder = torch_encoder_from_bundle(n), Encoder.load(n).coder
@@ -580,7 +595,11 @@ def main(argv: list[str] | None = None) -> int:
         if native in entropy.available_coders():
             n = default_model("image")
             for v in ("fp32", "int8"):
-                rows[f"{native}/{n}/{v}"] = Encoder.load(n, variant=v, coder=native).encode_frame
+                rows[f"{native}/{n}/{v}"] = Encoder.load(n, variant=v, coder=native,
+                                                         backend="onnx").encode_frame
+            e = Encoder.load(n, coder=native)
+            if e.backend == "native":
+                rows[f"{native}/{n}/native"] = e.encode_frame
     t0 = time.perf_counter()
     enc = time_rows(rows, photos, repeats, slow_s=5.0)
     base = enc[BASELINE]
@@ -606,6 +625,13 @@ def main(argv: list[str] | None = None) -> int:
                                           "meets_1.0x": ours[best]["ratio_vs_jpeg_q75"] >= 1.0,
                                           "meets_goal_1.5x": ours[best]["ratio_vs_jpeg_q75"] >= 1.5}
     print(f"fastest RGB variant with entropy coding: {best} {ours[best]['ratio_vs_jpeg_q75']:.2f}x JPEG q75")
+    dm = default_model("image")
+    row = next(f"ours/{dm}/{b}" for b in ("native", "fp32") if f"ours/{dm}/{b}" in enc)
+    result["default_encoder"] = {"row": row, "mps": enc[row]["mps"],
+                                 "ms_per_frame": enc[row]["ms_per_frame"],
+                                 "ratio_vs_jpeg_q75": enc[row]["ratio_vs_jpeg_q75"],
+                                 "meets_goal_1.5x": enc[row]["ratio_vs_jpeg_q75"] >= 1.5}
+    print(f"default Encoder ({row}): {enc[row]['ratio_vs_jpeg_q75']:.2f}x JPEG q75 end to end")
 
     if not args.no_decoder:
         drows = {}

@@ -5,6 +5,9 @@
  *       weight int8 (c_lat, c_in, *block), bias / shift int32 (c_lat,); out: writable int8
  *       buffer (n, c_lat, *grid) that receives the codes.
  *   isa() -> str: the instruction set the kernel runs with here.
+ *   limit_isa(level) -> str: run at most level 0 (16-byte vectors), 1 (AVX2), 2 (AVX-512) or 3
+ *       (AVX-512 VNNI), for
+ *       tests of every kernel on one machine; returns isa().
  *
  * Errors: ValueError naming the argument and the expected size. The GIL is released while
  * encoding.
@@ -117,10 +120,21 @@ static PyObject *py_isa(PyObject *self, PyObject *unused)
     return PyUnicode_FromString(sc_he_isa());
 }
 
+static PyObject *py_limit_isa(PyObject *self, PyObject *args)
+{
+    int level;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "i", &level)) return NULL;
+    return PyUnicode_FromString(sc_he_limit_isa(level));
+}
+
 static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS,
      "encode(samples, dtype, sizes, block, c_in, weight, bias, shift, code_max, out) -> None"},
     {"isa", py_isa, METH_NOARGS, "isa() -> str: the instruction set the kernel runs with"},
+    {"limit_isa", py_limit_isa, METH_VARARGS,
+     "limit_isa(level) -> str: use at most level 0 (16-byte vectors), 1 (AVX2), 2 (AVX-512), "
+     "3 (AVX-512 VNNI)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -57,8 +57,9 @@ class CodecError(ValueError):
 ENCODER_GRAPHS = {"fp32": "encoder.onnx", "int8": "encoder_int8.onnx"}
 BACKENDS = ("native", "onnx", "auto")
 BACKEND_ENV = "SENSORCODEC_ENCODER_BACKEND"
-DEFAULT_BACKEND = "onnx"
-"""The backend when neither the caller nor the environment names one."""
+DEFAULT_BACKEND = "auto"
+"""The backend when neither the caller nor the environment names one: the native kernel where
+available (same codes, ~2x faster than the int8 graph on ONNX Runtime for the image models)."""
 
 
 def _pick_backend(bundle: Bundle, backend: str | None) -> tuple[NativeKernel | None, str]:

@@ -277,7 +277,7 @@ else:
         if v == "int8" and "encoder_int8.onnx" not in manifest["files"]:
             continue
         t0 = time.perf_counter()
-        enc = Encoder.load(bundle, variant=v)
+        enc = Encoder.load(bundle, variant=v, backend="onnx")
         out["runtime:" + v] = join([enc.codes(f) for f in frames])
         payloads = [enc.encode_frame(f) for f in frames]
         out["frame:" + v] = np.frombuffer(b"".join(len(p).to_bytes(8, "little") + p

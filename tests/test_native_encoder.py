@@ -58,6 +58,22 @@ def test_native_codes_equal_the_int8_graph(name, inputs):
             assert native.encode_frame(part) == onnx.encode_frame(part)
 
 
+ISA_LEVELS = {3: "avx512vnni", 2: "avx512f", 1: "avx2", 0: None}
+"""_scencoder.limit_isa levels and the kernel each selects (0: 16-byte vectors, any machine)."""
+
+
+@pytest.fixture(params=sorted(ISA_LEVELS, reverse=True), ids=lambda lv: f"isa{lv}")
+def isa_level(request):
+    """Each kernel this machine can run, then back to the best."""
+    got = ext.limit_isa(request.param)
+    want = ISA_LEVELS[request.param]
+    if want is not None and got != want:
+        ext.limit_isa(3)
+        pytest.skip(f"this machine's best kernel is {got}, not {want}")
+    yield got
+    ext.limit_isa(3)
+
+
 @pytest.mark.parametrize("dtype,block,c_in,c_lat,code_max", [
     (np.uint8, (8, 8), 3, 16, 127),       # image, float32 accumulator
     (np.uint8, (16, 16), 3, 12, 127),     # 768 taps: float64 accumulator
@@ -67,7 +83,7 @@ def test_native_codes_equal_the_int8_graph(name, inputs):
     (np.uint8, (4, 4, 4), 3, 48, 127),    # video / volume: 3-D blocks
     (np.uint8, (3, 5), 1, 40, 100),       # odd taps, many channels
 ])
-def test_native_kernel_matches_the_integer_reference(dtype, block, c_in, c_lat, code_max):
+def test_native_kernel_matches_the_integer_reference(dtype, block, c_in, c_lat, code_max, isa_level):
     rng = np.random.default_rng(len(block) * 100 + c_lat)
     info = np.iinfo(dtype)
     model = random_model(c_lat, c_in, block, seed=c_lat, x_max=int(info.max))
@@ -83,7 +99,8 @@ def test_native_kernel_matches_the_integer_reference(dtype, block, c_in, c_lat, 
                model["weight"], model["bias"], shift, code_max, out)
     for n in range(2):
         want = reference_encode(x[n], model["weight"], model["bias"], shift, code_max)
-        assert np.array_equal(out[n], want), f"item {n}: {np.count_nonzero(out[n] != want)} codes differ"
+        assert np.array_equal(out[n], want), (f"{isa_level} item {n}: "
+                                              f"{np.count_nonzero(out[n] != want)} codes differ")
 
 
 def test_native_kernel_refuses_bad_arguments():
@@ -98,8 +115,12 @@ def test_native_kernel_refuses_bad_arguments():
             ext.encode(*(args[:i] + [bad] + args[i + 1:]))
 
 
-def test_backend_choice():
-    assert Encoder.load("rgb-c16", backend="auto").backend == "native"   # where available
+def test_backend_choice(monkeypatch):
+    monkeypatch.delenv("SENSORCODEC_ENCODER_BACKEND", raising=False)
+    assert Encoder.load("rgb-c16").backend == "native"                   # the default where built
+    assert Encoder.load("rgb-c16", backend="auto").backend == "native"
+    monkeypatch.setenv("SENSORCODEC_ENCODER_BACKEND", "onnx")
+    assert Encoder.load("rgb-c16").backend == "onnx"
     assert Encoder.load("rgb-c16", backend="onnx").backend == "onnx"
     with pytest.raises(CodecError, match="unknown encoder backend 'tpu'"):
         Encoder.load("rgb-c16", backend="tpu")

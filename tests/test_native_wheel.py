@@ -72,6 +72,27 @@ CODEC_SCRIPT = textwrap.dedent(r"""
 """)
 
 
+# Run under emulation: the native encoder kernel (encoder_runtime._scencoder) on real samples of
+# every bundled model. argv: inputs.npz out.npz
+ENCODER_SCRIPT = textwrap.dedent(r"""
+    import json, sys
+    import numpy as np
+    from encoder_runtime import _scencoder
+
+    out = {}
+    with np.load(sys.argv[1]) as z:
+        for name in sorted({k.split("/")[0] for k in z.files}):
+            g = lambda f: z[name + "/" + f]
+            codes = np.empty(tuple(g("code_shape")), np.int8)
+            _scencoder.encode(g("samples"), int(g("dtype")), g("samples").shape[1:-1],
+                              tuple(int(b) for b in g("block")), int(g("samples").shape[-1]),
+                              g("weight"), g("bias"), g("shift"), int(g("code_max")), codes)
+            out[name] = codes
+    np.savez(sys.argv[2], **out)
+    print(json.dumps({"extension": _scencoder.__file__, "isa": _scencoder.isa()}))
+""")
+
+
 def _need_compiler(arch: str) -> None:
     try:
         compiler(arch)
@@ -97,6 +118,38 @@ def codes(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
 
 
 @pytest.fixture(scope="module")
+def encoder_inputs(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
+    """Small real inputs of every bundled model with its integer weights (.npz) and the codes the
+    int8 ONNX graph makes of them ({model: codes}): what the native kernel must write anywhere."""
+    from benchmarks.lossless import bundled_sample_inputs, sample_kind
+    from encoder_runtime import Encoder
+    from encoder_runtime.bundle import list_model_names, load_bundle
+    from encoder_runtime.native_encoder import DTYPE_CODES, NativeKernel
+
+    crop = {"image": np.s_[:64, :96], "hyperspectral": np.s_[:16, :16], "video": np.s_[:4, :32, :48],
+            "volume": np.s_[:8, :16, :16], "volume16": np.s_[:8, :16, :16]}
+    inputs = {k: v[0] for k, v in bundled_sample_inputs().items() if v}
+    arrays, want = {}, {}
+    for name in list_model_names():
+        b = load_bundle(name)
+        kind = sample_kind(b.manifest)
+        if kind not in inputs:
+            continue
+        x = np.ascontiguousarray(inputs[kind][crop.get(kind, np.s_[:4096])])
+        onnx = Encoder(b, variant="int8", backend="onnx")
+        batch, _ = onnx._to_batch(x)
+        want[name] = onnx.codes(x)
+        k = NativeKernel(b)
+        for f, a in (("samples", batch), ("dtype", DTYPE_CODES[b.sample_dtype]), ("block", k.block),
+                     ("weight", k._w), ("bias", k._b), ("shift", k._s), ("code_max", k.code_max),
+                     ("code_shape", want[name].shape)):
+            arrays[f"{name}/{f}"] = np.asarray(a)
+    path = tmp_path_factory.mktemp("enc") / "inputs.npz"
+    np.savez(path, **arrays)
+    return path, want
+
+
+@pytest.fixture(scope="module")
 def pure_wheel(tmp_path_factory) -> Path:
     return build_sensorcodec_wheel(tmp_path_factory.mktemp("pure"), REPO, device=True)
 
@@ -117,6 +170,20 @@ def _run_codec(cmd_prefix: list[str], codes: tuple[Path, dict[str, bytes]], work
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def _run_encoder(cmd_prefix: list[str], encoder_inputs: tuple[Path, dict[str, np.ndarray]], work: Path,
+                 run=subprocess.run, **kw) -> dict:
+    """Run ENCODER_SCRIPT (``cmd_prefix`` + script, through ``run``); asserts it wrote the int8
+    graph's codes for every model; returns its info line."""
+    script, out = work / "encode.py", work / "enc_out.npz"
+    script.write_text(ENCODER_SCRIPT)
+    proc = run([*cmd_prefix, str(script), str(encoder_inputs[0]), str(out)], **kw)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    with np.load(out) as z:
+        bad = [m for m, c in encoder_inputs[1].items() if not np.array_equal(z[m], c)]
+        assert set(z.files) == set(encoder_inputs[1]) and not bad, f"native encoder codes differ: {bad}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_wheel_tags_record_and_reproducible(arch, pure_wheel, tmp_path):
     _need_compiler(arch)
     whl = build_native_wheel(arch, tmp_path / "a", REPO, pure_wheel=pure_wheel)
@@ -148,7 +215,7 @@ def test_wheel_tags_record_and_reproducible(arch, pure_wheel, tmp_path):
         assert glibc_floor(so_path) == (2, 17), name  # what manylinux2014 promises (Debian 12 has 2.36)
 
 
-def test_x86_64_wheel_installs_and_writes_the_extension_bytes(codes, tmp_path):
+def test_x86_64_wheel_installs_and_writes_the_extension_bytes(codes, encoder_inputs, tmp_path):
     _need_compiler("x86_64")
     assert native_wheel.main(["--arch", "x86_64", "--out", str(tmp_path)]) == 0  # the CLI
     (whl,) = tmp_path.glob("sensorcodec-*-cp311-abi3-manylinux2014_x86_64.whl")
@@ -161,6 +228,9 @@ def test_x86_64_wheel_installs_and_writes_the_extension_bytes(codes, tmp_path):
                            cwd=tmp_path, env=env, timeout=120)
     assert Path(info["extension"]) == site / "encoder_runtime" / "_sclossless.abi3.so"
     assert got == codes[1]
+    info = _run_encoder([sys.executable], encoder_inputs, tmp_path, capture_output=True, text=True,
+                        cwd=tmp_path, env=env, timeout=120)
+    assert Path(info["extension"]) == site / "encoder_runtime" / "_scencoder.abi3.so"
 
 
 def _guest_wheels(target) -> Path:
@@ -182,9 +252,10 @@ def _guest_wheels(target) -> Path:
     return folder
 
 
-def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsys):
+def test_aarch64_wheel_from_sensor_export_under_emulation(codes, encoder_inputs, tmp_path, capsys):
     """The rpi4 wheelhouse's aarch64 wheel, installed into emulated Debian arm64 Python 3.11,
-    writes the x86 extension's bytes for every bundled model's codes, with every native coder."""
+    writes the x86 extension's bytes for every bundled model's codes, with every native coder,
+    and its native encoder kernel writes the int8 graph's codes for every bundled model."""
     _need_compiler("aarch64")
     try:
         qemu_binary()
@@ -219,8 +290,12 @@ def test_aarch64_wheel_from_sensor_export_under_emulation(codes, tmp_path, capsy
     assert set(got) == set(want)
     bad = [k for k in want if got[k] != want[k]]
     assert not bad, f"aarch64 wheel wrote different bytes for {bad}"
+    enc_info = _run_encoder([], encoder_inputs, tmp_path, lambda argv: run_in_guest(
+        root, argv, site_dirs=[site, deps], cpu=target.qemu_cpu, timeout=300, cwd=tmp_path))
+    assert enc_info["isa"] == "neon"
     n = sum(int(np.prod(v.shape)) for v in np.load(codes_npz).values())
-    print(f"\naarch64 wheel under qemu ({target.qemu_cpu}): {len(got)} coder/model pairs, {n} codes per "
+    print(f"\naarch64 native encoder under qemu: int8-graph codes for {len(encoder_inputs[1])} models"
+          f"\naarch64 wheel under qemu ({target.qemu_cpu}): {len(got)} coder/model pairs, {n} codes per "
           "coder, emulated encode " + ", ".join(f"{c} {n / s / 1e6:.1f}" for c, s in info["encode_s"].items())
           + " M codes/s")
 

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SC_HE_MAX_CLAT 256
 
@@ -97,21 +98,53 @@ static double scale_of(int32_t shift)
 #undef SC_MAGIC
 #undef SC_VB
 #undef SC_TGT
+
+#define SM_VNNI 0
+#define SM_VB 32
+#define SM_TGT __attribute__((target("avx2,fma")))
+#define SM_FN(x) SC_CAT(x, m32)
+#define SM_F(x) SC_CAT(x, f32)
+#include "sc_host_encoder_madd.h"
+#undef SM_VB
+#undef SM_TGT
+#undef SM_FN
+#undef SM_F
+#define SM_VB 64
+#define SM_TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma")))
+#define SM_FN(x) SC_CAT(x, m64)
+#define SM_F(x) SC_CAT(x, f64)
+#include "sc_host_encoder_madd.h"
+#undef SM_VNNI
+#undef SM_TGT
+#undef SM_FN
+#define SM_VNNI 1
+#define SM_TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vnni,avx2,fma")))
+#define SM_FN(x) SC_CAT(x, v64)
+#include "sc_host_encoder_madd.h"
+#undef SM_VNNI
+#undef SM_VB
+#undef SM_TGT
+#undef SM_FN
+#undef SM_F
 #endif
 
 typedef int (*kernel_fn)(const sc_he_args_t *, const plan_t *, const void *, int8_t *);
 
-/* 0: 16-byte vectors (SSE2 / NEON), 1: AVX2, 2: AVX-512 */
+static int isa_limit = 3;
+
+/* 0: 16-byte vectors (SSE2 / NEON), 1: AVX2, 2: AVX-512, 3: AVX-512 VNNI (at most isa_limit) */
 static int isa_level(void)
 {
 #ifdef SC_HE_X86
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
-        level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 2
+        level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+                && __builtin_cpu_supports("avx512bw")
+                ? (__builtin_cpu_supports("avx512vnni") ? 3 : 2)
                 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     }
-    return level;
+    return level < isa_limit ? level : isa_limit;
 #else
     return 0;
 #endif
@@ -127,8 +160,14 @@ const char *sc_he_isa(void)
 #else
         "generic",
 #endif
-        "avx2", "avx512f"};
+        "avx2", "avx512f", "avx512vnni"};
     return names[isa_level()];
+}
+
+const char *sc_he_limit_isa(int level)
+{
+    isa_limit = level < 0 ? 0 : level > 3 ? 3 : level;
+    return sc_he_isa();
 }
 
 /* float32 is exact when every partial sum stays below 2**24 in magnitude. */
@@ -189,17 +228,27 @@ int sc_he_encode(const sc_he_args_t *a, const void *samples, int8_t *codes)
                     pl.off[k] = ((u0 * pl.s[1] + u1) * pl.s[2] + u2) * pl.cin + i;
                     pl.widx[k] = ((i * pl.b[0] + u0) * pl.b[1] + u1) * pl.b[2] + u2;
                 }
-    static const kernel_fn kernels[3][2] = {
+    static const kernel_fn kernels[4][2] = {
         {encode_f16, encode_d16},
 #ifdef SC_HE_X86
         {encode_f32, encode_d32},
         {encode_f64, encode_d64},
+        {encode_f64, encode_d64},
 #else
+        {encode_f16, encode_d16},
         {encode_f16, encode_d16},
         {encode_f16, encode_d16},
 #endif
     };
-    int rc = kernels[isa_level()][needs_float64(a, pl.K)](a, &pl, samples, codes);
+    const int level = isa_level(), f64 = needs_float64(a, pl.K);
+    int rc = SC_HE_EARG;
+#ifdef SC_HE_X86
+    if (!f64) /* int16 pairs by pmaddwd where the taps pair up (the float path otherwise) */
+        rc = level == 3 ? encode_v64(a, &pl, samples, codes)
+             : level == 2 ? encode_m64(a, &pl, samples, codes)
+             : level == 1 ? encode_m32(a, &pl, samples, codes) : SC_HE_EARG;
+#endif
+    if (rc == SC_HE_EARG) rc = kernels[level][f64](a, &pl, samples, codes);
     free(pl.off), free(pl.widx);
     return rc;
 }

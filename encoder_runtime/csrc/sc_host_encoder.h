@@ -41,4 +41,9 @@ const char *sc_he_accumulator(const sc_he_args_t *a);
 /* The instruction set the kernel was dispatched to on this machine ("avx512f", "avx2", ...). */
 const char *sc_he_isa(void);
 
+/* Use at most instruction set level (0: 16-byte vectors, 1: AVX2, 2: AVX-512, 3: AVX-512 VNNI;
+ * tests run every
+ * kernel with it); returns sc_he_isa() after the change. Not thread-safe: set it before encoding. */
+const char *sc_he_limit_isa(int level);
+
 #endif
