@@ -160,6 +160,8 @@ def test_default_model_on_real_768x512_photos(tmp_path):
     try:
         log = stream_with_default_model(tmp_path, r.port, f"dir:{SAMPLES},loop=1", "photos", 6)
         assert "model=rgb-c16 variant=fp32" in log
+        from importlib.util import find_spec                 # the native encoder where it is built
+        assert f"backend={'native' if find_spec('encoder_runtime._scencoder') else 'onnx'}" in log
         res = verify_stream(r.store, "photos", expect_count=6)
         assert res["frames"] == 6 and set(res["decoded"].values()) == {(512, 768, 3)}
         pngs = _wait_files(tmp_path / "decoded" / "photos", "*.png", 6, timeout=60)

@@ -26,6 +26,18 @@ static double scale_of(int32_t shift)
     return ldexp(1.0, -(shift < -8 ? -8 : shift > 62 ? 62 : shift));
 }
 
+/* Sample offsets (from the slab start) of the blocks of m layers along axis 0, in block order;
+ * returns their count. */
+static size_t slab_origins(const plan_t *pl, size_t m, size_t *org)
+{
+    size_t j = 0;
+    for (size_t u = 0; u < m; u++)
+        for (size_t g1 = 0; g1 < pl->g[1]; g1++)
+            for (size_t g2 = 0; g2 < pl->g[2]; g2++)
+                org[j++] = u * pl->per_g0 + (g1 * pl->b[1] * pl->s[2] + g2 * pl->b[2]) * pl->cin;
+    return j;
+}
+
 #define SC_CAT2(a, b) a##_##b
 #define SC_CAT(a, b) SC_CAT2(a, b)
 

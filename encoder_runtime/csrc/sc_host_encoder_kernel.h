@@ -147,12 +147,7 @@ static SC_TGT int SC_FN(encode)(const sc_he_args_t *a, const plan_t *pl, const v
             const size_t m = pl->g[0] - g0 < pl->cnt ? pl->g[0] - g0 : pl->cnt;
             SC_FN(convert)(a->dtype, (const char *)samples + (item * pl->item + g0 * pl->per_g0) * esize,
                            m * pl->per_g0, xs);
-            size_t j = 0;
-            for (size_t u = 0; u < m; u++)
-                for (size_t g1 = 0; g1 < pl->g[1]; g1++)
-                    for (size_t g2 = 0; g2 < pl->g[2]; g2++)
-                        org[j++] = u * pl->per_g0
-                                   + (g1 * pl->b[1] * pl->s[2] + g2 * pl->b[2]) * pl->cin;
+            const size_t j = slab_origins(pl, m, org);
             SC_FN(blocks)(&cx, org, j, g0 * g12);
         }
     }

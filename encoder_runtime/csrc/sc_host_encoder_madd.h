@@ -134,12 +134,7 @@ static SM_TGT int SM_FN(encode)(const sc_he_args_t *a, const plan_t *pl, const v
         for (size_t g0 = 0; g0 < pl->g[0]; g0 += pl->cnt) {
             const size_t m = pl->g[0] - g0 < pl->cnt ? pl->g[0] - g0 : pl->cnt, n = m * pl->per_g0;
             const void *src = (const char *)samples + (item * pl->item + g0 * pl->per_g0) * esize;
-            size_t j = 0;
-            for (size_t u = 0; u < m; u++)
-                for (size_t g1 = 0; g1 < pl->g[1]; g1++)
-                    for (size_t g2 = 0; g2 < pl->g[2]; g2++)
-                        org[j++] = u * pl->per_g0
-                                   + (g1 * pl->b[1] * pl->s[2] + g2 * pl->b[2]) * pl->cin;
+            const size_t j = slab_origins(pl, m, org);
 #if SM_VNNI
             if (G == 4) { /* uint8 quads straight from the samples; fetch the slab after next */
                 const size_t g0n = g0 + 2 * pl->cnt < pl->g[0] ? g0 + 2 * pl->cnt : pl->g[0];

@@ -122,8 +122,9 @@ class EncodeService:
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
         capture.start()
         sdnotify.notify(f"READY=1\nSTATUS=streaming {self.stream_id} to {cfg.sink}")
-        log.info("sensor-encode started: source=%s model=%s variant=%s stream=%s sink=%s next_seq=%d",
-                 cfg.source, getattr(self.encoder, "name", cfg.model), getattr(self.encoder, "variant", "-"),
+        log.info("sensor-encode started: source=%s model=%s variant=%s backend=%s stream=%s sink=%s "
+                 "next_seq=%d", cfg.source, getattr(self.encoder, "name", cfg.model),
+                 getattr(self.encoder, "variant", "-"), getattr(self.encoder, "backend", "-"),
                  self.stream_id, cfg.sink, self.spool.next_seq)
         wd = sdnotify.watchdog_period()
         last_wd, last_frames = 0.0, -1
