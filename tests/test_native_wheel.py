@@ -169,7 +169,6 @@ def _run_codec(cmd_prefix: list[str], codes: tuple[Path, dict[str, bytes]], work
         return info, {k: z[k].tobytes() for k in z.files}
 
 
-@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def _run_encoder(cmd_prefix: list[str], encoder_inputs: tuple[Path, dict[str, np.ndarray]], work: Path,
                  run=subprocess.run, **kw) -> dict:
     """Run ENCODER_SCRIPT (``cmd_prefix`` + script, through ``run``); asserts it wrote the int8
@@ -184,6 +183,7 @@ def _run_encoder(cmd_prefix: list[str], encoder_inputs: tuple[Path, dict[str, np
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def test_wheel_tags_record_and_reproducible(arch, pure_wheel, tmp_path):
     _need_compiler(arch)
     whl = build_native_wheel(arch, tmp_path / "a", REPO, pure_wheel=pure_wheel)
