@@ -88,7 +88,8 @@ SM_BLOCKS(blocks4, 4)
 #undef SM_TILES
 
 /* The grouped-tap integer path when it applies (returns SC_HE_EARG otherwise: the caller falls
- * back to the float kernels): G = 4 for uint8 samples under VNNI, else G = 2. */
+ * back to the float kernels): G = 4 for uint8 samples under VNNI, else G = 2. Each slab (a
+ * layer of blocks along axis 0) is first copied / widened into xs. */
 static SM_TGT int SM_FN(encode)(const sc_he_args_t *a, const plan_t *pl, const void *samples,
                                 int8_t *codes)
 {
@@ -105,7 +106,7 @@ static SM_TGT int SM_FN(encode)(const sc_he_args_t *a, const plan_t *pl, const v
     }
     const size_t KG = pl->K / G, wsize = G == 4 ? 1 : 2;
     const size_t esize = a->dtype == SC_HE_U8 ? 1 : 2, nslab = pl->cnt * pl->per_g0;
-    const size_t norg = pl->cnt * pl->g[1] * pl->g[2], nxs = G == 4 ? 0 : (nslab + 7) & ~(size_t)3;
+    const size_t norg = pl->cnt * pl->g[1] * pl->g[2], nxs = (nslab + 7) & ~(size_t)3;
     const size_t bytes = 64 + (KG + 2) * cv * SM_VB + nxs * 2 + norg * sizeof(size_t);
     char *mem = malloc(bytes);
     if (!mem) return SC_HE_ENOMEM;
@@ -136,12 +137,10 @@ static SM_TGT int SM_FN(encode)(const sc_he_args_t *a, const plan_t *pl, const v
             const void *src = (const char *)samples + (item * pl->item + g0 * pl->per_g0) * esize;
             const size_t j = slab_origins(pl, m, org);
 #if SM_VNNI
-            if (G == 4) { /* uint8 quads straight from the samples; fetch the slab after next */
-                const size_t g0n = g0 + 2 * pl->cnt < pl->g[0] ? g0 + 2 * pl->cnt : pl->g[0];
-                const size_t mn = pl->g[0] - g0n < pl->cnt ? pl->g[0] - g0n : pl->cnt;
-                const char *next = (const char *)samples + item * pl->item + g0n * pl->per_g0;
-                for (size_t i = 0; i < mn * pl->per_g0; i += 64) __builtin_prefetch(next + i);
-                SM_FN(blocks4)(&cx, wt, bias, src, 1, org, j, g0 * g12);
+            if (G == 4) { /* uint8 quads from a copy of the slab (one streaming read: faster
+                           * than gathering the blocks from the frame) */
+                memcpy(xs, src, n);
+                SM_FN(blocks4)(&cx, wt, bias, xs, 1, org, j, g0 * g12);
                 continue;
             }
 #endif
