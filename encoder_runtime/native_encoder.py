@@ -3,9 +3,9 @@
 The extension (``encoder_runtime/_scencoder.c`` + ``csrc/sc_host_encoder.c``) computes the codes
 of ``docs/bundle-format.md`` from the bundle's ``encoder_int.npz`` (int8 weights, int32 bias and
 shift): block gather, dot products and round-half-even requantization in one pass, written into
-the caller's int8 buffer. Its codes are bit-identical to the int8 ONNX graph (tests/test_native_encoder.py),
-without ONNX Runtime's per-run overhead. It is optional: without a C compiler, or for a bundle
-without ``encoder_int.npz``, :class:`~encoder_runtime.codec.Encoder` runs the ONNX graph.
+the caller's int8 buffer. Its codes are bit-identical to the int8 ONNX graph
+(tests/test_native_encoder.py). It is optional: without a C compiler, or for a bundle without
+``encoder_int.npz``, :class:`~encoder_runtime.codec.Encoder` runs the ONNX graph.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def isa() -> str:
 
 
 class NativeKernel:
-    """The integer encoder of one bundle on the native kernel."""
+    """The integer encoder of one bundle on the native kernel (``weight``, ``bias``, ``shift``:
+    its checked integer parameters; ``block``, ``c_in``, ``c_lat``, ``code_max``: its geometry)."""
 
     def __init__(self, bundle: Bundle) -> None:
         self._ext = _extension()
@@ -75,7 +76,7 @@ class NativeKernel:
                                            f"<= {MAX_LATENT}")
         self.block, self.c_in, self.c_lat, self.code_max = block, c_in, c_lat, code_max
         self._dtype, self._code = np.dtype(dtype), DTYPE_CODES[dtype]
-        self._w, self._b, self._s = (np.ascontiguousarray(a) for a in (w, b, s))
+        self.weight, self.bias, self.shift = (np.ascontiguousarray(a) for a in (w, b, s))
 
     def code_shape(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(N, C_lat, *latent) for a (N, *spatial, C) batch whose spatial sizes fit the block."""
@@ -86,6 +87,6 @@ class NativeKernel:
         """Write the codes of a C-contiguous (N, *spatial, C) batch into int8 ``out``; returns it."""
         if batch.dtype != self._dtype:
             raise ValueError(f"native encoder: samples must be {self._dtype}, got {batch.dtype}")
-        self._ext.encode(batch, self._code, batch.shape[1:-1], self.block, self.c_in, self._w,
-                         self._b, self._s, self.code_max, out)
+        self._ext.encode(batch, self._code, batch.shape[1:-1], self.block, self.c_in, self.weight,
+                         self.bias, self.shift, self.code_max, out)
         return out

@@ -141,7 +141,7 @@ def encoder_inputs(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
         want[name] = onnx.codes(x)
         k = NativeKernel(b)
         for f, a in (("samples", batch), ("dtype", DTYPE_CODES[b.sample_dtype]), ("block", k.block),
-                     ("weight", k._w), ("bias", k._b), ("shift", k._s), ("code_max", k.code_max),
+                     ("weight", k.weight), ("bias", k.bias), ("shift", k.shift), ("code_max", k.code_max),
                      ("code_shape", want[name].shape)):
             arrays[f"{name}/{f}"] = np.asarray(a)
     path = tmp_path_factory.mktemp("enc") / "inputs.npz"
