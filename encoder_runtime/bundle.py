@@ -206,6 +206,9 @@ def _check_manifest(m: dict, mpath: Path) -> None:
                   "a video model", [dims, m["sample"].get("channels")])
     if not isinstance(m["coder"].get("default"), str):
         raise bad("coder.default", "a coder id", m["coder"].get("default"))
+    if not isinstance(m["coder"].get("fallback", ""), str):
+        raise bad("coder.fallback", "a coder id (used where coder.default's package is missing)",
+                  m["coder"].get("fallback"))
     for fname, info in m["files"].items():
         if not isinstance(fname, str) or fname.startswith("/") or not all(
                 NAME_PATTERN.fullmatch(part) and ".." not in part for part in fname.split("/")):

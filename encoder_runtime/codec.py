@@ -32,7 +32,7 @@ import numpy as np
 
 from . import container
 from .bundle import SHA256_PATTERN, Bundle, BundleError, check_model_name, load_bundle
-from .entropy import CoderUnavailableError, get_coder
+from .entropy import DEFAULT_CODER, CoderUnavailableError, get_coder, get_coder_or_fallback
 from .errors import ContainerError, DecodeLimitError, FrameError
 from .frame import FrameInfo, pack_frame, parse_frame
 from .native_encoder import NativeEncoderUnavailable, NativeKernel
@@ -142,7 +142,9 @@ class Encoder(_Model):
         if variant not in ENCODER_GRAPHS:
             raise CodecError(f"unknown encoder variant {variant!r} (fp32 or int8)")
         self.variant = variant
-        self.coder = get_coder(coder or bundle.manifest["coder"]["default"])
+        spec = bundle.manifest["coder"]
+        self.coder = (get_coder(coder) if coder else
+                      get_coder_or_fallback(spec["default"], spec.get("fallback", DEFAULT_CODER)))
         self._local = threading.local()      # per thread: IOBinding + output buffers by shape
         self._onnx, self._onnx_lock = None, threading.Lock()
         bundle.file(ENCODER_GRAPHS[variant])  # BundleError now if the bundle lacks the graph

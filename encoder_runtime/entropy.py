@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -60,6 +61,7 @@ import zstandard
 from .errors import CorruptPayloadError, MalformedInputError
 
 __all__ = [
+    "BUNDLE_CODER",
     "DEFAULT_CODER",
     "MAX_CODES",
     "CoderUnavailableError",
@@ -67,6 +69,7 @@ __all__ = [
     "LosslessCoder",
     "available_coders",
     "get_coder",
+    "get_coder_or_fallback",
     "known_coders",
 ]
 
@@ -805,6 +808,10 @@ _CACHE_LOCK = threading.Lock()
 #: The coder new streams use: at most the rate of zstd-19 at zstd-1-class encode speed, with
 #: numpy + zstandard only (chosen from benchmarks/results/lossless.json).
 DEFAULT_CODER = "sigplane-zstd"
+#: The coder new bundles name (``coder.default``; their ``coder.fallback`` is DEFAULT_CODER): the
+#: context-modelled native coder, 14-34 % smaller than DEFAULT_CODER on every bundled model's codes
+#: (benchmarks/results/lossless_bundled.json) at ~1/2-1/3 of its speed.
+BUNDLE_CODER = "ctx-ac"
 
 
 def known_coders() -> list[str]:
@@ -835,6 +842,19 @@ def get_coder(name: str) -> LosslessCoder:
                     f"lossless coder {name!r} needs the optional package "
                     f"{_OPTIONAL_PACKAGE.get(name, '?')}: {e}") from None
         return _CACHE[name]
+
+
+def get_coder_or_fallback(name: str, fallback: str | None = DEFAULT_CODER) -> LosslessCoder:
+    """``get_coder(name)``, or ``get_coder(fallback)`` with a RuntimeWarning where ``name``'s
+    optional package is not installed (e.g. a device without the native extension). Streams name
+    their coder, so either choice decodes anywhere that coder is installed."""
+    try:
+        return get_coder(name)
+    except CoderUnavailableError as exc:
+        if not fallback or fallback == name:
+            raise
+        warnings.warn(f"{exc}; encoding with {fallback!r} instead", RuntimeWarning, stacklevel=2)
+        return get_coder(fallback)
 
 
 def available_coders() -> list[str]:

@@ -195,9 +195,10 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
     files["encoder_int.npz"] = npz.getvalue()
     for fname, data in files.items():
         (out_dir / fname).write_bytes(data)
-    if coder == "auto":
-        from encoder_runtime.entropy import DEFAULT_CODER
-        coder = DEFAULT_CODER
+    from encoder_runtime.entropy import BUNDLE_CODER, DEFAULT_CODER
+    coder_spec = {"default": BUNDLE_CODER if coder == "auto" else coder}
+    if coder_spec["default"] != DEFAULT_CODER:
+        coder_spec["fallback"] = DEFAULT_CODER
     layout = {1: "TC", 2: "HWC", 3: "DHWC"}[cfg.dims]
     manifest = {
         "format": "sensorcodec-bundle", "format_version": 1, "name": name,
@@ -210,7 +211,7 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
                       "block": [cfg.block] * cfg.dims, "folded": True, "padding": "edge"},
         "latent": {"channels": cfg.latent_channels, "code_max": cfg.code_max,
                    "rounding": "half_to_even", "weight_max": cfg.weight_max},
-        "coder": {"default": coder},
+        "coder": coder_spec,
         "config": cfg.to_dict(),
         "macs_per_sample": _mac_choice(cfg),
         "files": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()},

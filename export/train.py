@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from encoder_runtime.entropy import DEFAULT_CODER, get_coder
+from encoder_runtime.entropy import BUNDLE_CODER, get_coder, get_coder_or_fallback
 from encoder_runtime.metrics import psnr_db, snr_db, spectral_angle_deg
 
 from . import data as datasets
@@ -291,7 +291,7 @@ def evaluate(codec: Codec, arrays: list[np.ndarray], coder_name: str | None = No
              fill_width: float = 0.0) -> dict:
     """Held-out metrics with the exact deployed codes and the real lossless coder (the decoder
     sees the codes with the bundle's noise fill of ``fill_width``, as the runtime decodes them)."""
-    coder = get_coder(coder_name or DEFAULT_CODER)
+    coder = get_coder(coder_name) if coder_name else get_coder_or_fallback(BUNDLE_CODER)
     cfg = codec.cfg
     dev = next(codec.parameters()).device
     sq_err, n_samples, bits, peak = 0.0, 0, 0, 255.0

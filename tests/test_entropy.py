@@ -18,6 +18,7 @@ import zstandard
 
 from encoder_runtime import entropy
 from encoder_runtime.entropy import (
+    BUNDLE_CODER,
     DEFAULT_CODER,
     CoderUnavailableError,
     CorruptPayloadError,
@@ -282,6 +283,28 @@ def test_optional_coder_unavailable_without_package(monkeypatch: pytest.MonkeyPa
     with pytest.raises(CoderUnavailableError, match="pyjpegls"):
         get_coder("jpegls")
     assert set(BASE_CODERS) <= set(available_coders())
+
+
+def test_encoder_falls_back_where_the_native_coder_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle naming ``ctx-ac`` still encodes on a device without the native extension: the
+    Encoder warns and uses the manifest's ``coder.fallback``; the stream names the coder it used,
+    so it decodes anywhere. An explicitly requested coder is never replaced."""
+    from encoder_runtime import Decoder, Encoder
+    from encoder_runtime.bundle import load_bundle
+    assert load_bundle("rgb-c16").manifest["coder"] == {"default": BUNDLE_CODER,
+                                                        "fallback": DEFAULT_CODER}
+    import encoder_runtime
+    monkeypatch.setitem(sys.modules, "encoder_runtime._sclossless", None)  # import -> ImportError
+    monkeypatch.delattr(encoder_runtime, "_sclossless", raising=False)
+    monkeypatch.setattr(entropy, "_CACHE", {})
+    with pytest.warns(RuntimeWarning, match="ctx-ac.*encoding with 'sigplane-zstd' instead"):
+        enc = Encoder.load("rgb-c16", backend="onnx")
+    assert enc.coder.name == DEFAULT_CODER
+    img = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    blob = enc.encode(img)
+    assert Decoder.for_stream(blob).decode(blob).shape == img.shape
+    with pytest.raises(CoderUnavailableError, match="native extension"):
+        Encoder.load("rgb-c16", coder=BUNDLE_CODER, backend="onnx")
 
 
 def test_runtime_imports_no_torch_and_no_optional_packages() -> None:
