@@ -368,7 +368,8 @@ class Decoder(_Model):
             raise CodecError(f"unknown decoder variant {variant!r} (fp32 or int8)")
         if DECODER_FILES[variant] not in bundle.manifest["files"]:
             have = [v for v, f in DECODER_FILES.items() if f in bundle.manifest["files"]]
-            raise CodecError(f"model {bundle.name!r} has no {variant} decoder "
+            # no fp32 decoder: a broken bundle; no int8 one: a variant this model does not ship
+            raise (BundleError if variant == "fp32" else CodecError)(f"model {bundle.name!r} has no {variant} decoder "
                              f"({DECODER_FILES[variant]} is not in {bundle.path / 'manifest.json'});"
                              f" it has: {', '.join(have)}")
         self.variant = variant
