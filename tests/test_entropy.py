@@ -291,20 +291,20 @@ def test_encoder_falls_back_where_the_native_coder_is_missing(monkeypatch: pytes
     so it decodes anywhere. An explicitly requested coder is never replaced."""
     from encoder_runtime import Decoder, Encoder
     from encoder_runtime.bundle import load_bundle
-    assert load_bundle("rgb-c16").manifest["coder"] == {"default": BUNDLE_CODER,
+    assert load_bundle("rgb-c32").manifest["coder"] == {"default": BUNDLE_CODER,
                                                         "fallback": DEFAULT_CODER}
     import encoder_runtime
     monkeypatch.setitem(sys.modules, "encoder_runtime._sclossless", None)  # import -> ImportError
     monkeypatch.delattr(encoder_runtime, "_sclossless", raising=False)
     monkeypatch.setattr(entropy, "_CACHE", {})
     with pytest.warns(RuntimeWarning, match="ctx-ac.*encoding with 'sigplane-zstd' instead"):
-        enc = Encoder.load("rgb-c16", backend="onnx")
+        enc = Encoder.load("rgb-c32", backend="onnx")
     assert enc.coder.name == DEFAULT_CODER
     img = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     blob = enc.encode(img)
     assert Decoder.for_stream(blob).decode(blob).shape == img.shape
     with pytest.raises(CoderUnavailableError, match="native extension"):
-        Encoder.load("rgb-c16", coder=BUNDLE_CODER, backend="onnx")
+        Encoder.load("rgb-c32", coder=BUNDLE_CODER, backend="onnx")
 
 
 def test_runtime_imports_no_torch_and_no_optional_packages() -> None:

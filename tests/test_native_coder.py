@@ -189,12 +189,12 @@ def test_codec_end_to_end_with_ctx_ac():
     from encoder_runtime.media import read_input
 
     img = read_input(SAMPLES / "ColorfulCups.png")[0]
-    ours = Encoder.load("rgb-c16", coder="ctx-ac").encode(img)
-    default = Encoder.load("rgb-c16", coder="sigplane-zstd").encode(img)
+    ours = Encoder.load("rgb-c32", coder="ctx-ac").encode(img)
+    default = Encoder.load("rgb-c32", coder="sigplane-zstd").encode(img)
     assert len(ours) < len(default)
     frames = lambda blob: [r.payload for r in container.read_stream(blob)[1]]  # noqa: E731
-    assert frames(Encoder.load("rgb-c16").encode(img)) == frames(ours)  # the bundle's default
-    dec = Decoder.load("rgb-c16")
+    assert frames(Encoder.load("rgb-c32").encode(img)) == frames(ours)  # the bundle's default
+    dec = Decoder.load("rgb-c32")
     assert np.array_equal(dec.decode(ours), dec.decode(default))
 
 
