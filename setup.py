@@ -28,6 +28,7 @@ NATIVE_EXTENSIONS = {
         "include_dirs": ["encoder_runtime/csrc"],
         "depends": ["encoder_runtime/csrc/sc_host_encoder.h",
                     "encoder_runtime/csrc/sc_host_encoder_kernel.h",
+                    "encoder_runtime/csrc/sc_host_encoder_pair.h",
                     "encoder_runtime/csrc/sc_host_encoder_madd.h"],
         # -O3 vectorises the kernel; contraction to FMA is exact here (integer-valued sums)
         "extra_compile_args": ["-O3", "-std=c99", "-ffp-contract=fast"],

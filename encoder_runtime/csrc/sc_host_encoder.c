@@ -41,75 +41,24 @@ static size_t slab_origins(const plan_t *pl, size_t m, size_t *org)
 #define SC_CAT2(a, b) a##_##b
 #define SC_CAT(a, b) SC_CAT2(a, b)
 
-#define SC_T float
-#define SC_I int32_t
-#define SC_MAGIC 12582912.0
 #define SC_VB 16
 #define SC_TGT
-#define SC_FN(x) SC_CAT(x, f16)
-#include "sc_host_encoder_kernel.h"
-#undef SC_FN
-#undef SC_T
-#undef SC_I
-#undef SC_MAGIC
-#define SC_T double
-#define SC_I int64_t
-#define SC_MAGIC 6755399441055744.0
-#define SC_FN(x) SC_CAT(x, d16)
-#include "sc_host_encoder_kernel.h"
-#undef SC_FN
-#undef SC_T
-#undef SC_I
-#undef SC_MAGIC
-#undef SC_VB
-#undef SC_TGT
+#define SC_SF f16
+#define SC_SD d16
+#include "sc_host_encoder_pair.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define SC_HE_X86 1
 #define SC_VB 32
 #define SC_TGT __attribute__((target("avx2,fma")))
-#define SC_T float
-#define SC_I int32_t
-#define SC_MAGIC 12582912.0
-#define SC_FN(x) SC_CAT(x, f32)
-#include "sc_host_encoder_kernel.h"
-#undef SC_FN
-#undef SC_T
-#undef SC_I
-#undef SC_MAGIC
-#define SC_T double
-#define SC_I int64_t
-#define SC_MAGIC 6755399441055744.0
-#define SC_FN(x) SC_CAT(x, d32)
-#include "sc_host_encoder_kernel.h"
-#undef SC_FN
-#undef SC_T
-#undef SC_I
-#undef SC_MAGIC
-#undef SC_VB
-#undef SC_TGT
+#define SC_SF f32
+#define SC_SD d32
+#include "sc_host_encoder_pair.h"
 #define SC_VB 64
 #define SC_TGT __attribute__((target("avx512f,avx512dq,avx2,fma")))
-#define SC_T float
-#define SC_I int32_t
-#define SC_MAGIC 12582912.0
-#define SC_FN(x) SC_CAT(x, f64)
-#include "sc_host_encoder_kernel.h"
-#undef SC_FN
-#undef SC_T
-#undef SC_I
-#undef SC_MAGIC
-#define SC_T double
-#define SC_I int64_t
-#define SC_MAGIC 6755399441055744.0
-#define SC_FN(x) SC_CAT(x, d64)
-#include "sc_host_encoder_kernel.h"
-#undef SC_FN
-#undef SC_T
-#undef SC_I
-#undef SC_MAGIC
-#undef SC_VB
-#undef SC_TGT
+#define SC_SF f64
+#define SC_SD d64
+#include "sc_host_encoder_pair.h"
 
 #define SM_VNNI 0
 #define SM_VB 32
