@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bundle import BundleError
+from .stage_spec import stage_object, stage_seed
 
 KINDS = ("uniform_zero",)
 
@@ -33,13 +34,9 @@ def parse_noise_fill(spec: object, channels: int, where: str = "manifest") -> di
     ``channels``: the model's latent channels (a per-channel ``width`` list must have as many).
     Raises :class:`BundleError` naming the field and the expected value.
     """
+    spec = stage_object(spec, "noise_fill", KINDS, where)
     if spec is None:
         return None
-    if not isinstance(spec, dict):
-        raise BundleError(f"{where}: field 'noise_fill': expected an object, got {spec!r:.80}")
-    if spec.get("kind") not in KINDS:
-        raise BundleError(f"{where}: field 'noise_fill.kind': expected one of {', '.join(KINDS)}, "
-                          f"got {spec.get('kind')!r:.40}")
     width = spec.get("width")
     widths = width if isinstance(width, list) else [width] * channels
     if len(widths) != channels or not all(
@@ -47,10 +44,7 @@ def parse_noise_fill(spec: object, channels: int, where: str = "manifest") -> di
             for w in widths):
         raise BundleError(f"{where}: field 'noise_fill.width': expected a number in [0, 1] or a "
                           f"list of {channels} such numbers, got {width!r:.80}")
-    seed = spec.get("seed", 0)
-    if type(seed) is not int or not 0 <= seed < 2 ** 32:
-        raise BundleError(f"{where}: field 'noise_fill.seed': expected an integer in [0, 2^32), "
-                          f"got {seed!r:.40}")
+    seed = stage_seed(spec, "noise_fill", where)
     return {"kind": spec["kind"], "width": [float(w) for w in widths], "seed": seed}
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bundle import BundleError
+from .stage_spec import stage_object, stage_seed
 
 KINDS = ("spectral_floor",)
 N_FFT = 512
@@ -33,21 +34,14 @@ def parse_postfilter(spec: object, where: str = "manifest") -> dict | None:
 
     Raises :class:`BundleError` naming the field and the expected value.
     """
+    spec = stage_object(spec, "postfilter", KINDS, where)
     if spec is None:
         return None
-    if not isinstance(spec, dict):
-        raise BundleError(f"{where}: field 'postfilter': expected an object, got {spec!r:.80}")
-    if spec.get("kind") not in KINDS:
-        raise BundleError(f"{where}: field 'postfilter.kind': expected one of {', '.join(KINDS)}, "
-                          f"got {spec.get('kind')!r:.40}")
     db = spec.get("floor_db")
     if isinstance(db, bool) or not isinstance(db, (int, float)) or not 0.0 < db <= 120.0:
         raise BundleError(f"{where}: field 'postfilter.floor_db': expected a number in (0, 120], "
                           f"got {db!r:.40}")
-    seed = spec.get("seed", 0)
-    if type(seed) is not int or not 0 <= seed < 2 ** 32:
-        raise BundleError(f"{where}: field 'postfilter.seed': expected an integer in [0, 2^32), "
-                          f"got {seed!r:.40}")
+    seed = stage_seed(spec, "postfilter", where)
     return {"kind": spec["kind"], "floor_db": float(db), "seed": seed}
 
 
