@@ -25,6 +25,20 @@ def small_codec() -> Callable:
 
 
 @pytest.fixture
+def tiny_audio_codec() -> Callable:
+    """Factory: an untrained, seeded 16 kHz mono audio Codec (4 latent channels, tiny decoder)."""
+    torch = pytest.importorskip("torch")
+    from export.model import Codec, CodecConfig
+
+    def make() -> Codec:
+        torch.manual_seed(0)
+        return Codec(CodecConfig(modality="audio", dims=1, in_channels=1, latent_channels=4,
+                                 levels=4, decoder_width=16, decoder_blocks=1, sample_dtype="int16"))
+
+    return make
+
+
+@pytest.fixture
 def mosquitto(tmp_path) -> Callable:
     """Factory: start a real ``mosquitto`` on a free loopback port (``extra`` = more config lines);
     returns the port. Skips when mosquitto is not installed (scripts/apt/daemon.txt). Every broker

@@ -47,16 +47,12 @@ def test_fill_touches_only_zero_codes_within_their_width():
         fill_zeros(codes, [1.0, 1.0])
 
 
-def test_exported_audio_bundle_carries_the_noise_fill(tmp_path):
+def test_exported_audio_bundle_carries_the_noise_fill(tmp_path, tiny_audio_codec):
     torch = pytest.importorskip("torch")
-    from export.model import Codec, CodecConfig
     from export.onnx_export import write_bundle
     from export.train import fill_zero_codes
-    torch.manual_seed(0)
-    cfg = CodecConfig(modality="audio", dims=1, in_channels=1, latent_channels=4, levels=4,
-                      decoder_width=16, decoder_blocks=1, sample_dtype="int16")
     spec = {"kind": "uniform_zero", "width": 0.8, "seed": 3}
-    path = write_bundle(Codec(cfg), tmp_path / "b", "untrained-audio", noise_fill=spec,
+    path = write_bundle(tiny_audio_codec(), tmp_path / "b", "untrained-audio", noise_fill=spec,
                         sample_info={"rate_hz": 16000})
     bundle = load_bundle(path)
     assert bundle.manifest["noise_fill"] == {**spec, "width": [0.8] * 4}
@@ -71,4 +67,4 @@ def test_exported_audio_bundle_carries_the_noise_fill(tmp_path):
     filled = fill_zero_codes(t, 0.8)
     assert torch.equal(filled[t != 0], t[t != 0]) and filled[t == 0].abs().max() <= 0.4
     with pytest.raises(BundleError, match="noise_fill.width"):
-        write_bundle(Codec(cfg), tmp_path / "c", "bad", noise_fill={"kind": "uniform_zero"})
+        write_bundle(tiny_audio_codec(), tmp_path / "c", "bad", noise_fill={"kind": "uniform_zero"})

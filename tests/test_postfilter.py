@@ -86,15 +86,10 @@ def test_bundle_postfilter_on_and_off(speech, tmp_path):
         assert np.array_equal(read_input(tmp_path / "s.wav")[0][:, 0], want)
 
 
-def test_exported_audio_bundle_carries_the_postfilter(speech, tmp_path):
-    torch = pytest.importorskip("torch")
-    from export.model import Codec, CodecConfig
+def test_exported_audio_bundle_carries_the_postfilter(speech, tmp_path, tiny_audio_codec):
     from export.onnx_export import write_bundle
-    torch.manual_seed(0)
-    cfg = CodecConfig(modality="audio", dims=1, in_channels=1, latent_channels=4, levels=4,
-                      decoder_width=16, decoder_blocks=1, sample_dtype="int16")
     spec = {"kind": "spectral_floor", "floor_db": 33.0, "seed": 7}
-    path = write_bundle(Codec(cfg), tmp_path / "b", "untrained-audio", postfilter=spec,
+    path = write_bundle(tiny_audio_codec(), tmp_path / "b", "untrained-audio", postfilter=spec,
                         sample_info={"rate_hz": 16000})
     bundle = load_bundle(path)
     assert bundle.manifest["postfilter"] == spec
@@ -103,4 +98,4 @@ def test_exported_audio_bundle_carries_the_postfilter(speech, tmp_path):
     on, off = Decoder(bundle).decode(blob), Decoder(bundle, postfilter=False).decode(blob)
     assert not np.array_equal(on, off)
     with pytest.raises(BundleError, match="floor_db"):
-        write_bundle(Codec(cfg), tmp_path / "c", "bad", postfilter={"kind": "spectral_floor"})
+        write_bundle(tiny_audio_codec(), tmp_path / "c", "bad", postfilter={"kind": "spectral_floor"})
