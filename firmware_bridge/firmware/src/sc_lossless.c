@@ -68,6 +68,15 @@
 #define SC_LL_SPECIALISE 1
 #endif
 #endif
+/* CHUNK(fn, two_d, pred, args...): fn(args..., two_d, pred), with two_d and pred passed as
+ * constants where SC_LL_SPECIALISE (so each pair inlines its own loop), as variables otherwise. */
+#if SC_LL_SPECIALISE
+#define CHUNK(fn, two_d, pred, ...)                                                                \
+    ((two_d) ? ((pred) ? fn(__VA_ARGS__, 1, 1) : fn(__VA_ARGS__, 1, 0))                           \
+             : ((pred) ? fn(__VA_ARGS__, 0, 1) : fn(__VA_ARGS__, 0, 0)))
+#else
+#define CHUNK(fn, two_d, pred, ...) fn(__VA_ARGS__, two_d, pred)
+#endif
 
 #define NCLS 10        /* neighbour classes */
 #define NPREV 3        /* previous-channel classes */
@@ -449,16 +458,7 @@ static void enc_row(enc_t *e_io, model_t *m, const int8_t *cur, const rowctx_t *
             nz = 0;
         }
         prepare(&pp, rc, x0, len);
-#if SC_LL_SPECIALISE
-        if (two_d)
-            act = pred ? enc_chunk(e, m, cur, rc, &pp, &nb, x0, len, nz, act, 1, 1)
-                       : enc_chunk(e, m, cur, rc, &pp, &nb, x0, len, nz, act, 1, 0);
-        else
-            act = pred ? enc_chunk(e, m, cur, rc, &pp, &nb, x0, len, nz, act, 0, 1)
-                       : enc_chunk(e, m, cur, rc, &pp, &nb, x0, len, nz, act, 0, 0);
-#else
-        act = enc_chunk(e, m, cur, rc, &pp, &nb, x0, len, nz, act, two_d, pred);
-#endif
+        act = CHUNK(enc_chunk, two_d, pred, e, m, cur, rc, &pp, &nb, x0, len, nz, act);
     }
     *act_io = act;
     *e_io = st;
@@ -699,16 +699,7 @@ static int dec_row(dec_t *d_io, model_t *m, int8_t *cur, const rowctx_t *rc, uns
             nz = 0;
         }
         prepare(&pp, rc, x0, len);
-#if SC_LL_SPECIALISE
-        if (two_d)
-            act = pred ? dec_chunk(d, m, cur, rc, &pp, &nb, x0, len, nz, act, 1, 1)
-                       : dec_chunk(d, m, cur, rc, &pp, &nb, x0, len, nz, act, 1, 0);
-        else
-            act = pred ? dec_chunk(d, m, cur, rc, &pp, &nb, x0, len, nz, act, 0, 1)
-                       : dec_chunk(d, m, cur, rc, &pp, &nb, x0, len, nz, act, 0, 0);
-#else
-        act = dec_chunk(d, m, cur, rc, &pp, &nb, x0, len, nz, act, two_d, pred);
-#endif
+        act = CHUNK(dec_chunk, two_d, pred, d, m, cur, rc, &pp, &nb, x0, len, nz, act);
         if (act == BAD_ACT) return SC_LL_E_CORRUPT;
     }
     *act_io = act;
