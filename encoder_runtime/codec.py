@@ -39,8 +39,9 @@ from .native_encoder import NativeEncoderUnavailable, NativeKernel
 from .noisefill import apply as apply_noise_fill, parse_noise_fill
 from .postfilter import apply as apply_postfilter, parse_postfilter
 
-#: Decoder graph file per variant (the int8 one reads its weights from decoder.onnx).
-DECODER_FILES = {"fp32": "decoder.onnx", "int8": "decoder_int8.onnx"}
+#: Decoder graph file per variant (the int8 one reads its weights from decoder.onnx; the text one
+#: is a self-contained decoder for the same codes, tuned for OCR of text pages).
+DECODER_FILES = {"fp32": "decoder.onnx", "int8": "decoder_int8.onnx", "text": "decoder_text.onnx"}
 #: decoder_int8.onnx metadata: sha256 of the decoder.onnx it takes its weights from.
 INT8_WEIGHTS_KEY = "sensorcodec.weights_sha256"
 
@@ -358,6 +359,8 @@ class Decoder(_Model):
     (:mod:`encoder_runtime.noisefill`) unless ``noise_fill=False`` (default: as ``postfilter``).
     ``variant="int8"`` runs the bundle's static-int8 decoder graph (``decoder_int8.onnx``, made by
     export/decoder_int8.py for some image models): faster, a little lower PSNR (docs/models.md).
+    ``variant="text"`` runs the bundle's text-page decoder (``decoder_text.onnx``, made by
+    export/text_variant.py): the same codes decoded for OCR (fewer character errors on documents).
     """
 
     def __init__(self, bundle: Bundle, threads: int = 1, max_samples: int | None = None,
@@ -365,10 +368,10 @@ class Decoder(_Model):
                  variant: str = "fp32") -> None:
         super().__init__(bundle, threads)
         if variant not in DECODER_FILES:
-            raise CodecError(f"unknown decoder variant {variant!r} (fp32 or int8)")
+            raise CodecError(f"unknown decoder variant {variant!r} ({', '.join(DECODER_FILES)})")
         if DECODER_FILES[variant] not in bundle.manifest["files"]:
             have = [v for v, f in DECODER_FILES.items() if f in bundle.manifest["files"]]
-            # no fp32 decoder: a broken bundle; no int8 one: a variant this model does not ship
+            # no fp32 decoder: a broken bundle; no int8/text one: a variant this model does not ship
             raise (BundleError if variant == "fp32" else CodecError)(f"model {bundle.name!r} has no {variant} decoder "
                              f"({DECODER_FILES[variant]} is not in {bundle.path / 'manifest.json'});"
                              f" it has: {', '.join(have)}")
@@ -441,10 +444,10 @@ class Decoder(_Model):
         return sess
 
     def _build_session(self, threads: int):
-        fp32 = self.bundle.read_verified(DECODER_FILES["fp32"])
-        if self.variant == "fp32":
-            return _session(fp32, threads, spin=False)
         name = DECODER_FILES[self.variant]
+        if self.variant != "int8":  # self-contained graphs
+            return _session(self.bundle.read_verified(name), threads, spin=False)
+        fp32 = self.bundle.read_verified(DECODER_FILES["fp32"])
         sess = _session(self.bundle.read_verified(name), threads, spin=False,
                         external={DECODER_FILES["fp32"]: fp32})
         made_for = sess.get_modelmeta().custom_metadata_map.get(INT8_WEIGHTS_KEY)

@@ -154,7 +154,8 @@ def load_encoder(model: str, threads: int = 1, modality: str | None = "image", v
 
 def decoder_for_header(header: dict, threads: int = 1, variant: str = "fp32") -> Any:
     """A decoder for a stream header: raw pass-through or the learned codec (``threads`` cores);
-    ``variant`` "int8" runs the model's int8 decoder graph where its bundle has one, else fp32."""
+    ``variant`` "int8" / "text" runs the model's int8 / text-page decoder graph where its bundle has
+    one, else fp32."""
     if header.get("codec") == RAW_CODEC:
         return RawDecoder()
     from encoder_runtime import Decoder

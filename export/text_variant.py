@@ -1,0 +1,153 @@
+"""Text-page decoder variant of an image bundle: ``decoder_text.onnx``.
+
+``python -m export.text_variant MODEL RUN [RUN ...]`` scores the bundle's decoders and each
+decoder-only training run (``sensor-train --init-bundle MODEL --decoder-steps 1.0
+--text-train-weight F ...``; RUN is its output bundle folder) by Tesseract CER on the validation
+pages of :mod:`export.text_data` (texts disjoint from the benchmark's held-out ones);
+``--install RUN`` then writes that run's decoder into the bundle as ``decoder_text.onnx`` and its
+sha256 and provenance into the manifest. ``Decoder(..., variant="text")`` /
+``sensor-codec decode --decoder-variant text`` run it on the same codes as the default decoder.
+
+The run must have left the encoder byte-identical (``encoder_int.npz`` equal, same config): the
+codes, and so every stream, stay the same. The graph is stored with float16 initialisers, each
+followed by a ``Cast`` to float32 that ONNX Runtime folds when the session is built (half the
+bytes; the decoder still computes in float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from encoder_runtime.bundle import Bundle, load_bundle
+from encoder_runtime.codec import DECODER_FILES
+
+from .onnx_export import sha256_bytes
+
+TEXT_FILE = DECODER_FILES["text"]
+#: Initialisers with fewer values stay float32 (biases, scales: negligible bytes).
+MIN_FP16_VALUES = 64
+
+
+def fp16_storage(decoder: bytes) -> bytes:
+    """``decoder`` with every large float32 initialiser stored as float16 + ``Cast`` to float32."""
+    model = onnx.load_from_string(decoder)
+    g = model.graph
+    casts, keep = [], []
+    for t in g.initializer:
+        if t.data_type != TensorProto.FLOAT or int(np.prod(t.dims)) < MIN_FP16_VALUES:
+            keep.append(t)
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name + "_fp16")
+        keep.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [t.name], to=TensorProto.FLOAT,
+                                      name=t.name + "_cast"))
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    nodes = casts + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    model.doc_string = "text-page decoder: export/text_variant.py (float16 storage, float32 compute)"
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def check_same_encoder(bundle: Bundle, run: Bundle) -> None:
+    """Refuse a run whose encoder differs from the bundle's (its codes would differ)."""
+    for f in ("encoder_int.npz", "encoder.onnx"):
+        a, b = bundle.manifest["files"][f]["sha256"], run.manifest["files"][f]["sha256"]
+        if a != b:
+            raise SystemExit(f"{run.path}: {f} sha256 {b[:12]}… differs from {bundle.path}'s "
+                             f"{a[:12]}…; a text decoder must be trained decoder-only "
+                             "(--decoder-steps 1.0) from this bundle")
+    a, b = bundle.manifest["config"], run.manifest["config"]
+    diff = sorted(k for k in a.keys() & b.keys() if a[k] != b[k])  # newer trainers add defaults
+    if diff:
+        raise SystemExit(f"{run.path}: config {', '.join(diff)} differ from {bundle.path}'s")
+
+
+def write_text_decoder(bundle_dir: Path | str, decoder: bytes, card: dict | None = None) -> dict:
+    """Write ``decoder`` (fp16-stored) into an image bundle as ``decoder_text.onnx``; record its
+    sha256 in the manifest and ``card`` (training provenance, scores) as ``model_card.text_decoder``."""
+    bundle = load_bundle(bundle_dir)
+    data = fp16_storage(decoder)
+    (bundle.path / TEXT_FILE).write_bytes(data)
+    manifest = json.loads(json.dumps(bundle.manifest))
+    entry = manifest["files"][TEXT_FILE] = {"sha256": sha256_bytes(data), "bytes": len(data)}
+    if card is not None:
+        manifest.setdefault("model_card", {})["text_decoder"] = card
+    (bundle.path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return entry
+
+
+def val_cer(bundle: Bundle, decoders: dict[str, bytes], split: str = "val") -> dict[str, dict]:
+    """Pooled Tesseract CER of each decoder graph on ``split``'s rendered pages, decoding the
+    bundle's own streams through ``Decoder(variant="text")`` of a scratch copy of the bundle."""
+    from benchmarks.doc_perception import pooled_cer
+    from encoder_runtime import Decoder, Encoder
+
+    from .text_data import text_pages
+    pages = text_pages(split)
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp) / bundle.name
+        shutil.copytree(bundle.path, scratch)
+        (scratch / TEXT_FILE).unlink(missing_ok=True)
+        pixels = sum(p.image.shape[0] * p.image.shape[1] for p in pages)
+        out = {}
+        for label, graph in decoders.items():
+            write_text_decoder(scratch, graph)  # a new manifest: streams pin it, so encode anew
+            enc, dec = Encoder.load(scratch), Decoder(load_bundle(scratch), variant="text")
+            blobs = [enc.encode(p.image) for p in pages]
+            out[label] = {"bpp": 8 * sum(map(len, blobs)) / pixels,
+                          **pooled_cer(pages, [dec.decode(b) for b in blobs])}
+    return out
+
+
+def run_card(run: Bundle, scores: dict) -> dict:
+    """Provenance of a run's decoder for the manifest."""
+    card = run.manifest.get("model_card", {})
+    return {"command": card.get("command"), "steps": card.get("steps"),
+            "wall_time_s": card.get("wall_time_s"), "hardware": card.get("hardware"),
+            "torch": card.get("torch"), "storage": "float16 initialisers, float32 compute",
+            "data": "train photos + rendered text pages of export/text_data.TRAIN_TEXTS",
+            "val_pages": "export/text_data.text_pages('val') (8 pages, texts disjoint from the "
+                         "benchmark's)", **scores}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m export.text_variant",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="bundled image model (or bundle folder) the runs started from")
+    ap.add_argument("runs", nargs="*", type=Path, help="decoder-only training runs' bundle folders")
+    ap.add_argument("--install", type=Path, metavar="RUN",
+                    help="write this run's decoder into the bundle as decoder_text.onnx")
+    args = ap.parse_args(argv)
+    bundle = load_bundle(args.model)
+    runs = {str(r): load_bundle(r) for r in dict.fromkeys([*args.runs, *([args.install] if args.install else [])])}
+    for r in runs.values():
+        check_same_encoder(bundle, r)
+    graphs = {f"{bundle.name} {v}": bundle.read_verified(f) for v, f in DECODER_FILES.items()
+              if v != "int8" and f in bundle.manifest["files"]}
+    graphs.update({k: r.read_verified(DECODER_FILES["fp32"]) for k, r in runs.items()})
+    scores = val_cer(bundle, graphs)
+    for label, s in scores.items():
+        print(f"{label:60s} val CER {100 * s['cer']:6.2f} %  @ {s['bpp']:.3f} bpp", flush=True)
+    if args.install:
+        key = str(args.install)
+        s = scores[key]
+        entry = write_text_decoder(bundle.path, runs[key].read_verified(DECODER_FILES["fp32"]),
+                                   run_card(runs[key], {"val_cer": s["cer"], "val_bpp": s["bpp"]}))
+        print(f"{bundle.name}: {TEXT_FILE} {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}…")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
