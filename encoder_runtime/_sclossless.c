@@ -6,7 +6,8 @@
  *   decode(data: buffer, channels, rows, cols) -> bytes  (channels*rows*cols int8 codes; ctx-ac
  *       formats 1 and 3)
  *   encode_format1: ctx-ac's format 1 (before run mode), for tests of old streams
- *   rans_encode / rans_decode: the same for the static rANS coder
+ *   rans_encode / rans_decode: the same for the static rANS coder (writes format 4, reads 2 and 4)
+ *   rans_encode_format2 / rans_encode_format4: rans in one format, for tests and benchmarks
  *
  * Errors: ValueError("<coder>: <status text>") for bad payloads or arguments; the GIL is
  * released while coding. Sizes are checked by the C core before anything is written, and a
@@ -27,6 +28,7 @@ typedef struct {
     unsigned max_codes_per_byte[2]; /* of each format: more codes per payload byte cannot be coded */
     size_t (*enc_work)(uint32_t channels);
     size_t (*dec_work)(uint32_t channels);
+    size_t (*enc_work_frame)(uint32_t channels, uint32_t rows, uint32_t cols); /* or NULL */
     int (*enc)(const int8_t *, uint32_t, uint32_t, uint32_t, uint8_t *, size_t, size_t *, void *,
                size_t);
     int (*dec)(const uint8_t *, size_t, uint32_t, uint32_t, uint32_t, int8_t *, void *, size_t);
@@ -58,11 +60,26 @@ static int ctx_dec(const uint8_t *in, size_t len, uint32_t c, uint32_t r, uint32
 /* A ctx-ac format-1 code costs at least ~1/1100 byte (the most probable bit has probability
  * < 65498/65536): 16384 keeps a margin of 1.7x; in format 3 one such bit covers up to 16 codes. */
 #define CTX_AC_FORMATS {SC_LL_FORMAT_RUN, SC_LL_FORMAT_AC}, {16u * 16384u, 16384u}
-static const coder_t CTX_AC = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, ctx_enc, ctx_dec};
-static const coder_t CTX_AC1 = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, ctx1_enc, ctx_dec};
-static const coder_t RANS = {"rans", {SC_RANS_FORMAT, SC_RANS_FORMAT},
-                             {SC_RANS_MAX_CODES_PER_BYTE, SC_RANS_MAX_CODES_PER_BYTE},
-                             sc_rans_enc_work, sc_rans_dec_work, sc_rans_encode, sc_rans_decode};
+static const coder_t CTX_AC = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, NULL, ctx_enc, ctx_dec};
+static const coder_t CTX_AC1 = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, NULL, ctx1_enc, ctx_dec};
+static int rans2_enc(const int8_t *codes, uint32_t c, uint32_t r, uint32_t w, uint8_t *out,
+                     size_t cap, size_t *out_len, void *work, size_t work_len)
+{
+    return sc_rans_encode_format(codes, c, r, w, SC_RANS_FORMAT, out, cap, out_len, work, work_len);
+}
+
+static int rans4_enc(const int8_t *codes, uint32_t c, uint32_t r, uint32_t w, uint8_t *out,
+                     size_t cap, size_t *out_len, void *work, size_t work_len)
+{
+    return sc_rans_encode_format(codes, c, r, w, SC_RANS_FORMAT_SIG, out, cap, out_len, work, work_len);
+}
+
+#define RANS_FORMATS {SC_RANS_FORMAT_SIG, SC_RANS_FORMAT}, \
+    {SC_RANS_SIG_MAX_CODES_PER_BYTE, SC_RANS_MAX_CODES_PER_BYTE}, sc_rans_enc_work, sc_rans_dec_work, \
+    sc_rans_enc_work_frame
+static const coder_t RANS = {"rans", RANS_FORMATS, sc_rans_encode, sc_rans_decode};
+static const coder_t RANS2 = {"rans", RANS_FORMATS, rans2_enc, sc_rans_decode};
+static const coder_t RANS4 = {"rans", RANS_FORMATS, rans4_enc, sc_rans_decode};
 
 /* Most codes a coded payload of len bytes can hold (0: not a coded payload of this coder). */
 static unsigned long long max_codes(const coder_t *k, const uint8_t *buf, Py_ssize_t len)
@@ -116,7 +133,9 @@ static PyObject *encode(const coder_t *k, PyObject *args)
         PyBuffer_Release(&buf);
         return NULL;
     }
-    wlen = k->enc_work((uint32_t)c);
+    /* the frame-sized work area where the coder has one (faster), else the smallest */
+    wlen = k->enc_work_frame ? k->enc_work_frame((uint32_t)c, (uint32_t)r, (uint32_t)w) : 0;
+    if (!wlen) wlen = k->enc_work((uint32_t)c);
     if (!(out = alloc_out(n + 1, wlen, &work))) { PyBuffer_Release(&buf); return NULL; }
     Py_BEGIN_ALLOW_THREADS
     st = k->enc((const int8_t *)buf.buf, (uint32_t)c, (uint32_t)r, (uint32_t)w,
@@ -179,6 +198,8 @@ static PyObject *py_encode(PyObject *self, PyObject *args) { (void)self; return 
 static PyObject *py_encode1(PyObject *self, PyObject *args) { (void)self; return encode(&CTX_AC1, args); }
 static PyObject *py_decode(PyObject *self, PyObject *args) { (void)self; return decode(&CTX_AC, args); }
 static PyObject *py_rans_encode(PyObject *self, PyObject *args) { (void)self; return encode(&RANS, args); }
+static PyObject *py_rans_encode2(PyObject *self, PyObject *args) { (void)self; return encode(&RANS2, args); }
+static PyObject *py_rans_encode4(PyObject *self, PyObject *args) { (void)self; return encode(&RANS4, args); }
 static PyObject *py_rans_decode(PyObject *self, PyObject *args) { (void)self; return decode(&RANS, args); }
 
 static PyMethodDef methods[] = {
@@ -187,6 +208,10 @@ static PyMethodDef methods[] = {
      "encode_format1(codes, channels, rows, cols) -> bytes (ctx-ac format 1, for old-stream tests)"},
     {"decode", py_decode, METH_VARARGS, "decode(data, channels, rows, cols) -> bytes (ctx-ac)"},
     {"rans_encode", py_rans_encode, METH_VARARGS, "rans_encode(codes, channels, rows, cols) -> bytes"},
+    {"rans_encode_format2", py_rans_encode2, METH_VARARGS,
+     "rans_encode_format2(codes, channels, rows, cols) -> bytes (rans format 2, for old-stream tests)"},
+    {"rans_encode_format4", py_rans_encode4, METH_VARARGS,
+     "rans_encode_format4(codes, channels, rows, cols) -> bytes (rans format 4 at any size)"},
     {"rans_decode", py_rans_decode, METH_VARARGS, "rans_decode(data, channels, rows, cols) -> bytes"},
     {NULL, NULL, 0, NULL},
 };

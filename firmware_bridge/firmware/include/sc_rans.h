@@ -26,17 +26,30 @@ extern "C" {
 #endif
 
 #define SC_RANS_FORMAT 2u
+#define SC_RANS_FORMAT_SIG 4u /* significance nibbles + nonzero values (3 is ctx-ac's) */
 /* A coded code costs at least -log2(4095/4096) bits, so a payload of len bytes never holds
  * more than about 22700 * len codes; decoders may reject larger shapes before allocating. */
 #define SC_RANS_MAX_CODES_PER_BYTE 32768u
+/* format 4 codes 4 zero codes with one symbol */
+#define SC_RANS_SIG_MAX_CODES_PER_BYTE (4u * 32768u)
 
 /* Work area sizes in bytes for `channels` channels (0 if it would overflow size_t). */
 size_t sc_rans_enc_work(uint32_t channels);
 size_t sc_rans_dec_work(uint32_t channels);
+/* A larger encoder work area for a (channels, rows, cols) frame with which format 4 derives
+ * the symbols once instead of twice (same bytes; about 2.5 bytes a code; 0 on overflow). */
+size_t sc_rans_enc_work_frame(uint32_t channels, uint32_t rows, uint32_t cols);
 
 /* Encode codes (C*rows*cols int8) into out (cap >= n + 1 bytes); *out_len = payload size. */
 int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                    uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len);
+
+/* The same in a given format (SC_RANS_FORMAT or SC_RANS_FORMAT_SIG; stored where not smaller),
+ * for tests and benchmarks; sc_rans_encode writes format 4 (format 2 when smaller on frames of
+ * at most 4096 codes). */
+int sc_rans_encode_format(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                          unsigned format, uint8_t *out, size_t cap, size_t *out_len, void *work,
+                          size_t work_len);
 
 /* Decode len payload bytes into out (C*rows*cols int8). Returns SC_LL_OK or a negative
  * status; on error the contents of out are unspecified. */

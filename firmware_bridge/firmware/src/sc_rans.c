@@ -45,16 +45,16 @@ static const uint8_t k_merge[NSCHEME][NK6] = {
     {0, 0, 0, 0, 0, 0}, {0, 1, 1, 1, 1, 1}, {0, 1, 1, 2, 2, 2}, {0, 1, 2, 3, 4, 5}};
 static const uint8_t k_k6[9] = {0, 1, 2, 3, 3, 4, 4, 4, 5};
 
-static unsigned iabs8(int v) { return (unsigned)(v < 0 ? -v : v); }
-static unsigned zig(int v) { return v < 0 ? (unsigned)(-2 * v - 1) : (unsigned)(2 * v); }
+static inline unsigned iabs8(int v) { return (unsigned)(v < 0 ? -v : v); }
+static inline unsigned zig(int v) { return v < 0 ? (unsigned)(-2 * v - 1) : (unsigned)(2 * v); }
 static int unzig(unsigned z) { return (z & 1u) ? -(int)((z + 1u) >> 1) : (int)(z >> 1); }
-static unsigned k6_of(unsigned s) { return k_k6[s > 8u ? 8u : s]; }
+static inline unsigned k6_of(unsigned s) { return k_k6[s > 8u ? 8u : s]; }
 
 /* The coded value y of column x of a row: the code, or with pred its difference to the code on
  * its left (0 in column 0) wrapped to int8. */
-static int wrap8(int d) { return (int)((unsigned)(d + 384) & 255u) - 128; } /* d in -255..255 */
+static inline int wrap8(int d) { return (int)((unsigned)(d + 384) & 255u) - 128; } /* d in -255..255 */
 
-static int yv(const int8_t *row, uint32_t x, unsigned pred)
+static inline int yv(const int8_t *row, uint32_t x, unsigned pred)
 {
     return pred && x ? wrap8(row[x] - row[x - 1]) : row[x];
 }
@@ -78,7 +78,7 @@ static size_t mul_or_0(size_t a, size_t b) { return b && a > (size_t)-1 / b ? 0 
 /* encoder work: hist[C + 2][6][256] u32 (row C: all channels, row C + 1: scratch),
  * enc[C][6][256] u32 (freq | cum << 16), pred[C] u8 */
 #define ENC_EXTRA (2u * NK6 * NSYM * 4u)
-size_t sc_rans_enc_work(uint32_t channels)
+static size_t enc2_work(uint32_t channels)
 {
     size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 8u + 1u);
     return t && t <= (size_t)-1 - ENC_EXTRA ? t + ENC_EXTRA : 0;
@@ -87,7 +87,7 @@ size_t sc_rans_enc_work(uint32_t channels)
 #define DEC_EXTRA (NK6 * (PROB_M + NSYM * 2u)) /* sym[6][4096] u8, cum[6][256] u16 */
 
 /* decoder work: freq[C][6][256] u16, then DEC_EXTRA */
-size_t sc_rans_dec_work(uint32_t channels)
+static size_t dec2_work(uint32_t channels)
 {
     size_t t = mul_or_0((size_t)channels, NK6 * NSYM * 2u);
     return t && t <= (size_t)-1 - DEC_EXTRA ? t + DEC_EXTRA : 0;
@@ -295,14 +295,14 @@ static uint32_t histogram(const int8_t *codes, uint32_t channels, uint32_t rows,
     return zlim;
 }
 
-int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
-                   uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len)
+static int enc2(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len)
 {
     uint32_t *hist = (uint32_t *)work, *enc, st[NLANE], cnt[NSYM], off[257];
     uint8_t *pred;
     unsigned any_pred = 0;
     uint16_t freq[NSYM];
-    size_t n, plane, hdr, need = sc_rans_enc_work(channels);
+    size_t n, plane, hdr, need = enc2_work(channels);
     uint8_t *ptr, *lim;
     uint64_t best = (uint64_t)-1;
     unsigned scheme, best_scheme = 0, nk, k, lane;
@@ -512,14 +512,14 @@ static int dec_row(const uint8_t *in, size_t len, size_t *pos_io, uint32_t *st, 
 
 #define PFLAG(flags, c) ((flags) ? ((flags)[(c) / 8u] >> ((c) % 8u)) & 1u : 0u)
 
-int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
-                   int8_t *out, void *work, size_t work_len)
+static int dec2(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
+                int8_t *out, void *work, size_t work_len)
 {
     uint16_t *freq = (uint16_t *)work, *cum;
     uint8_t *sym;
     const uint8_t *pflags = NULL;
     uint32_t st[NLANE], ch, r, ngroups, off[257];
-    size_t n, plane, pos, need = sc_rans_dec_work(channels);
+    size_t n, plane, pos, need = dec2_work(channels);
     unsigned scheme, nk, lane, k;
     int per_ch, rc = SC_LL_OK;
     if (!in || !out || !work) return SC_LL_E_ARG;
@@ -574,4 +574,510 @@ int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t ro
     for (lane = 0; lane < NLANE; lane++)
         if (st[lane] != RANS_L) return SC_LL_E_CORRUPT;
     return SC_LL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* format 4: significance nibbles + nonzero values, 8 interleaved states, 16-bit renormalisation
+ *
+ * Each row is cut into nibbles of 4 codes (columns 4k .. 4k + 3; the last one of a row is
+ * padded with zero bits). Per nibble, first the mask symbol m (bit i = y of column 4k + i is
+ * nonzero, y as in format 2) with mask table t = 2 popcount(u) + b, u = the mask nibble of the
+ * same columns of the T row (0 without one), b = 1 when y of column 4k - 1 is nonzero (0 in
+ * column 0); then, for each set bit in column order, the value symbol zig(y) - 1 with value
+ * table 10 + k6(|y_L| + |y_T|) (format 2's 6 classes). Tables as in format 2, 16 of them:
+ * mask tables 0 .. 9 (zmax <= 15), value tables 10 .. 15 (zmax <= 254). Payload: byte 0 = 4,
+ * byte 1 = config (bit 3 = predictor flags follow, other bits 0), the flags, the 16 tables,
+ * 8 states (32-bit little endian, each in [2^15, 2^31)), then 16-bit little-endian words.
+ * Symbol j (in coding order) uses state j mod 8; decoding as in format 2 except that a state
+ * below 2^15 takes one word: x = (x << 16) | word. After the last symbol every state is 2^15
+ * and every word has been read. Frames of at most F4_TRY2 codes are also coded in format 2
+ * and the smaller payload is kept. */
+
+#define F4_L (1u << 15)
+#define F4_LANES 8u
+#define F4_NMASK 10u
+#define F4_NTAB (F4_NMASK + NK6)
+#define F4_TRY2 4096u
+
+typedef struct { /* one symbol of the encoder: x_max, reciprocal of f, bias, 4096 - f, shift */
+    uint32_t x_max, rcp, bias;
+    uint16_t cmpl, shift;
+} f4sym_t;
+
+static size_t f4_enc_work(void) /* hist[16][256] u32, sym[16][256], then pred[C] u8 */
+{
+    return (size_t)F4_NTAB * NSYM * (sizeof(f4sym_t) + 4u);
+}
+
+static size_t f4_dec_work(void)
+{
+    return (size_t)F4_NTAB * (PROB_M + NSYM * 4u);
+}
+
+size_t sc_rans_enc_work(uint32_t channels)
+{
+    /* + room for a format-2 payload of a small frame at the end */
+    size_t a = enc2_work(channels), b = f4_enc_work() + channels;
+    return a == 0 || a > (size_t)-1 - F4_TRY2 - 1u ? 0 : (a > b ? a : b) + F4_TRY2 + 1u;
+}
+
+size_t sc_rans_dec_work(uint32_t channels)
+{
+    size_t a = dec2_work(channels), b = f4_dec_work();
+    return a == 0 ? 0 : a > b ? a : b;
+}
+
+static inline uint64_t ld8(const int8_t *p) /* 8 bytes, little endian (one load on LE targets) */
+{
+    const uint8_t *q = (const uint8_t *)p;
+    return (uint64_t)q[0] | (uint64_t)q[1] << 8 | (uint64_t)q[2] << 16 | (uint64_t)q[3] << 24
+           | (uint64_t)q[4] << 32 | (uint64_t)q[5] << 40 | (uint64_t)q[6] << 48
+           | (uint64_t)q[7] << 56;
+}
+
+/* bit i = byte i of w is nonzero */
+static inline unsigned nz8(uint64_t w)
+{
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full;
+    uint64_t t = (((w & lo7) + lo7) | w) & ~lo7;
+    return (unsigned)(((t >> 7) * 0x0102040810204080ull) >> 56);
+}
+
+#define HI8 0x8080808080808080ull
+
+/* 8 bytes in native order (the bytewise operations below do not depend on it) */
+static inline uint64_t ldn(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* the 8 bytes left of p (column -1 = 0 where p is column 0 of its row) */
+static inline uint64_t ldn_left(const int8_t *p, int first)
+{
+    int8_t b[8];
+    if (!first) return ldn(p - 1);
+    b[0] = 0;
+    memcpy(b + 1, p, 7);
+    return ldn(b);
+}
+
+/* bit 7 of each byte = the byte is nonzero; the number of nonzero bytes */
+static inline uint64_t nzb(uint64_t w)
+{
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full;
+    return (((w & lo7) + lo7) | w) & ~lo7;
+}
+static inline unsigned cnt8(uint64_t w) { return (unsigned)(((nzb(w) >> 7) * 0x0101010101010101ull) >> 56); }
+
+/* bytewise |v| of 8 int8 (|-128| = 128) and bytewise a - b mod 256, without carries */
+static inline uint64_t abs8x8(uint64_t w)
+{
+    const uint64_t s = (w & HI8) >> 7;
+    return (w ^ (s * 0xFFu)) + s;
+}
+static inline uint64_t sub8x8(uint64_t a, uint64_t b) { return ((a | HI8) - (b & ~HI8)) ^ ((a ^ ~b) & HI8); }
+
+/* Significance bits of y in columns x .. x + 7 of a row (0 beyond cols); pred: y = left
+ * difference, nonzero where a code differs from the one on its left (0 left of column 0). */
+static inline unsigned mask8(const int8_t *row, uint32_t x, uint32_t cols, unsigned pred)
+{
+    if (x + 8u <= cols && x > 0) return nz8(pred ? ld8(row + x) ^ ld8(row + x - 1) : ld8(row + x));
+    {
+        int8_t a[8] = {0}, b[8] = {0};
+        uint32_t i, m = cols - x < 8u ? cols - x : 8u;
+        for (i = 0; i < m; i++) { a[i] = row[x + i]; b[i] = x + i ? row[x + i - 1] : 0; }
+        if (pred) for (i = 0; i < m; i++) a[i] = (int8_t)(a[i] ^ b[i]);
+        return nz8(ld8(a));
+    }
+}
+
+static const uint8_t k_pc4[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
+
+static const uint8_t k_ctz4[16] = {0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
+
+/* Mask tables of the two nibbles of a block of 8 columns: u = the T row's mask bits there,
+ * b = y of the column left of the block is nonzero, m = this block's mask bits */
+static inline unsigned mt_lo(unsigned u, unsigned b) { return 2u * k_pc4[u & 15u] + b; }
+static inline unsigned mt_hi(unsigned u, unsigned m) { return 2u * k_pc4[u >> 4] + ((m >> 3) & 1u); }
+
+/* Row context of format 4: the row, its T row (or NULL), their predictor flags, its width. */
+typedef struct {
+    const int8_t *cur, *trow;
+    uint32_t cols;
+    unsigned pc, pt;
+} f4row_t;
+
+static inline unsigned f4_u(const f4row_t *w, uint32_t x0) { return w->trow ? mask8(w->trow, x0, w->cols, w->pt) : 0u; }
+static inline unsigned f4_b(const f4row_t *w, uint32_t x0) { return x0 ? (unsigned)(yv(w->cur, x0 - 1u, w->pc) != 0) : 0u; }
+
+/* value table (10 + k6) of column x */
+static inline unsigned f4_vt(const f4row_t *w, uint32_t x)
+{
+    return F4_NMASK + k6_of(ctx_s(w->cur, w->trow, x, w->pc, w->pt));
+}
+
+/* Predictor choice of a 2-D channel: the left difference where it gives a smaller sum of
+ * min(|y|, 2) over the channel (1-D signals: never). */
+static unsigned f4_pred(const int8_t *p, uint32_t rows, uint32_t cols)
+{
+    const uint64_t not1 = ~0x0101010101010101ull;
+    uint32_t r, x;
+    size_t c0 = 0, c1 = 0;
+    if (rows < 2) return 0;
+    for (r = 0; r < rows; r++, p += cols) {
+        for (x = 0; x + 8u <= cols; x += 8u) {
+            const uint64_t v = ldn(p + x), a = abs8x8(v), d = abs8x8(sub8x8(v, ldn_left(p + x, !x)));
+            c0 += cnt8(a) + cnt8(a & not1);
+            c1 += cnt8(d) + cnt8(d & not1);
+        }
+        for (; x < cols; x++) {
+            const unsigned a = iabs8(p[x]), d = iabs8(wrap8(p[x] - (x ? p[x - 1] : 0)));
+            c0 += a < 2u ? a : 2u;
+            c1 += d < 2u ? d : 2u;
+        }
+    }
+    return c1 < c0;
+}
+
+static void f4_sym_init(f4sym_t *s, uint32_t cum, uint32_t f)
+{
+    s->x_max = f << (31u - PROB_BITS); /* ((2^15 >> 12) << 16) f */
+    s->cmpl = (uint16_t)(PROB_M - f);
+    if (f < 2u) {
+        s->rcp = 0xFFFFFFFFu;
+        s->shift = 0;
+        s->bias = cum + PROB_M - 1u;
+    } else {
+        uint32_t sh = 0;
+        while (f > (1u << sh)) sh++;
+        s->rcp = (uint32_t)(((1ull << (sh + 31u)) + f - 1u) / f);
+        s->shift = (uint16_t)(sh - 1u);
+        s->bias = cum;
+    }
+}
+
+/* y (when y != NULL) and |y| of columns x0 .. x0 + len - 1 of row c (c points at column x0) */
+static void f4_absy(const int8_t *c, uint32_t x0, uint32_t len, unsigned pred, int8_t *y, uint8_t *a)
+{
+    uint32_t i = 0;
+    for (; i + 8u <= len; i += 8u) {
+        uint64_t v = ldn(c + i);
+        if (pred) v = sub8x8(v, ldn_left(c + i, !i && !x0));
+        if (y) memcpy(y + i, &v, 8);
+        v = abs8x8(v);
+        memcpy(a + i, &v, 8);
+    }
+    for (; i < len; i++) {
+        const int v = pred ? wrap8(c[i] - (i || x0 ? c[(ptrdiff_t)i - 1] : 0)) : c[i];
+        if (y) y[i] = (int8_t)v;
+        a[i] = (uint8_t)iabs8(v);
+    }
+}
+
+/* A segment of at most F4_SEG columns (x0 a multiple of 8) of a row, with its neighbours:
+ * y[i] = y of column x0 + i, a[i + 1] = |y[i]| (a[0]: column x0 - 1, 0 in column 0),
+ * t[i] = |y| of the T row's column x0 + i (0 without one); 0 beyond the row. */
+#define F4_SEG 256u
+#define F4_SEG_SYMS (F4_SEG + F4_SEG / 4u + 8u) /* the most symbols of a segment + slack */
+typedef struct {
+    int8_t y[F4_SEG];
+    uint8_t a[F4_SEG + 8u], t[F4_SEG];
+} f4seg_t;
+
+/* Value symbols of the nonzero y in columns x .. x + 3 of a segment, written without branches
+ * (each column's entry is overwritten by the next unless its y is nonzero); the new count. */
+static inline uint32_t f4_vals(const f4seg_t *g, uint32_t x, uint32_t k, uint16_t *sym)
+{
+    unsigned i;
+    for (i = 0; i < 4u; i++) {
+        const unsigned s = (unsigned)g->a[x + i] + g->t[x + i];
+        sym[k] = (uint16_t)((F4_NMASK + k_k6[s > 8u ? 8u : s]) << 8 | ((zig(g->y[x + i]) - 1u) & 255u));
+        k += g->a[x + i + 1] != 0;
+    }
+    return k;
+}
+
+/* The symbols (table << 8 | symbol, in coding order) of columns x0 .. x0 + F4_SEG - 1 of a row
+ * into sym (room for F4_SEG_SYMS); returns their number. */
+static uint32_t f4_seg(const f4row_t *w, uint32_t x0, f4seg_t *g, uint16_t *sym)
+{
+    const uint32_t len = w->cols - x0 < F4_SEG ? w->cols - x0 : F4_SEG, pad = (len + 7u) & ~7u;
+    const int8_t *c = w->cur + x0, *t = w->trow ? w->trow + x0 : NULL;
+    uint32_t i, k = 0, x;
+    g->a[0] = (uint8_t)(x0 ? iabs8(yv(w->cur, x0 - 1u, w->pc)) : 0u);
+    f4_absy(c, x0, len, w->pc, g->y, g->a + 1);
+    if (t) f4_absy(t, x0, len, w->pt, NULL, g->t);
+    else memset(g->t, 0, pad);
+    for (i = len; i < pad; i++) g->y[i] = 0, g->a[i + 1] = 0, g->t[i] = 0;
+    for (x = 0; x < len; x += 8u) {
+        const unsigned m = nz8(ld8((const int8_t *)g->a + x + 1)), u = nz8(ld8((const int8_t *)g->t + x));
+        sym[k++] = (uint16_t)(mt_lo(u, g->a[x] != 0) << 8 | (m & 15u));
+        if (m & 15u) k = f4_vals(g, x, k, sym);
+        if (x + 4u < len) {
+            sym[k++] = (uint16_t)(mt_hi(u, m) << 8 | (m >> 4));
+            if (m >> 4) k = f4_vals(g, x + 4u, k, sym);
+        }
+    }
+    return k;
+}
+
+/* Puts symbols sym[k - 1] .. sym[0] into the states (lane: the state of sym[k - 1]); bytes
+ * grow down from *pp, never below lim. Returns 0 when they do not fit. */
+static int f4_put(const f4sym_t *sy, const uint16_t *sym, size_t k, uint32_t *st, unsigned *lane_io,
+                  uint8_t **pp, const uint8_t *lim)
+{
+    uint8_t *ptr = *pp;
+    unsigned lane = *lane_io;
+    const int check = (size_t)(ptr - lim) < 2u * k; /* at most 2 bytes a symbol */
+    while (k-- > 0) {
+        const f4sym_t *e = sy + sym[k];
+        uint32_t v = st[lane], q;
+        if (v >= e->x_max) {
+            if (check && ptr - lim < 2) return 0;
+            ptr -= 2;
+            ptr[0] = (uint8_t)v;
+            ptr[1] = (uint8_t)(v >> 8);
+            v >>= 16;
+        }
+        q = (uint32_t)(((uint64_t)v * e->rcp) >> 32) >> e->shift;
+        st[lane] = v + e->bias + q * e->cmpl;
+        lane = (lane - 1u) & (F4_LANES - 1u);
+    }
+    *pp = ptr;
+    *lane_io = lane;
+    return 1;
+}
+
+/* Work for one pass over the codes (all symbols kept from the histogram pass to coding);
+ * 0 if it would overflow size_t. */
+size_t sc_rans_enc_work_frame(uint32_t channels, uint32_t rows, uint32_t cols)
+{
+    const size_t base = sc_rans_enc_work(channels), per_row = (size_t)cols + cols / 4u + 8u;
+    const size_t syms = mul_or_0(mul_or_0((size_t)channels, rows), per_row);
+    if (!base || !syms || syms > ((size_t)-1 - base - 8u) / 2u) return 0;
+    return base + 8u + 2u * syms;
+}
+
+/* Format 4 payload of the codes into out (cap >= n + 1; stored codes where not smaller). */
+static int enc4(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols, uint8_t *out,
+                size_t cap, size_t *out_len, void *work, size_t work_len)
+{
+    uint32_t *hist = (uint32_t *)work, st[F4_LANES], cnt[NSYM], ch, r, t;
+    f4sym_t *sy = (f4sym_t *)(hist + F4_NTAB * NSYM);
+    uint8_t *pred = (uint8_t *)(sy + F4_NTAB * NSYM), *ptr, *lim;
+    uint16_t freq[NSYM], local[F4_SEG_SYMS], *all = NULL, *buf;
+    f4seg_t seg;
+    size_t n, plane, hdr = 2, nsym = 0;
+    unsigned any_pred = 0, lane;
+    int rc, full = 0;
+    if ((rc = sc_ll_dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
+    if (work_len < f4_enc_work() + channels) return SC_LL_E_ARG;
+    if (cap < n + 1) return SC_LL_E_SPACE;
+    {   /* a work area of sc_rans_enc_work_frame bytes keeps every symbol: one pass */
+        const size_t wf = sc_rans_enc_work_frame(channels, rows, cols), base = sc_rans_enc_work(channels);
+        if (wf && work_len >= wf) all = (uint16_t *)((uint8_t *)work + ((base + 7u) & ~(size_t)7u));
+    }
+    plane = (size_t)rows * cols;
+    memset(hist, 0, F4_NTAB * NSYM * sizeof *hist);
+    for (ch = 0; ch < channels; ch++) any_pred |= pred[ch] = (uint8_t)f4_pred(codes + ch * plane, rows, cols);
+    for (ch = 0; ch < channels; ch++)
+        for (r = 0; r < rows; r++) {
+            const int8_t *cur = codes + ch * plane + (size_t)r * cols;
+            f4row_t w = {cur, rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL), cols,
+                         pred[ch], rows > 1 ? pred[ch] : 0u};
+            uint32_t x0, k, j;
+            for (x0 = 0; x0 < cols; x0 += F4_SEG) {
+                buf = all ? all + nsym : local;
+                k = f4_seg(&w, x0, &seg, buf);
+                for (j = 0; j < k; j++) hist[buf[j]]++;
+                nsym += k;
+            }
+        }
+    out[0] = (uint8_t)SC_RANS_FORMAT_SIG;
+    out[1] = (uint8_t)(any_pred ? 8u : 0u);
+    if (any_pred) {
+        const size_t nb = (channels + 7u) / 8u;
+        if (hdr + nb + 4u * F4_LANES > n) full = 1;
+        else {
+            memset(out + hdr, 0, nb);
+            for (ch = 0; ch < channels; ch++) out[hdr + ch / 8u] |= (uint8_t)(pred[ch] << (ch % 8u));
+            hdr += nb;
+        }
+    }
+    for (t = 0; t < F4_NTAB && !full; t++) {
+        const uint32_t zlim = t < F4_NMASK ? 16u : NSYM - 1u;
+        uint32_t cum = 0, z;
+        int zmax;
+        memcpy(cnt, hist + t * NSYM, zlim * sizeof *cnt);
+        zmax = quantise(cnt, zlim, freq);
+        if (zmax < -1) return SC_LL_E_ARG;
+        if (hdr + table_bytes(freq, zmax) + 4u * F4_LANES > n) { full = 1; break; }
+        out[hdr++] = (uint8_t)(zmax < 0 ? 0 : zmax);
+        for (z = 0; (int)z <= (zmax < 0 ? 0 : zmax); z++) {
+            if (freq[z] < 128u) out[hdr++] = (uint8_t)freq[z];
+            else { out[hdr++] = (uint8_t)(0x80u | (freq[z] & 127u)); out[hdr++] = (uint8_t)(freq[z] >> 7); }
+        }
+        for (z = 0; z < zlim && (int)z <= zmax; z++) {
+            if (freq[z]) f4_sym_init(sy + t * NSYM + z, cum, freq[z]);
+            cum += freq[z];
+        }
+    }
+    ptr = out + cap;
+    lim = out + hdr + 4u * F4_LANES;
+    for (lane = 0; lane < F4_LANES; lane++) st[lane] = F4_L;
+    lane = (unsigned)((nsym - 1u) & (F4_LANES - 1u));
+    if (all && !full) full = !f4_put(sy, all, nsym, st, &lane, &ptr, lim);
+    for (ch = channels; ch-- > 0 && !full && !all;) /* else: the symbols again, segment by segment */
+        for (r = rows; r-- > 0 && !full;) {
+            const int8_t *cur = codes + ch * plane + (size_t)r * cols;
+            f4row_t w = {cur, rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL), cols,
+                         pred[ch], rows > 1 ? pred[ch] : 0u};
+            uint32_t x0 = (cols - 1u) / F4_SEG * F4_SEG;
+            for (;; x0 -= F4_SEG) {
+                if (!f4_put(sy, local, f4_seg(&w, x0, &seg, local), st, &lane, &ptr, lim)) { full = 1; break; }
+                if (x0 == 0) break;
+            }
+        }
+    if (!full) {
+        const size_t body = (size_t)(out + cap - ptr);
+        if (hdr + 4u * F4_LANES + body < n + 1) {
+            for (lane = 0; lane < F4_LANES; lane++)
+                for (t = 0; t < 4u; t++) out[hdr + 4u * lane + t] = (uint8_t)(st[lane] >> (8u * t));
+            memmove(out + hdr + 4u * F4_LANES, ptr, body);
+            *out_len = hdr + 4u * F4_LANES + body;
+            return SC_LL_OK;
+        }
+    }
+    out[0] = SC_LL_FORMAT_STORED;
+    memcpy(out + 1, codes, n);
+    *out_len = n + 1;
+    return SC_LL_OK;
+}
+
+int sc_rans_encode_format(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                          unsigned format, uint8_t *out, size_t cap, size_t *out_len, void *work,
+                          size_t work_len)
+{
+    if (!codes || !out || !out_len || !work || work_len < sc_rans_enc_work(channels)) return SC_LL_E_ARG;
+    if (format == SC_RANS_FORMAT) return enc2(codes, channels, rows, cols, out, cap, out_len, work, work_len);
+    if (format == SC_RANS_FORMAT_SIG) return enc4(codes, channels, rows, cols, out, cap, out_len, work, work_len);
+    return SC_LL_E_ARG;
+}
+
+int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
+                   uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len)
+{
+    size_t n, len2 = 0;
+    uint8_t *tmp;
+    int rc = sc_rans_encode_format(codes, channels, rows, cols, SC_RANS_FORMAT_SIG, out, cap,
+                                   out_len, work, work_len);
+    if (rc != SC_LL_OK || sc_ll_dims(channels, rows, cols, &n) != SC_LL_OK || n > F4_TRY2) return rc;
+    /* small frames: format 2 (fewer tables and states) into the end of the work area */
+    tmp = (uint8_t *)work + work_len - (n + 1);
+    rc = enc2(codes, channels, rows, cols, tmp, n + 1, &len2, work, work_len - (n + 1));
+    if (rc == SC_LL_OK && len2 < *out_len) {
+        memcpy(out, tmp, len2);
+        *out_len = len2;
+    }
+    return SC_LL_OK;
+}
+
+/* Decodes one format-4 symbol of table t from state *x; -1 on a bad payload. */
+static int f4_get(uint32_t *x, unsigned t, const uint8_t *lut, const uint16_t *freq,
+                  const uint16_t *cum, const uint8_t *in, size_t len, size_t *pos)
+{
+    uint32_t v = *x;
+    const unsigned slot = v & (PROB_M - 1u), z = lut[t * PROB_M + slot];
+    const uint32_t f = freq[t * NSYM + z];
+    if (!f) return -1;
+    v = f * (v >> PROB_BITS) + slot - cum[t * NSYM + z];
+    if (v < F4_L) {
+        if (len - *pos < 2) return -1;
+        v = (v << 16) | in[*pos] | (uint32_t)in[*pos + 1] << 8;
+        *pos += 2;
+    }
+    *x = v;
+    return (int)z;
+}
+
+static int dec4(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
+                int8_t *out, void *work, size_t work_len)
+{
+    uint16_t *freq = (uint16_t *)work, *cum = freq + F4_NTAB * NSYM;
+    uint8_t *lut = (uint8_t *)(cum + F4_NTAB * NSYM);
+    const uint8_t *pflags = NULL;
+    uint32_t st[F4_LANES], ch, r, t;
+    size_t n, plane, pos = 2;
+    unsigned lane;
+    int rc = SC_LL_OK;
+    if ((rc = sc_ll_dims(channels, rows, cols, &n)) != SC_LL_OK) return rc;
+    if (work_len < f4_dec_work()) return SC_LL_E_ARG;
+    if (len < 2) return SC_LL_E_TRUNC;
+    if (in[1] & ~8u) return SC_LL_E_CORRUPT;
+    if (len > n) return SC_LL_E_TRAILING;
+    if (in[1] & 8u) {
+        const size_t nb = (channels + 7u) / 8u;
+        if (len - pos < nb) return SC_LL_E_TRUNC;
+        pflags = in + pos;
+        pos += nb;
+        if (channels % 8u && (pflags[nb - 1] >> (channels % 8u))) return SC_LL_E_CORRUPT;
+        if (rows < 2) return SC_LL_E_CORRUPT; /* 1-D signals have no predictor */
+    }
+    pos = read_tables(in, len, pos, F4_NTAB, freq, &rc);
+    if (!pos) return rc;
+    for (t = 0; t < F4_NTAB; t++) {
+        const uint32_t zlim = t < F4_NMASK ? 16u : NSYM - 1u;
+        for (r = zlim; r < NSYM; r++)
+            if (freq[t * NSYM + r]) return SC_LL_E_CORRUPT;
+        build_lut(freq + t * NSYM, lut + t * PROB_M, cum + t * NSYM);
+    }
+    if (len - pos < 4u * F4_LANES) return SC_LL_E_TRUNC;
+    for (lane = 0; lane < F4_LANES; lane++, pos += 4) {
+        st[lane] = in[pos] | ((uint32_t)in[pos + 1] << 8) | ((uint32_t)in[pos + 2] << 16)
+                   | ((uint32_t)in[pos + 3] << 24);
+        if (st[lane] < F4_L || st[lane] >= (1u << 31)) return SC_LL_E_CORRUPT;
+    }
+    plane = (size_t)rows * cols;
+    lane = 0;
+    for (ch = 0; ch < channels; ch++)
+        for (r = 0; r < rows; r++) {
+            int8_t *cur = out + ch * plane + (size_t)r * cols;
+            const unsigned pc = PFLAG(pflags, ch);
+            /* cur holds y until the row is done; the T row holds codes */
+            f4row_t w = {cur, rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL), cols,
+                         0u, rows > 1 ? pc : 0u};
+            uint32_t x0, x;
+            memset(cur, 0, cols);
+            for (x0 = 0; x0 < cols; x0 += 4u) {
+                const unsigned u = w.trow ? (mask8(w.trow, x0 & ~7u, cols, w.pt) >> (x0 & 4u)) & 15u : 0u;
+                const int nib = f4_get(st + lane, 2u * k_pc4[u] + (x0 ? cur[x0 - 1] != 0 : 0u),
+                                       lut, freq, cum, in, len, &pos);
+                unsigned bits;
+                if (nib < 0) return SC_LL_E_CORRUPT;
+                lane = (lane + 1u) & (F4_LANES - 1u);
+                if (cols - x0 < 4u && (nib >> (cols - x0))) return SC_LL_E_CORRUPT;
+                for (bits = (unsigned)nib; bits; bits &= bits - 1u) {
+                    const uint32_t xx = x0 + k_ctz4[bits];
+                    const int z = f4_get(st + lane, f4_vt(&w, xx), lut, freq, cum, in, len, &pos);
+                    if (z < 0) return SC_LL_E_CORRUPT;
+                    lane = (lane + 1u) & (F4_LANES - 1u);
+                    cur[xx] = (int8_t)unzig((unsigned)z + 1u);
+                }
+            }
+            if (pc) for (x = 1; x < cols; x++) cur[x] = (int8_t)wrap8(cur[x] + cur[x - 1]);
+        }
+    if (pos != len) return SC_LL_E_TRAILING;
+    for (lane = 0; lane < F4_LANES; lane++)
+        if (st[lane] != F4_L) return SC_LL_E_CORRUPT;
+    return SC_LL_OK;
+}
+
+int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
+                   int8_t *out, void *work, size_t work_len)
+{
+    if (!in || !out || !work || work_len < sc_rans_dec_work(channels)) return SC_LL_E_ARG;
+    if (len >= 1 && in[0] == SC_RANS_FORMAT_SIG) return dec4(in, len, channels, rows, cols, out, work, work_len);
+    return dec2(in, len, channels, rows, cols, out, work, work_len);
 }
