@@ -763,12 +763,14 @@ class CtxAcCoder(_Coder):
 
 
 class RansCoder(_Coder):
-    """Static rANS: per-channel (or shared) 12-bit frequency tables of the zigzagged codes (or
-    their left differences, per channel), one per context class of the left / upper (or
-    previous-channel) neighbours, in the payload header; 4 interleaved 32-bit states with byte
-    renormalisation. Portable C shared with the
-    firmware (``firmware_bridge/firmware/src/sc_rans.c``) through ``encoder_runtime._sclossless``;
-    payload: format byte 2 (0 = stored raw codes), see docs/container-format.md.
+    """Static rANS (portable C shared with the firmware, ``firmware_bridge/firmware/src/sc_rans.c``,
+    through ``encoder_runtime._sclossless``). Writes format 4: per row, a significance nibble per
+    4 codes (context: the nonzero count of the same columns in the row above and the code on the
+    left) and the nonzero values only (6 classes of the left / upper magnitudes), per-frame
+    12-bit tables with log-scale counts, 8 interleaved 32-bit states with 16-bit
+    renormalisation; frames of at most 32768 codes keep format 2 (per-code classes, per-channel
+    tables) where that is smaller. Per-channel left differences on 2-D grids. Payload: format
+    byte 4 or 2 (0 = stored raw codes), see docs/container-format.md.
     """
 
     def __init__(self) -> None:

@@ -2,8 +2,11 @@
  *
  * Codes are shaped (C, rows, cols), channel-major, like sc_lossless.h. The payload is
  *
+ *   byte 0 = SC_RANS_FORMAT_SIG (4): significance nibbles + nonzero values, 16 frequency
+ *            tables, 8 rANS states and 16-bit renormalisation words (what sc_rans_encode
+ *            writes, see sc_rans.c and docs/container-format.md "rans");
  *   byte 0 = SC_RANS_FORMAT (2): byte 1 = config, the frequency tables, 4 rANS states and the
- *            renormalisation bytes (see sc_rans.c and docs/container-format.md "rans");
+ *            renormalisation bytes (what small frames use where it is smaller);
  *   byte 0 = SC_LL_FORMAT_STORED (0): the n = C*rows*cols codes follow raw (used when coding
  *            would not be smaller), so an encoding never exceeds n + 1 bytes.
  *
@@ -46,7 +49,7 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
 
 /* The same in a given format (SC_RANS_FORMAT or SC_RANS_FORMAT_SIG; stored where not smaller),
  * for tests and benchmarks; sc_rans_encode writes format 4 (format 2 when smaller on frames of
- * at most 4096 codes). */
+ * at most 32768 codes). */
 int sc_rans_encode_format(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                           unsigned format, uint8_t *out, size_t cap, size_t *out_len, void *work,
                           size_t work_len);

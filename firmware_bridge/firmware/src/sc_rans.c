@@ -579,25 +579,29 @@ static int dec2(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows,
 /* ---------------------------------------------------------------------------------------- */
 /* format 4: significance nibbles + nonzero values, 8 interleaved states, 16-bit renormalisation
  *
- * Each row is cut into nibbles of 4 codes (columns 4k .. 4k + 3; the last one of a row is
- * padded with zero bits). Per nibble, first the mask symbol m (bit i = y of column 4k + i is
- * nonzero, y as in format 2) with mask table t = 2 popcount(u) + b, u = the mask nibble of the
+ * y, zig, the T row, the predictor flags (chosen here from min(|y|, 2) sums over every 4th row)
+ * and k6 as in format 2. Each row is cut into nibbles of 4 columns (4k .. 4k + 3; the last one
+ * of a row has zero bits beyond it). Per nibble, in column order: the mask symbol m (bit i =
+ * y of column 4k + i is nonzero) with mask table 2 popcount(u) + b, u = the mask bits of the
  * same columns of the T row (0 without one), b = 1 when y of column 4k - 1 is nonzero (0 in
  * column 0); then, for each set bit in column order, the value symbol zig(y) - 1 with value
- * table 10 + k6(|y_L| + |y_T|) (format 2's 6 classes). Tables as in format 2, 16 of them:
- * mask tables 0 .. 9 (zmax <= 15), value tables 10 .. 15 (zmax <= 254). Payload: byte 0 = 4,
- * byte 1 = config (bit 3 = predictor flags follow, other bits 0), the flags, the 16 tables,
- * 8 states (32-bit little endian, each in [2^15, 2^31)), then 16-bit little-endian words.
+ * table 10 + k6(|y_L| + |y_T|). Payload: byte 0 = 4, byte 1 = config (bit 3 = predictor
+ * flags follow, only for grids with rows > 1; other bits 0), the flags as in format 2, 16
+ * tables (mask tables 0 .. 9 over 16 symbols, value tables 10 .. 15 over 255), each a byte zq
+ * (< the table's symbol count) and zq + 1 bytes q of log-scale counts c(q) (see q_count) of
+ * symbols 0 .. zq, the frequencies being quantise() of those counts (f4_quantise); then 8
+ * states (32-bit little endian, each in [2^15, 2^31)) and 16-bit little-endian words.
  * Symbol j (in coding order) uses state j mod 8; decoding as in format 2 except that a state
  * below 2^15 takes one word: x = (x << 16) | word. After the last symbol every state is 2^15
- * and every word has been read. Frames of at most F4_TRY2 codes are also coded in format 2
- * and the smaller payload is kept. */
+ * and every word has been read. The encoder multiplies by reciprocals (no division per
+ * symbol) and derives the symbols with 8-byte word operations; sc_rans_encode also codes
+ * frames of at most F4_TRY2 codes in format 2 and keeps the smaller payload. */
 
 #define F4_L (1u << 15)
 #define F4_LANES 8u
 #define F4_NMASK 10u
 #define F4_NTAB (F4_NMASK + NK6)
-#define F4_TRY2 4096u
+#define F4_TRY2 32768u
 
 typedef struct { /* one symbol of the encoder: x_max, reciprocal of f, bias, 4096 - f, shift */
     uint32_t x_max, rcp, bias;
@@ -719,14 +723,14 @@ static inline unsigned f4_vt(const f4row_t *w, uint32_t x)
 }
 
 /* Predictor choice of a 2-D channel: the left difference where it gives a smaller sum of
- * min(|y|, 2) over the channel (1-D signals: never). */
+ * min(|y|, 2) over rows 0, 4, 8, .. of the channel (1-D signals: never). */
 static unsigned f4_pred(const int8_t *p, uint32_t rows, uint32_t cols)
 {
     const uint64_t not1 = ~0x0101010101010101ull;
     uint32_t r, x;
     size_t c0 = 0, c1 = 0;
     if (rows < 2) return 0;
-    for (r = 0; r < rows; r++, p += cols) {
+    for (r = 0; r < rows; r += 4u, p += 4u * (size_t)cols) {
         for (x = 0; x + 8u <= cols; x += 8u) {
             const uint64_t v = ldn(p + x), a = abs8x8(v), d = abs8x8(sub8x8(v, ldn_left(p + x, !x)));
             c0 += cnt8(a) + cnt8(a & not1);
@@ -739,6 +743,54 @@ static unsigned f4_pred(const int8_t *p, uint32_t rows, uint32_t cols)
         }
     }
     return c1 < c0;
+}
+
+/* Format 4 tables: a byte zmax, then per symbol z = 0 .. zmax a byte q, its count on a log
+ * scale, c(q) = q below 32, else (16 + q % 16) << (q / 16 - 1); the frequencies are quantise()
+ * of these counts, a lone symbol's made-up neighbour kept inside the alphabet (zlim symbols). */
+static uint32_t q_count(unsigned q) { return q < 32u ? q : (16u + (q & 15u)) << ((q >> 4) - 1u); }
+
+static unsigned q_code(uint32_t c) /* the nearest q (c < 2^18) */
+{
+    unsigned sh = 0, m;
+    if (c < 32u) return c;
+    while ((c >> sh) >= 32u) sh++;
+    m = (c + (1u << (sh - 1u))) >> sh;
+    if (m == 32u) { m = 16u; sh++; }
+    return ((sh + 1u) << 4) | (m - 16u);
+}
+
+static int f4_quantise(const uint32_t *cnt, uint32_t zlim, uint16_t *freq)
+{
+    int zmax;
+    memset(freq, 0, NSYM * sizeof *freq);
+    zmax = quantise(cnt, zlim, freq);
+    if (zmax == (int)zlim) { /* lone symbol zlim - 1: its neighbour below instead */
+        freq[zlim] = 0;
+        freq[zlim - 2u] = 1;
+        zmax = (int)zlim - 1;
+    }
+    return zmax;
+}
+
+/* Writes table t's bytes (cnt: its counts) at out + *hdr unless they would pass out + end;
+ * freq = the frequencies. Returns 0 when they do not fit. */
+static int f4_put_table(const uint32_t *cnt, uint32_t zlim, uint16_t *freq, uint8_t *out,
+                        size_t *hdr, size_t end)
+{
+    uint32_t pseudo[NSYM], maxc = 0, z, sh = 0;
+    int zq = -1;
+    for (z = 0; z < zlim; z++)
+        if (cnt[z]) { zq = (int)z; if (cnt[z] > maxc) maxc = cnt[z]; }
+    while ((maxc >> sh) >= (1u << 18)) sh++;
+    if (*hdr + 2u + (zq < 0 ? 0u : (unsigned)zq) > end) return 0;
+    out[(*hdr)++] = (uint8_t)(zq < 0 ? 0 : zq);
+    for (z = 0; z < zlim; z++) {
+        const unsigned q = cnt[z] ? q_code(cnt[z] >> sh ? cnt[z] >> sh : 1u) : 0u;
+        pseudo[z] = q_count(q);
+        if ((int)z <= zq || z == 0) out[(*hdr)++] = (uint8_t)q;
+    }
+    return f4_quantise(pseudo, zlim, freq) >= -1;
 }
 
 static void f4_sym_init(f4sym_t *s, uint32_t cum, uint32_t f)
@@ -864,7 +916,7 @@ size_t sc_rans_enc_work_frame(uint32_t channels, uint32_t rows, uint32_t cols)
 static int enc4(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols, uint8_t *out,
                 size_t cap, size_t *out_len, void *work, size_t work_len)
 {
-    uint32_t *hist = (uint32_t *)work, st[F4_LANES], cnt[NSYM], ch, r, t;
+    uint32_t *hist = (uint32_t *)work, st[F4_LANES], ch, r, t;
     f4sym_t *sy = (f4sym_t *)(hist + F4_NTAB * NSYM);
     uint8_t *pred = (uint8_t *)(sy + F4_NTAB * NSYM), *ptr, *lim;
     uint16_t freq[NSYM], local[F4_SEG_SYMS], *all = NULL, *buf;
@@ -909,17 +961,11 @@ static int enc4(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t 
     for (t = 0; t < F4_NTAB && !full; t++) {
         const uint32_t zlim = t < F4_NMASK ? 16u : NSYM - 1u;
         uint32_t cum = 0, z;
-        int zmax;
-        memcpy(cnt, hist + t * NSYM, zlim * sizeof *cnt);
-        zmax = quantise(cnt, zlim, freq);
-        if (zmax < -1) return SC_LL_E_ARG;
-        if (hdr + table_bytes(freq, zmax) + 4u * F4_LANES > n) { full = 1; break; }
-        out[hdr++] = (uint8_t)(zmax < 0 ? 0 : zmax);
-        for (z = 0; (int)z <= (zmax < 0 ? 0 : zmax); z++) {
-            if (freq[z] < 128u) out[hdr++] = (uint8_t)freq[z];
-            else { out[hdr++] = (uint8_t)(0x80u | (freq[z] & 127u)); out[hdr++] = (uint8_t)(freq[z] >> 7); }
+        if (n < 4u * F4_LANES || !f4_put_table(hist + t * NSYM, zlim, freq, out, &hdr, n - 4u * F4_LANES)) {
+            full = 1;
+            break;
         }
-        for (z = 0; z < zlim && (int)z <= zmax; z++) {
+        for (z = 0; z < zlim; z++) {
             if (freq[z]) f4_sym_init(sy + t * NSYM + z, cum, freq[z]);
             cum += freq[z];
         }
@@ -1025,12 +1071,15 @@ static int dec4(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows,
         if (channels % 8u && (pflags[nb - 1] >> (channels % 8u))) return SC_LL_E_CORRUPT;
         if (rows < 2) return SC_LL_E_CORRUPT; /* 1-D signals have no predictor */
     }
-    pos = read_tables(in, len, pos, F4_NTAB, freq, &rc);
-    if (!pos) return rc;
     for (t = 0; t < F4_NTAB; t++) {
         const uint32_t zlim = t < F4_NMASK ? 16u : NSYM - 1u;
-        for (r = zlim; r < NSYM; r++)
-            if (freq[t * NSYM + r]) return SC_LL_E_CORRUPT;
+        uint32_t pseudo[NSYM] = {0}, zq, z;
+        if (pos >= len) return SC_LL_E_TRUNC;
+        zq = in[pos++];
+        if (zq >= zlim) return SC_LL_E_CORRUPT;
+        if (len - pos < zq + 1u) return SC_LL_E_TRUNC;
+        for (z = 0; z <= zq; z++) pseudo[z] = q_count(in[pos++]);
+        if (f4_quantise(pseudo, zlim, freq + t * NSYM) < -1) return SC_LL_E_CORRUPT;
         build_lut(freq + t * NSYM, lut + t * PROB_M, cum + t * NSYM);
     }
     if (len - pos < 4u * F4_LANES) return SC_LL_E_TRUNC;
