@@ -776,8 +776,8 @@ class RansCoder(_Coder):
     def __init__(self) -> None:
         from . import _sclossless  # ImportError -> CoderUnavailableError
 
-        if not hasattr(_sclossless, "rans_encode"):  # an extension built before the rans coder
-            raise ImportError("encoder_runtime._sclossless predates the rans coder; rebuild it")
+        if not hasattr(_sclossless, "rans_encode_format4"):  # built before rans format 4
+            raise ImportError("encoder_runtime._sclossless predates rans format 4; rebuild it")
         self.name = "rans"
         self._enc, self._dec = _sclossless.rans_encode, _sclossless.rans_decode
 
