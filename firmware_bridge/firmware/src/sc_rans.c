@@ -608,9 +608,10 @@ typedef struct { /* one symbol of the encoder: x_max, reciprocal of f, bias, 409
     uint16_t cmpl, shift;
 } f4sym_t;
 
-static size_t f4_enc_work(void) /* hist[16][256] u32, sym[16][256], then pred[C] u8 */
+#define F4_NHIST 4u /* histograms counted side by side (symbol j into j % 4): shorter chains */
+static size_t f4_enc_work(void) /* hist[4][16][256] u32, sym[16][256], ent[9][256] u16, pred[C] u8 */
 {
-    return (size_t)F4_NTAB * NSYM * (sizeof(f4sym_t) + 4u);
+    return (size_t)F4_NTAB * NSYM * (sizeof(f4sym_t) + 4u * F4_NHIST) + 9u * NSYM * 2u;
 }
 
 static size_t f4_dec_work(void)
@@ -836,6 +837,7 @@ static void f4_absy(const int8_t *c, uint32_t x0, uint32_t len, unsigned pred, i
 typedef struct {
     int8_t y[F4_SEG];
     uint8_t a[F4_SEG + 8u], t[F4_SEG];
+    const uint16_t *ent; /* [min(s, 8)][y as a byte]: the value symbol (table << 8 | zig(y) - 1) */
 } f4seg_t;
 
 /* Value symbols of the nonzero y in columns x .. x + 3 of a segment, written without branches
@@ -845,7 +847,7 @@ static inline uint32_t f4_vals(const f4seg_t *g, uint32_t x, uint32_t k, uint16_
     unsigned i;
     for (i = 0; i < 4u; i++) {
         const unsigned s = (unsigned)g->a[x + i] + g->t[x + i];
-        sym[k] = (uint16_t)((F4_NMASK + k_k6[s > 8u ? 8u : s]) << 8 | ((zig(g->y[x + i]) - 1u) & 255u));
+        sym[k] = g->ent[(s > 8u ? 8u : s) * NSYM + (uint8_t)g->y[x + i]];
         k += g->a[x + i + 1] != 0;
     }
     return k;
@@ -875,6 +877,17 @@ static uint32_t f4_seg(const f4row_t *w, uint32_t x0, f4seg_t *g, uint16_t *sym)
     return k;
 }
 
+/* One symbol into state v; with room below ptr (2 bytes a symbol), no branches. */
+#define F4_PUT(v, e, ptr)                                                         \
+    do {                                                                          \
+        const uint32_t b_ = (v) >= (e)->x_max;                                    \
+        (ptr)[-2] = (uint8_t)(v);                                                 \
+        (ptr)[-1] = (uint8_t)((v) >> 8);                                          \
+        (ptr) -= 2u * b_;                                                         \
+        (v) >>= 16u * b_;                                                         \
+        (v) += (e)->bias + ((uint32_t)(((uint64_t)(v) * (e)->rcp) >> 32) >> (e)->shift) * (e)->cmpl; \
+    } while (0)
+
 /* Puts symbols sym[k - 1] .. sym[0] into the states (lane: the state of sym[k - 1]); bytes
  * grow down from *pp, never below lim. Returns 0 when they do not fit. */
 static int f4_put(const f4sym_t *sy, const uint16_t *sym, size_t k, uint32_t *st, unsigned *lane_io,
@@ -882,20 +895,43 @@ static int f4_put(const f4sym_t *sy, const uint16_t *sym, size_t k, uint32_t *st
 {
     uint8_t *ptr = *pp;
     unsigned lane = *lane_io;
-    const int check = (size_t)(ptr - lim) < 2u * k; /* at most 2 bytes a symbol */
-    while (k-- > 0) {
-        const f4sym_t *e = sy + sym[k];
-        uint32_t v = st[lane], q;
-        if (v >= e->x_max) {
-            if (check && ptr - lim < 2) return 0;
-            ptr -= 2;
-            ptr[0] = (uint8_t)v;
-            ptr[1] = (uint8_t)(v >> 8);
-            v >>= 16;
+    if ((size_t)(ptr - lim) < 2u * k) { /* near the end of the room: check every word */
+        while (k-- > 0) {
+            const f4sym_t *e = sy + sym[k];
+            uint32_t v = st[lane], q;
+            if (v >= e->x_max) {
+                if (ptr - lim < 2) return 0;
+                ptr -= 2;
+                ptr[0] = (uint8_t)v;
+                ptr[1] = (uint8_t)(v >> 8);
+                v >>= 16;
+            }
+            q = (uint32_t)(((uint64_t)v * e->rcp) >> 32) >> e->shift;
+            st[lane] = v + e->bias + q * e->cmpl;
+            lane = (lane - 1u) & (F4_LANES - 1u);
         }
-        q = (uint32_t)(((uint64_t)v * e->rcp) >> 32) >> e->shift;
-        st[lane] = v + e->bias + q * e->cmpl;
-        lane = (lane - 1u) & (F4_LANES - 1u);
+    } else {
+        for (; k > 0 && lane != F4_LANES - 1u; lane = (lane - 1u) & (F4_LANES - 1u)) {
+            k--;
+            F4_PUT(st[lane], sy + sym[k], ptr);
+        }
+        if (k >= F4_LANES) { /* whole rounds of the 8 states, lanes 7 .. 0, in registers */
+            uint32_t s0 = st[0], s1 = st[1], s2 = st[2], s3 = st[3], s4 = st[4], s5 = st[5],
+                     s6 = st[6], s7 = st[7];
+            for (; k >= F4_LANES; k -= F4_LANES) {
+                const uint16_t *q = sym + k - F4_LANES;
+                F4_PUT(s7, sy + q[7], ptr);
+                F4_PUT(s6, sy + q[6], ptr);
+                F4_PUT(s5, sy + q[5], ptr);
+                F4_PUT(s4, sy + q[4], ptr);
+                F4_PUT(s3, sy + q[3], ptr);
+                F4_PUT(s2, sy + q[2], ptr);
+                F4_PUT(s1, sy + q[1], ptr);
+                F4_PUT(s0, sy + q[0], ptr);
+            }
+            st[0] = s0, st[1] = s1, st[2] = s2, st[3] = s3, st[4] = s4, st[5] = s5, st[6] = s6, st[7] = s7;
+        }
+        for (; k > 0; lane = (lane - 1u) & (F4_LANES - 1u)) { k--; F4_PUT(st[lane], sy + sym[k], ptr); }
     }
     *pp = ptr;
     *lane_io = lane;
@@ -917,8 +953,9 @@ static int enc4(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t 
                 size_t cap, size_t *out_len, void *work, size_t work_len)
 {
     uint32_t *hist = (uint32_t *)work, st[F4_LANES], ch, r, t;
-    f4sym_t *sy = (f4sym_t *)(hist + F4_NTAB * NSYM);
-    uint8_t *pred = (uint8_t *)(sy + F4_NTAB * NSYM), *ptr, *lim;
+    f4sym_t *sy = (f4sym_t *)(hist + F4_NHIST * F4_NTAB * NSYM);
+    uint16_t *ent = (uint16_t *)(sy + F4_NTAB * NSYM);
+    uint8_t *pred = (uint8_t *)(ent + 9u * NSYM), *ptr, *lim;
     uint16_t freq[NSYM], local[F4_SEG_SYMS], *all = NULL, *buf;
     f4seg_t seg;
     size_t n, plane, hdr = 2, nsym = 0;
@@ -932,7 +969,10 @@ static int enc4(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t 
         if (wf && work_len >= wf) all = (uint16_t *)((uint8_t *)work + ((base + 7u) & ~(size_t)7u));
     }
     plane = (size_t)rows * cols;
-    memset(hist, 0, F4_NTAB * NSYM * sizeof *hist);
+    memset(hist, 0, F4_NHIST * F4_NTAB * NSYM * sizeof *hist);
+    for (t = 0; t < 9u * NSYM; t++)
+        ent[t] = (uint16_t)((F4_NMASK + k_k6[t / NSYM]) << 8 | ((zig((int8_t)(uint8_t)(t % NSYM)) - 1u) & 255u));
+    seg.ent = ent;
     for (ch = 0; ch < channels; ch++) any_pred |= pred[ch] = (uint8_t)f4_pred(codes + ch * plane, rows, cols);
     for (ch = 0; ch < channels; ch++)
         for (r = 0; r < rows; r++) {
@@ -943,10 +983,18 @@ static int enc4(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t 
             for (x0 = 0; x0 < cols; x0 += F4_SEG) {
                 buf = all ? all + nsym : local;
                 k = f4_seg(&w, x0, &seg, buf);
-                for (j = 0; j < k; j++) hist[buf[j]]++;
+                for (j = 0; j + 4u <= k; j += 4u) {
+                    hist[buf[j]]++;
+                    hist[F4_NTAB * NSYM + buf[j + 1]]++;
+                    hist[2u * F4_NTAB * NSYM + buf[j + 2]]++;
+                    hist[3u * F4_NTAB * NSYM + buf[j + 3]]++;
+                }
+                for (; j < k; j++) hist[buf[j]]++;
                 nsym += k;
             }
         }
+    for (t = 0; t < F4_NTAB * NSYM; t++)
+        hist[t] += hist[F4_NTAB * NSYM + t] + hist[2u * F4_NTAB * NSYM + t] + hist[3u * F4_NTAB * NSYM + t];
     out[0] = (uint8_t)SC_RANS_FORMAT_SIG;
     out[1] = (uint8_t)(any_pred ? 8u : 0u);
     if (any_pred) {
