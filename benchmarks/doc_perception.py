@@ -9,7 +9,8 @@ black on white, in four real fonts (DejaVu Sans/Serif, Liberation Sans/Serif) at
 (16/20/24/29 px, x-height ≈ 7–16 px). The 16 held-out pages are drawn with a fixed seed from seven
 texts that nothing else in the project uses (the tests render from another text, ``BSD``).
 
-Every page is coded by every bundled RGB model, JPEG (q5…75), WebP (q0…80, extended at the low
+Every page is coded by every bundled RGB model (decoded by its generic decoder, curve "ours", and
+where the bundle has one by its text-page decoder, curve "ours, text decoder"), JPEG (q5…75), WebP (q0…80, extended at the low
 end: text pages cost more bits) and AVIF at six or seven qualities each and by
 resolution reduction (×2/×3/×4, lossless WebP, bicubic upscale); see benchmarks/perception_points.py.
 The decoded page is read by ``tesseract --psm 6 -l eng`` (one thread) and compared with the text
@@ -17,9 +18,9 @@ that was drawn: CER = Levenshtein distance / reference length, pooled over pages
 sum of reference characters), after NFKC normalisation, straight quotes and whitespace runs
 collapsed to one space. Rate = whole-file bits per pixel, mean over the 16 pages.
 
-Writes benchmarks/results/doc_perception.json + .png: every curve, and per model WebP's CER
-interpolated at our bpp (linear in log-bpp on WebP's curve) with pass/fail of "our CER ≤ WebP's"
-for our points between 0.3 and 1.2 bpp.
+Writes benchmarks/results/doc_perception.json + .png: every curve, and per model and decoder WebP's
+CER interpolated at our bpp (linear in log-bpp on WebP's curve) with pass/fail of "our CER ≤
+WebP's" for our points between 0.3 and 1.2 bpp.
 """
 
 from __future__ import annotations
@@ -224,6 +225,19 @@ def results_page_ids(res: dict) -> list[list]:
     return [[p[k] for k in PAGE_ID] for p in res["pages"]]
 
 
+#: curve of our models decoded by their bundle's text-page decoder (``Decoder(variant="text")``);
+#: the curve "ours" holds the same models' generic (fp32) decoder.
+TEXT_FAMILY = "ours, text decoder"
+
+
+def text_settings(models: list[str]) -> list[tuple[str, str, pp.OursCodec]]:
+    """(family, model, codec) of every model in ``models`` whose bundle has a text decoder."""
+    from encoder_runtime.bundle import load_bundle
+    from encoder_runtime.codec import DECODER_FILES
+    return [(TEXT_FAMILY, n, pp.OursCodec(n, variant="text")) for n in models
+            if DECODER_FILES["text"] in load_bundle(n).manifest["files"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-pages", type=int, default=0, help="use only the first N pages (smoke runs)")
@@ -247,14 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"doc: {len(pages)} pages, clean CER {100 * clean['cer']:.2f} %", file=sys.stderr)
     curves = {"clean": [{"setting": "uncompressed", "bpp": 24.0, **clean}]}
     settings = pp.codec_settings(models, jpeg_q=JPEG_Q_DOC, webp_q=WEBP_Q_DOC)
+    settings[len(models):len(models)] = text_settings(models)
     reused = {}
     if args.baselines_from:
-        families = dict.fromkeys(s[0] for s in settings if s[0] != "ours")
+        families = dict.fromkeys(s[0] for s in settings if not s[0].startswith("ours"))
         reused = pp.earlier_curves(args.baselines_from, families, page_ids(pages), results_page_ids)
-        settings = [s for s in settings if s[0] == "ours"]
+        settings = [s for s in settings if s[0].startswith("ours")]
     curves.update(pp.run_points(images, settings, lambda dec: pooled_cer(pages, dec), "doc"))
     curves.update(reused)
-    verdicts = pp.compare_with_webp(curves, "cer", *CER_RANGE, higher_is_better=False)
+    verdicts = [{**v, "decoder": dec} for fam, dec in (("ours", "fp32"), (TEXT_FAMILY, "text"))
+                for v in pp.compare_with_webp(curves, "cer", *CER_RANGE, higher_is_better=False,
+                                              family=fam)]
     tver = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     res = {
         "pages": [{"source": p.source, "font": p.font, "size_px": p.size_px, "x_height_px": p.x_height_px,

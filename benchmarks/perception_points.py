@@ -43,12 +43,13 @@ RATE_NOTE = ("whole-file bits per pixel over all encoded pixels (ours: one-frame
 
 class OursCodec:
     """One bundled model as a codec: ``(whole-stream bytes, decoded)``; also counts FRAME-record
-    bytes in :attr:`frame_bytes` (what each further frame of a stream costs)."""
+    bytes in :attr:`frame_bytes` (what each further frame of a stream costs). ``variant`` picks
+    the decoder graph (``Decoder(variant=...)``: fp32, int8, text)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, variant: str = "fp32") -> None:
         self.name = name
         self.enc = Encoder.load(name)
-        self.dec = Decoder.load(name)
+        self.dec = Decoder.load(name, variant=variant)
         self.frame_bytes = 0
 
     def __call__(self, img: np.ndarray) -> tuple[int, np.ndarray]:
@@ -164,13 +165,14 @@ def interp_log_bpp(curve: Sequence[dict], key: str, bpp: float) -> float | None:
 
 
 def compare_with_webp(curves: dict[str, list[dict]], key: str, lo: float, hi: float,
-                      higher_is_better: bool) -> list[dict]:
+                      higher_is_better: bool, family: str = "ours") -> list[dict]:
     """Per bundled model: WebP's ``key`` interpolated at our bpp, and whether ours is at least as
     good (``pass``), judged for our points with ``lo <= bpp <= hi`` (None outside that range or
-    where WebP's curve does not reach our rate; ``webp_nearest`` then gives WebP's nearest point)."""
+    where WebP's curve does not reach our rate; ``webp_nearest`` then gives WebP's nearest point).
+    ``family``: the curve of ours to judge (e.g. the text-decoder rows of the document benchmark)."""
     rows = []
     webp = curves.get(WEBP_FAMILY, [])
-    for p in curves.get("ours", []):
+    for p in curves.get(family, []):
         w = interp_log_bpp(webp, key, p["bpp"]) if webp else None
         judged = lo <= p["bpp"] <= hi and w is not None
         ok = None
@@ -211,7 +213,7 @@ def plot_curves(curves: dict[str, list[dict]], panels: Sequence[tuple[str, str]]
         for fam, pts in curves.items():
             if fam == "clean":
                 continue
-            ours = fam == "ours"
+            ours = fam.startswith("ours")
             ax.plot([p["bpp"] for p in pts], [p[key] for p in pts], "o-" if ours else ".--",
                     lw=2.2 if ours else 1, label=fam)
             if ours:

@@ -82,3 +82,16 @@ def test_baselines_from_matches_the_committed_results():
     assert curves["WebP"] == json.loads(path.read_text())["curves"]["WebP"]
     with pytest.raises(SystemExit, match="items are not this run's"):
         pp.earlier_curves(path, ["WebP"], dp.page_ids(pages[1:]), dp.results_page_ids)
+
+
+def test_text_decoder_rows():
+    """Models whose bundle has a text decoder get a second curve, judged against WebP on its own."""
+    from benchmarks import perception_points as pp
+    got = dp.text_settings(["rgb-c16", "rgb-c12-low"])
+    assert [(fam, n, c.dec.variant) for fam, n, c in got] == [(dp.TEXT_FAMILY, "rgb-c16", "text")]
+    curves = {pp.WEBP_FAMILY: [{"bpp": 0.4, "cer": 0.01}, {"bpp": 0.8, "cer": 0.001}],
+              "ours": [{"setting": "m", "bpp": 0.5, "cer": 0.02}],
+              dp.TEXT_FAMILY: [{"setting": "m", "bpp": 0.5, "cer": 0.001}]}
+    rows = {fam: pp.compare_with_webp(curves, "cer", 0.3, 1.2, False, family=fam)[0]["pass"]
+            for fam in ("ours", dp.TEXT_FAMILY)}
+    assert rows == {"ours": False, dp.TEXT_FAMILY: True}
