@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -99,7 +100,6 @@ def val_cer(bundle: Bundle, decoders: dict[str, bytes], split: str = "val") -> d
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp) / bundle.name
         shutil.copytree(bundle.path, scratch)
-        (scratch / TEXT_FILE).unlink(missing_ok=True)
         pixels = sum(p.image.shape[0] * p.image.shape[1] for p in pages)
         out = {}
         for label, graph in decoders.items():
@@ -111,10 +111,16 @@ def val_cer(bundle: Bundle, decoders: dict[str, bytes], split: str = "val") -> d
     return out
 
 
-def run_card(run: Bundle, scores: dict) -> dict:
-    """Provenance of a run's decoder for the manifest."""
+def run_card(bundle: Bundle, run: Bundle, scores: dict) -> dict:
+    """Provenance of a run's decoder for the manifest: its command chain, and the decoder-only
+    steps and seconds since ``bundle``'s own training (warm-start stages after it + this run)."""
     card = run.manifest.get("model_card", {})
+    base = int(bundle.manifest.get("model_card", {}).get("steps") or 0)
+    stages = [(int(n), float(s)) for n, s in re.findall(r"; (\d+) steps, (\d+) s\)", card.get("command", ""))]
     return {"command": card.get("command"), "steps": card.get("steps"),
+            "decoder_only_steps": int(card.get("steps") or 0) - base,
+            "decoder_only_wall_s": round(sum(s for n, s in stages if n > base)
+                                         + float(card.get("wall_time_s") or 0)),
             "wall_time_s": card.get("wall_time_s"), "hardware": card.get("hardware"),
             "torch": card.get("torch"), "storage": "float16 initialisers, float32 compute",
             "data": "train photos + rendered text pages of export/text_data.TRAIN_TEXTS",
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         key = str(args.install)
         s = scores[key]
         entry = write_text_decoder(bundle.path, runs[key].read_verified(DECODER_FILES["fp32"]),
-                                   run_card(runs[key], {"val_cer": s["cer"], "val_bpp": s["bpp"]}))
+                                   run_card(bundle, runs[key], {"val_cer": s["cer"], "val_bpp": s["bpp"]}))
         print(f"{bundle.name}: {TEXT_FILE} {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}…")
     return 0
 
