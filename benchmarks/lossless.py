@@ -357,14 +357,26 @@ class _CtxAcFormat1(entropy.CtxAcCoder):
         return self._native.encode_format1(codes, *entropy._grid(codes.shape))
 
 
+class _RansFormat2(entropy.RansCoder):
+    """``rans`` writing format 2 on every frame, as versions before format 4 did (the decoder
+    reads both)."""
+
+    def _encode(self, codes: np.ndarray) -> bytes:
+        return self._native.rans_encode_format2(codes, *entropy._grid(codes.shape))
+
+
 def variant_coders() -> list[entropy.LosslessCoder]:
     """zstd-1, the default coder's transform at higher zstd levels and, with the native
-    extension, ``ctx-ac``'s format 1 (the coder format 3 replaced, timed in the same passes)."""
+    extension, ``ctx-ac``'s format 1 and ``rans``'s format 2 (the formats 3 and 4 replaced,
+    timed in the same passes)."""
     out = [_Variant(entropy.ZstdCoder(1), "(zstd1)"),
            _Variant(entropy.SigplaneZstdCoder(level=3), "(sigplane-zstd@3)"),
            _Variant(entropy.SigplaneZstdCoder(level=9), "(sigplane-zstd@9)")]
-    if "ctx-ac" in entropy.available_coders():
+    available = entropy.available_coders()
+    if "ctx-ac" in available:
         out.append(_Variant(_CtxAcFormat1(), "(ctx-ac format 1)"))
+    if "rans" in available:
+        out.append(_Variant(_RansFormat2(), "(rans format 2)"))
     return out
 
 
@@ -507,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--coders", nargs="+", default=None, help="coders to run (default: all available)")
     ap.add_argument("--variants", action="store_true",
                     help="also time unregistered variants (zstd1, sigplane-zstd at zstd levels 3/9, "
-                         "ctx-ac format 1)")
+                         "ctx-ac format 1, rans format 2)")
     ap.add_argument("--repeats", type=int, default=5, help="timed passes; the median is reported")
     ap.add_argument("--quick", action="store_true", help="6 frames, 3 repeats (smoke run)")
     ap.add_argument("--debs", type=Path, default=REPO / "data" / "cache" / "debs")

@@ -779,6 +779,7 @@ class RansCoder(_Coder):
         if not hasattr(_sclossless, "rans_encode_format4"):  # built before rans format 4
             raise ImportError("encoder_runtime._sclossless predates rans format 4; rebuild it")
         self.name = "rans"
+        self._native = _sclossless
         self._enc, self._dec = _sclossless.rans_encode, _sclossless.rans_decode
 
     def _encode(self, codes: np.ndarray) -> bytes:

@@ -48,8 +48,8 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
                    uint8_t *out, size_t cap, size_t *out_len, void *work, size_t work_len);
 
 /* The same in a given format (SC_RANS_FORMAT or SC_RANS_FORMAT_SIG; stored where not smaller),
- * for tests and benchmarks; sc_rans_encode writes format 4 (format 2 when smaller on frames of
- * at most 32768 codes). */
+ * for tests and benchmarks; sc_rans_encode writes format 4 (format 2 on frames of fewer than
+ * 2048 codes, and where it is smaller on frames of at most 32768 codes). */
 int sc_rans_encode_format(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t cols,
                           unsigned format, uint8_t *out, size_t cap, size_t *out_len, void *work,
                           size_t work_len);

@@ -594,14 +594,16 @@ static int dec2(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows,
  * Symbol j (in coding order) uses state j mod 8; decoding as in format 2 except that a state
  * below 2^15 takes one word: x = (x << 16) | word. After the last symbol every state is 2^15
  * and every word has been read. The encoder multiplies by reciprocals (no division per
- * symbol) and derives the symbols with 8-byte word operations; sc_rans_encode also codes
- * frames of at most F4_TRY2 codes in format 2 and keeps the smaller payload. */
+ * symbol) and derives the symbols with 8-byte word operations; sc_rans_encode codes frames
+ * of fewer than F4_MIN codes in format 2 only, and frames of at most F4_TRY2 codes in both
+ * formats, keeping the smaller payload. */
 
 #define F4_L (1u << 15)
 #define F4_LANES 8u
 #define F4_NMASK 10u
 #define F4_NTAB (F4_NMASK + NK6)
-#define F4_TRY2 32768u
+#define F4_TRY2 32768u /* frames of at most this many codes also try format 2 */
+#define F4_MIN 2048u   /* frames of fewer codes are coded in format 2 only (16 tables + 8 states) */
 
 typedef struct { /* one symbol of the encoder: x_max, reciprocal of f, bias, 4096 - f, shift */
     uint32_t x_max, rcp, bias;
@@ -1065,9 +1067,13 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
 {
     size_t n, len2 = 0;
     uint8_t *tmp;
-    int rc = sc_rans_encode_format(codes, channels, rows, cols, SC_RANS_FORMAT_SIG, out, cap,
-                                   out_len, work, work_len);
-    if (rc != SC_LL_OK || sc_ll_dims(channels, rows, cols, &n) != SC_LL_OK || n > F4_TRY2) return rc;
+    int rc;
+    if (sc_ll_dims(channels, rows, cols, &n) == SC_LL_OK && n < F4_MIN) /* format 4 never wins */
+        return sc_rans_encode_format(codes, channels, rows, cols, SC_RANS_FORMAT, out, cap, out_len,
+                                     work, work_len);
+    rc = sc_rans_encode_format(codes, channels, rows, cols, SC_RANS_FORMAT_SIG, out, cap, out_len,
+                               work, work_len);
+    if (rc != SC_LL_OK || n > F4_TRY2) return rc;
     /* small frames: format 2 (fewer tables and states) into the end of the work area */
     tmp = (uint8_t *)work + work_len - (n + 1);
     rc = enc2(codes, channels, rows, cols, tmp, n + 1, &len2, work, work_len - (n + 1));
