@@ -29,6 +29,7 @@ typedef struct {
     size_t (*enc_work)(uint32_t channels);
     size_t (*dec_work)(uint32_t channels);
     size_t (*enc_work_frame)(uint32_t channels, uint32_t rows, uint32_t cols); /* or NULL */
+    size_t (*dec_work_format)(unsigned format, uint32_t channels);             /* or NULL */
     int (*enc)(const int8_t *, uint32_t, uint32_t, uint32_t, uint8_t *, size_t, size_t *, void *,
                size_t);
     int (*dec)(const uint8_t *, size_t, uint32_t, uint32_t, uint32_t, int8_t *, void *, size_t);
@@ -60,8 +61,8 @@ static int ctx_dec(const uint8_t *in, size_t len, uint32_t c, uint32_t r, uint32
 /* A ctx-ac format-1 code costs at least ~1/1100 byte (the most probable bit has probability
  * < 65498/65536): 16384 keeps a margin of 1.7x; in format 3 one such bit covers up to 16 codes. */
 #define CTX_AC_FORMATS {SC_LL_FORMAT_RUN, SC_LL_FORMAT_AC}, {16u * 16384u, 16384u}
-static const coder_t CTX_AC = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, NULL, ctx_enc, ctx_dec};
-static const coder_t CTX_AC1 = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, NULL, ctx1_enc, ctx_dec};
+static const coder_t CTX_AC = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, NULL, NULL, ctx_enc, ctx_dec};
+static const coder_t CTX_AC1 = {"ctx-ac", CTX_AC_FORMATS, no_work, no_work, NULL, NULL, ctx1_enc, ctx_dec};
 static int rans2_enc(const int8_t *codes, uint32_t c, uint32_t r, uint32_t w, uint8_t *out,
                      size_t cap, size_t *out_len, void *work, size_t work_len)
 {
@@ -76,7 +77,7 @@ static int rans4_enc(const int8_t *codes, uint32_t c, uint32_t r, uint32_t w, ui
 
 #define RANS_FORMATS {SC_RANS_FORMAT_SIG, SC_RANS_FORMAT}, \
     {SC_RANS_SIG_MAX_CODES_PER_BYTE, SC_RANS_MAX_CODES_PER_BYTE}, sc_rans_enc_work, sc_rans_dec_work, \
-    sc_rans_enc_work_frame
+    sc_rans_enc_work_frame, sc_rans_dec_work_format
 static const coder_t RANS = {"rans", RANS_FORMATS, sc_rans_encode, sc_rans_decode};
 static const coder_t RANS2 = {"rans", RANS_FORMATS, rans2_enc, sc_rans_decode};
 static const coder_t RANS4 = {"rans", RANS_FORMATS, rans4_enc, sc_rans_decode};
@@ -179,6 +180,8 @@ static PyObject *decode(const coder_t *k, PyObject *args)
         return NULL;
     }
     wlen = k->dec_work((uint32_t)c);
+    if (k->dec_work_format && buf.len > 0) /* what the payload's format needs */
+        wlen = k->dec_work_format(((const uint8_t *)buf.buf)[0], (uint32_t)c);
     if (!(out = alloc_out(n, wlen, &work))) { PyBuffer_Release(&buf); return NULL; }
     Py_BEGIN_ALLOW_THREADS
     st = k->dec((const uint8_t *)buf.buf, (size_t)buf.len, (uint32_t)c, (uint32_t)r, (uint32_t)w,

@@ -39,6 +39,8 @@ extern "C" {
 /* Work area sizes in bytes for `channels` channels (0 if it would overflow size_t). */
 size_t sc_rans_enc_work(uint32_t channels);
 size_t sc_rans_dec_work(uint32_t channels);
+/* The decoder work for a payload whose byte 0 is format (format 4: 80 KB for any C). */
+size_t sc_rans_dec_work_format(unsigned format, uint32_t channels);
 /* A larger encoder work area for a (channels, rows, cols) frame with which format 4 derives
  * the symbols once instead of twice (same bytes; about 2.5 bytes a code; 0 on overflow). */
 size_t sc_rans_enc_work_frame(uint32_t channels, uint32_t rows, uint32_t cols);

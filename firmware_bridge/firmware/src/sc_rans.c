@@ -634,6 +634,11 @@ size_t sc_rans_dec_work(uint32_t channels)
     return a == 0 ? 0 : a > b ? a : b;
 }
 
+size_t sc_rans_dec_work_format(unsigned format, uint32_t channels)
+{
+    return format == SC_RANS_FORMAT_SIG ? f4_dec_work() : sc_rans_dec_work(channels);
+}
+
 static inline uint64_t ld8(const int8_t *p) /* 8 bytes, little endian (one load on LE targets) */
 {
     const uint8_t *q = (const uint8_t *)p;
@@ -1180,7 +1185,7 @@ static int dec4(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows,
 int sc_rans_decode(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows, uint32_t cols,
                    int8_t *out, void *work, size_t work_len)
 {
-    if (!in || !out || !work || work_len < sc_rans_dec_work(channels)) return SC_LL_E_ARG;
+    if (!in || !out || !work) return SC_LL_E_ARG; /* each format checks work_len */
     if (len >= 1 && in[0] == SC_RANS_FORMAT_SIG) return dec4(in, len, channels, rows, cols, out, work, work_len);
     return dec2(in, len, channels, rows, cols, out, work, work_len);
 }
