@@ -691,20 +691,6 @@ static inline uint64_t abs8x8(uint64_t w)
 }
 static inline uint64_t sub8x8(uint64_t a, uint64_t b) { return ((a | HI8) - (b & ~HI8)) ^ ((a ^ ~b) & HI8); }
 
-/* Significance bits of y in columns x .. x + 7 of a row (0 beyond cols); pred: y = left
- * difference, nonzero where a code differs from the one on its left (0 left of column 0). */
-static inline unsigned mask8(const int8_t *row, uint32_t x, uint32_t cols, unsigned pred)
-{
-    if (x + 8u <= cols && x > 0) return nz8(pred ? ld8(row + x) ^ ld8(row + x - 1) : ld8(row + x));
-    {
-        int8_t a[8] = {0}, b[8] = {0};
-        uint32_t i, m = cols - x < 8u ? cols - x : 8u;
-        for (i = 0; i < m; i++) { a[i] = row[x + i]; b[i] = x + i ? row[x + i - 1] : 0; }
-        if (pred) for (i = 0; i < m; i++) a[i] = (int8_t)(a[i] ^ b[i]);
-        return nz8(ld8(a));
-    }
-}
-
 static const uint8_t k_pc4[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
 
 static const uint8_t k_ctz4[16] = {0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
@@ -720,15 +706,6 @@ typedef struct {
     uint32_t cols;
     unsigned pc, pt;
 } f4row_t;
-
-static inline unsigned f4_u(const f4row_t *w, uint32_t x0) { return w->trow ? mask8(w->trow, x0, w->cols, w->pt) : 0u; }
-static inline unsigned f4_b(const f4row_t *w, uint32_t x0) { return x0 ? (unsigned)(yv(w->cur, x0 - 1u, w->pc) != 0) : 0u; }
-
-/* value table (10 + k6) of column x */
-static inline unsigned f4_vt(const f4row_t *w, uint32_t x)
-{
-    return F4_NMASK + k6_of(ctx_s(w->cur, w->trow, x, w->pc, w->pt));
-}
 
 /* Predictor choice of a 2-D channel: the left difference where it gives a smaller sum of
  * min(|y|, 2) over rows 0, 4, 8, .. of the channel (1-D signals: never). */
@@ -1090,8 +1067,8 @@ int sc_rans_encode(const int8_t *codes, uint32_t channels, uint32_t rows, uint32
 }
 
 /* Decodes one format-4 symbol of table t from state *x; -1 on a bad payload. */
-static int f4_get(uint32_t *x, unsigned t, const uint8_t *lut, const uint16_t *freq,
-                  const uint16_t *cum, const uint8_t *in, size_t len, size_t *pos)
+static inline int f4_get(uint32_t *x, unsigned t, const uint8_t *lut, const uint16_t *freq,
+                         const uint16_t *cum, const uint8_t *in, size_t len, size_t *pos, int fast)
 {
     uint32_t v = *x;
     const unsigned slot = v & (PROB_M - 1u), z = lut[t * PROB_M + slot];
@@ -1099,7 +1076,7 @@ static int f4_get(uint32_t *x, unsigned t, const uint8_t *lut, const uint16_t *f
     if (!f) return -1;
     v = f * (v >> PROB_BITS) + slot - cum[t * NSYM + z];
     if (v < F4_L) {
-        if (len - *pos < 2) return -1;
+        if (!fast && len - *pos < 2) return -1;
         v = (v << 16) | in[*pos] | (uint32_t)in[*pos + 1] << 8;
         *pos += 2;
     }
@@ -1111,7 +1088,7 @@ static int dec4(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows,
                 int8_t *out, void *work, size_t work_len)
 {
     uint16_t *freq = (uint16_t *)work, *cum = freq + F4_NTAB * NSYM;
-    uint8_t *lut = (uint8_t *)(cum + F4_NTAB * NSYM);
+    uint8_t *lut = (uint8_t *)(cum + F4_NTAB * NSYM), tb[F4_SEG];
     const uint8_t *pflags = NULL;
     uint32_t st[F4_LANES], ch, r, t;
     size_t n, plane, pos = 2;
@@ -1154,24 +1131,33 @@ static int dec4(const uint8_t *in, size_t len, uint32_t channels, uint32_t rows,
             int8_t *cur = out + ch * plane + (size_t)r * cols;
             const unsigned pc = PFLAG(pflags, ch);
             /* cur holds y until the row is done; the T row holds codes */
-            f4row_t w = {cur, rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL), cols,
-                         0u, rows > 1 ? pc : 0u};
+            const int8_t *trow = rows > 1 ? (r ? cur - cols : NULL) : (ch ? cur - plane : NULL);
             uint32_t x0, x;
             memset(cur, 0, cols);
-            for (x0 = 0; x0 < cols; x0 += 4u) {
-                const unsigned u = w.trow ? (mask8(w.trow, x0 & ~7u, cols, w.pt) >> (x0 & 4u)) & 15u : 0u;
-                const int nib = f4_get(st + lane, 2u * k_pc4[u] + (x0 ? cur[x0 - 1] != 0 : 0u),
-                                       lut, freq, cum, in, len, &pos);
-                unsigned bits;
-                if (nib < 0) return SC_LL_E_CORRUPT;
-                lane = (lane + 1u) & (F4_LANES - 1u);
-                if (cols - x0 < 4u && (nib >> (cols - x0))) return SC_LL_E_CORRUPT;
-                for (bits = (unsigned)nib; bits; bits &= bits - 1u) {
-                    const uint32_t xx = x0 + k_ctz4[bits];
-                    const int z = f4_get(st + lane, f4_vt(&w, xx), lut, freq, cum, in, len, &pos);
-                    if (z < 0) return SC_LL_E_CORRUPT;
+            for (x0 = 0; x0 < cols; x0 += F4_SEG) { /* tb: |y| of the T row's segment */
+                const uint32_t sl = cols - x0 < F4_SEG ? cols - x0 : F4_SEG, pad = (sl + 7u) & ~7u;
+                /* at most one word a symbol: without 2 bytes per symbol left, check each word */
+                const int fast = len - pos >= 2u * ((size_t)sl + (sl + 3u) / 4u);
+                int8_t *c = cur + x0;
+                memset(tb, 0, pad);
+                if (trow) f4_absy(trow + x0, x0, sl, rows > 1 ? pc : 0u, NULL, tb);
+                for (x = 0; x < sl; x += 4u) {
+                    const unsigned u = (nz8(ld8((const int8_t *)tb + (x & ~7u))) >> (x & 4u)) & 15u;
+                    const int nib = f4_get(st + lane, 2u * k_pc4[u] + (x0 + x ? c[(ptrdiff_t)x - 1] != 0 : 0u),
+                                           lut, freq, cum, in, len, &pos, fast);
+                    unsigned bits;
+                    if (nib < 0) return SC_LL_E_CORRUPT;
                     lane = (lane + 1u) & (F4_LANES - 1u);
-                    cur[xx] = (int8_t)unzig((unsigned)z + 1u);
+                    if (sl - x < 4u && (nib >> (sl - x))) return SC_LL_E_CORRUPT;
+                    for (bits = (unsigned)nib; bits; bits &= bits - 1u) {
+                        const uint32_t xx = x + k_ctz4[bits];
+                        const unsigned sum = (x0 + xx ? iabs8(c[(ptrdiff_t)xx - 1]) : 0u) + tb[xx];
+                        const int z = f4_get(st + lane, F4_NMASK + k6_of(sum), lut, freq, cum, in, len,
+                                             &pos, fast);
+                        if (z < 0) return SC_LL_E_CORRUPT;
+                        lane = (lane + 1u) & (F4_LANES - 1u);
+                        c[xx] = (int8_t)unzig((unsigned)z + 1u);
+                    }
                 }
             }
             if (pc) for (x = 1; x < cols; x++) cur[x] = (int8_t)wrap8(cur[x] + cur[x - 1]);
