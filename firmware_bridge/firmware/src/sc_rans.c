@@ -838,16 +838,18 @@ static inline uint32_t f4_vals(const f4seg_t *g, uint32_t x, uint32_t k, uint16_
 }
 
 /* The symbols (table << 8 | symbol, in coding order) of columns x0 .. x0 + F4_SEG - 1 of a row
- * into sym (room for F4_SEG_SYMS); returns their number. */
-static uint32_t f4_seg(const f4row_t *w, uint32_t x0, f4seg_t *g, uint16_t *sym)
+ * into sym (room for F4_SEG_SYMS); returns their number. t_prev: g holds the T row's segment
+ * from the call before (its a is this call's t). */
+static uint32_t f4_seg(const f4row_t *w, uint32_t x0, f4seg_t *g, uint16_t *sym, int t_prev)
 {
     const uint32_t len = w->cols - x0 < F4_SEG ? w->cols - x0 : F4_SEG, pad = (len + 7u) & ~7u;
     const int8_t *c = w->cur + x0, *t = w->trow ? w->trow + x0 : NULL;
     uint32_t i, k = 0, x;
+    if (t_prev) memcpy(g->t, g->a + 1, pad);
+    else if (t) f4_absy(t, x0, len, w->pt, NULL, g->t);
+    else memset(g->t, 0, pad);
     g->a[0] = (uint8_t)(x0 ? iabs8(yv(w->cur, x0 - 1u, w->pc)) : 0u);
     f4_absy(c, x0, len, w->pc, g->y, g->a + 1);
-    if (t) f4_absy(t, x0, len, w->pt, NULL, g->t);
-    else memset(g->t, 0, pad);
     for (i = len; i < pad; i++) g->y[i] = 0, g->a[i + 1] = 0, g->t[i] = 0;
     for (x = 0; x < len; x += 8u) {
         const unsigned m = nz8(ld8((const int8_t *)g->a + x + 1)), u = nz8(ld8((const int8_t *)g->t + x));
@@ -862,14 +864,16 @@ static uint32_t f4_seg(const f4row_t *w, uint32_t x0, f4seg_t *g, uint16_t *sym)
 }
 
 /* One symbol into state v; with room below ptr (2 bytes a symbol), no branches. */
-#define F4_PUT(v, e, ptr)                                                         \
-    do {                                                                          \
-        const uint32_t b_ = (v) >= (e)->x_max;                                    \
-        (ptr)[-2] = (uint8_t)(v);                                                 \
-        (ptr)[-1] = (uint8_t)((v) >> 8);                                          \
-        (ptr) -= 2u * b_;                                                         \
-        (v) >>= 16u * b_;                                                         \
-        (v) += (e)->bias + ((uint32_t)(((uint64_t)(v) * (e)->rcp) >> 32) >> (e)->shift) * (e)->cmpl; \
+#define F4_PUT(v, e, ptr)                                                                  \
+    do {                                                                                   \
+        const f4sym_t *e_ = (e); /* everything read from e_ before the bytes are stored */ \
+        const uint32_t b_ = (v) >= e_->x_max, w_ = (v) >> (16u * b_);                      \
+        const uint32_t n_ = w_ + e_->bias                                                  \
+            + ((uint32_t)(((uint64_t)w_ * e_->rcp) >> 32) >> e_->shift) * e_->cmpl;       \
+        (ptr)[-2] = (uint8_t)(v);                                                          \
+        (ptr)[-1] = (uint8_t)((v) >> 8);                                                   \
+        (ptr) -= 2u * b_;                                                                  \
+        (v) = n_;                                                                          \
     } while (0)
 
 /* Puts symbols sym[k - 1] .. sym[0] into the states (lane: the state of sym[k - 1]); bytes
@@ -902,16 +906,18 @@ static int f4_put(const f4sym_t *sy, const uint16_t *sym, size_t k, uint32_t *st
         if (k >= F4_LANES) { /* whole rounds of the 8 states, lanes 7 .. 0, in registers */
             uint32_t s0 = st[0], s1 = st[1], s2 = st[2], s3 = st[3], s4 = st[4], s5 = st[5],
                      s6 = st[6], s7 = st[7];
-            for (; k >= F4_LANES; k -= F4_LANES) {
+            for (; k >= F4_LANES; k -= F4_LANES) { /* the round's 8 entries first (bytes alias) */
                 const uint16_t *q = sym + k - F4_LANES;
-                F4_PUT(s7, sy + q[7], ptr);
-                F4_PUT(s6, sy + q[6], ptr);
-                F4_PUT(s5, sy + q[5], ptr);
-                F4_PUT(s4, sy + q[4], ptr);
-                F4_PUT(s3, sy + q[3], ptr);
-                F4_PUT(s2, sy + q[2], ptr);
-                F4_PUT(s1, sy + q[1], ptr);
-                F4_PUT(s0, sy + q[0], ptr);
+                const f4sym_t *e0 = sy + q[0], *e1 = sy + q[1], *e2 = sy + q[2], *e3 = sy + q[3],
+                              *e4 = sy + q[4], *e5 = sy + q[5], *e6 = sy + q[6], *e7 = sy + q[7];
+                F4_PUT(s7, e7, ptr);
+                F4_PUT(s6, e6, ptr);
+                F4_PUT(s5, e5, ptr);
+                F4_PUT(s4, e4, ptr);
+                F4_PUT(s3, e3, ptr);
+                F4_PUT(s2, e2, ptr);
+                F4_PUT(s1, e1, ptr);
+                F4_PUT(s0, e0, ptr);
             }
             st[0] = s0, st[1] = s1, st[2] = s2, st[3] = s3, st[4] = s4, st[5] = s5, st[6] = s6, st[7] = s7;
         }
@@ -966,7 +972,7 @@ static int enc4(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t 
             uint32_t x0, k, j;
             for (x0 = 0; x0 < cols; x0 += F4_SEG) {
                 buf = all ? all + nsym : local;
-                k = f4_seg(&w, x0, &seg, buf);
+                k = f4_seg(&w, x0, &seg, buf, cols <= F4_SEG && w.trow); /* T row: the last call */
                 for (j = 0; j + 4u <= k; j += 4u) {
                     hist[buf[j]]++;
                     hist[F4_NTAB * NSYM + buf[j + 1]]++;
@@ -1014,7 +1020,7 @@ static int enc4(const int8_t *codes, uint32_t channels, uint32_t rows, uint32_t 
                          pred[ch], rows > 1 ? pred[ch] : 0u};
             uint32_t x0 = (cols - 1u) / F4_SEG * F4_SEG;
             for (;; x0 -= F4_SEG) {
-                if (!f4_put(sy, local, f4_seg(&w, x0, &seg, local), st, &lane, &ptr, lim)) { full = 1; break; }
+                if (!f4_put(sy, local, f4_seg(&w, x0, &seg, local, 0), st, &lane, &ptr, lim)) { full = 1; break; }
                 if (x0 == 0) break;
             }
         }
