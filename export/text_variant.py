@@ -111,6 +111,27 @@ def val_cer(bundle: Bundle, decoders: dict[str, bytes], split: str = "val") -> d
     return out
 
 
+def photo_psnr(bundle: Bundle, variants: tuple[str, ...] = ("fp32", "text")) -> dict[str, float]:
+    """Mean PSNR (dB) over the held-out test photos of each decoder variant (what a text decoder
+    costs on photos; reported, never used for selection)."""
+    from encoder_runtime import Decoder, Encoder
+    from encoder_runtime.media import read_input
+    from encoder_runtime.metrics import psnr_db
+
+    from .data import image_paths
+    enc = Encoder(bundle)
+    decs = {v: Decoder(bundle, variant=v) for v in variants}
+    out: dict[str, list[float]] = {v: [] for v in variants}
+    for path in image_paths("test"):
+        img = read_input(path)[0]
+        blob = enc.encode(img)
+        for v, dec in decs.items():
+            out[v].append(psnr_db(np.mean((dec.decode(blob).astype(np.float64) - img) ** 2)))
+    if not out[variants[0]]:
+        raise SystemExit("no held-out test photos: run sensor-data (export/data.py) first")
+    return {v: float(np.mean(p)) for v, p in out.items()}
+
+
 def run_card(bundle: Bundle, run: Bundle, scores: dict) -> dict:
     """Provenance of a run's decoder for the manifest: its command chain, and the decoder-only
     steps and seconds since ``bundle``'s own training (warm-start stages after it + this run)."""
@@ -135,8 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="*", type=Path, help="decoder-only training runs' bundle folders")
     ap.add_argument("--install", type=Path, metavar="RUN",
                     help="write this run's decoder into the bundle as decoder_text.onnx")
+    ap.add_argument("--photos", action="store_true",
+                    help="only print the bundle's decoders' mean PSNR on the held-out test photos")
     args = ap.parse_args(argv)
     bundle = load_bundle(args.model)
+    if args.photos:
+        variants = tuple(v for v, f in DECODER_FILES.items() if f in bundle.manifest["files"])
+        for v, db in photo_psnr(bundle, variants).items():
+            print(f"{bundle.name} {v:5s} held-out photos {db:.3f} dB")
+        return 0
     runs = {str(r): load_bundle(r) for r in dict.fromkeys([*args.runs, *([args.install] if args.install else [])])}
     for r in runs.values():
         check_same_encoder(bundle, r)
