@@ -647,14 +647,6 @@ static inline uint64_t ld8(const int8_t *p) /* 8 bytes, little endian (one load 
            | (uint64_t)q[7] << 56;
 }
 
-/* bit i = byte i of w is nonzero */
-static inline unsigned nz8(uint64_t w)
-{
-    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full;
-    uint64_t t = (((w & lo7) + lo7) | w) & ~lo7;
-    return (unsigned)(((t >> 7) * 0x0102040810204080ull) >> 56);
-}
-
 #define HI8 0x8080808080808080ull
 
 /* 8 bytes in native order (the bytewise operations below do not depend on it) */
@@ -682,6 +674,9 @@ static inline uint64_t nzb(uint64_t w)
     return (((w & lo7) + lo7) | w) & ~lo7;
 }
 static inline unsigned cnt8(uint64_t w) { return (unsigned)(((nzb(w) >> 7) * 0x0101010101010101ull) >> 56); }
+
+/* bit i = byte i of w (loaded little endian) is nonzero */
+static inline unsigned nz8(uint64_t w) { return (unsigned)(((nzb(w) >> 7) * 0x0102040810204080ull) >> 56); }
 
 /* bytewise |v| of 8 int8 (|-128| = 128) and bytewise a - b mod 256, without carries */
 static inline uint64_t abs8x8(uint64_t w)
