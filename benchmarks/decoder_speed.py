@@ -7,7 +7,8 @@ The photos are encoded into one multi-frame stream with the model's defaults; ev
 that stream's FRAME payloads to uint8 images (lossless stage, decoder graph, rounding and layout
 included), passes interleaved across rows, median of ``--repeats``:
 
-* ``1 thread``: ``Decoder(threads=1).frames`` (frames one after another).
+* ``1 thread``: ``Decoder(threads=1, variant="fp32").frames`` (frames one after another; the
+  fp32 graph, also where the model's manifest makes the int8 one its default).
 * ``2 threads, intra-op``: ``Decoder(threads=2).decode_frame`` per frame (one frame's graph
   split over 2 ONNX Runtime threads: the latency path).
 * ``2 threads, frames in parallel``: ``Decoder(threads=2).frames`` (two frames at once, one core
@@ -58,7 +59,7 @@ def decoder_rows(name: str, blob: bytes) -> dict[str, Callable[[], list[np.ndarr
     """Row name → a call decoding every frame of ``blob`` (sessions built and warmed here)."""
     header, records = container.read_stream(blob)
     payloads = [r.payload for r in records if r.type == container.RecordType.FRAME]
-    one, two = Decoder.load(name, threads=1), Decoder.load(name, threads=2)
+    one, two = (Decoder.load(name, threads=t, variant="fp32") for t in (1, 2))
     rows = {"1 thread": lambda: one.frames(blob),
             "2 threads, intra-op": lambda: [two.decode_frame(header, p) for p in payloads],
             "2 threads, frames in parallel": lambda: two.frames(blob)}

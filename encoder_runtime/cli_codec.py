@@ -347,10 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-postfilter", dest="postfilter", action="store_false",
                    help="skip the model's decoder-side stages, if any (audio: post-filter "
                    "noise floor and latent noise fill)")
-    d.add_argument("--decoder-variant", choices=("fp32", "int8", "text"), default="fp32",
-                   help="decoder graph: fp32 (default), the static-int8 one (faster, slightly "
-                        "lower PSNR; only models whose bundle has decoder_int8.onnx) or the "
-                        "text-page one (for OCR; only models whose bundle has decoder_text.onnx)")
+    d.add_argument("--decoder-variant", choices=("fp32", "int8", "text"), default=None,
+                   help="decoder graph: fp32, the static-int8 one (faster, slightly lower PSNR; "
+                        "only models whose bundle has decoder_int8.onnx) or the text-page one "
+                        "(for OCR; only models whose bundle has decoder_text.onnx); default: the "
+                        "one the model's manifest names (decoder.default), else fp32")
     d.set_defaults(func=cmd_decode, errors_name_input=True)
     i = sub.add_parser("info", help="show a stream's header and records")
     i.add_argument("input", type=Path)

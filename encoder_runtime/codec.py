@@ -45,6 +45,24 @@ DECODER_FILES = {"fp32": "decoder.onnx", "int8": "decoder_int8.onnx", "text": "d
 #: decoder_int8.onnx metadata: sha256 of the decoder.onnx it takes its weights from.
 INT8_WEIGHTS_KEY = "sensorcodec.weights_sha256"
 
+
+def default_decoder_variant(bundle: Bundle) -> str:
+    """The decoder variant a bundle declares in its manifest field ``decoder.default`` (a key of
+    :data:`DECODER_FILES` whose file the bundle has); "fp32" when the field is absent."""
+    spec = bundle.manifest.get("decoder", {"default": "fp32"})
+    where = f"{bundle.path / 'manifest.json'}: field 'decoder"
+    if not isinstance(spec, dict):
+        raise BundleError(f"{where}': expected an object such as {{\"default\": \"int8\"}}, "
+                          f"got {spec!r}")
+    variant, where = spec.get("default"), where + ".default'"
+    if variant not in DECODER_FILES:
+        raise BundleError(f"{where}: expected one of {', '.join(map(repr, DECODER_FILES))}, got "
+                          f"{variant!r}")
+    if DECODER_FILES[variant] not in bundle.manifest["files"]:
+        raise BundleError(f"{where} is {variant!r} but {DECODER_FILES[variant]} is not in "
+                          f"'files'")
+    return variant
+
 #: Default cap on the values one decoded frame may hold (2**24: e.g. 2364x2364 RGB). Decoding
 #: peaks at about 90 bytes per value (float32 activations of the decoder graph), ~1.5 GB here.
 DEFAULT_MAX_SAMPLES = 1 << 24
@@ -361,12 +379,15 @@ class Decoder(_Model):
     export/decoder_int8.py for some image models): faster, a little lower PSNR (docs/models.md).
     ``variant="text"`` runs the bundle's text-page decoder (``decoder_text.onnx``, made by
     export/text_variant.py): the same codes decoded for OCR (fewer character errors on documents).
+    ``variant=None`` (default) runs the one the manifest's ``decoder.default`` names (fp32 when
+    the field is absent; :func:`default_decoder_variant`).
     """
 
     def __init__(self, bundle: Bundle, threads: int = 1, max_samples: int | None = None,
                  postfilter: bool = True, noise_fill: bool | None = None,
-                 variant: str = "fp32") -> None:
+                 variant: str | None = None) -> None:
         super().__init__(bundle, threads)
+        variant = default_decoder_variant(bundle) if variant is None else variant
         if variant not in DECODER_FILES:
             raise CodecError(f"unknown decoder variant {variant!r} ({', '.join(DECODER_FILES)})")
         if DECODER_FILES[variant] not in bundle.manifest["files"]:
@@ -391,7 +412,7 @@ class Decoder(_Model):
     @classmethod
     def for_header(cls, header: dict, *, threads: int = 1, models_dir: Path | None = None,
                    max_samples: int | None = None, postfilter: bool = True,
-                   variant: str = "fp32") -> "Decoder":
+                   variant: str | None = None) -> "Decoder":
         """The decoder for a stream header: the model it names, sha256-checked.
 
         The name is looked up among the bundled models, or only in ``models_dir`` when given

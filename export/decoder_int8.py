@@ -11,7 +11,13 @@ run it. Steps:
    uint8 activations, ranges from a 99.99-percentile histogram of the activations on the codes of
    the TRAIN-split photos (never the held-out test photos). :data:`KEEP_FP32` convolutions (the
    linear skip path, the first refinement convolution) stay fp32.
-3. The int8 weights are not stored: each is ``QuantizeLinear`` of the fp32 weight, referenced as
+3. Mixed precision where the uint8 copies cost PSNR (:func:`refine`): only convolutions read
+   uint8 activations; the residual stream (block sums, the attention's inputs, DepthToSpace)
+   stays fp32 for every other consumer, so rounding does not accumulate block after block; the
+   GELU inputs' ranges start at :data:`GELU_FLOOR` (GELU is ~0 below it: finer steps where it
+   is not flat); :data:`FP32_ACTIVATIONS` (the refinement output added to the image) get no
+   uint8 copy at all.
+4. The int8 weights are not stored: each is ``QuantizeLinear`` of the fp32 weight, referenced as
    ONNX external data at its byte offset inside the bundle's own ``decoder.onnx`` (as are the fp32
    tensors the two graphs share). ONNX Runtime folds the quantization when the session is built
    (the runtime passes the verified ``decoder.onnx`` bytes as that external file), so the file is
@@ -38,10 +44,20 @@ from .onnx_export import sha256_bytes
 
 INT8_FILE, WEIGHTS_FILE = DECODER_FILES["int8"], DECODER_FILES["fp32"]
 #: Convolutions left in fp32: the codes → WPT coefficients skip path and the refinement head
-#: (inputs are the integer codes; both cheap: < 2 % of the MACs).
-KEEP_FP32 = ("/decoder/linear/Conv", "/decoder/head/Conv")
+#: (inputs are the integer codes), and the three 1×1 convolutions before each DepthToSpace
+#: upsampling (~4 % of the MACs; the per-layer sensitivity on train photos put their inputs and
+#: outputs among the costliest uint8 copies).
+KEEP_FP32 = ("/decoder/linear/Conv", "/decoder/head/Conv", "/decoder/ups.0/ups.0.0/Conv",
+             "/decoder/ups.2/ups.2.0/Conv", "/decoder/ups.4/ups.4.0/Conv")
 #: Chosen on train photos only (calibrate on half, PSNR on the other half): 99.99 lost the least.
 PERCENTILE = 99.99
+#: Lower end of every GELU input's uint8 range: |GELU(x)| < 1.6e-5 below it (chosen on train
+#: photos: -4.5 lost less than -3 or -2 and than the calibrated ~-7..-33).
+GELU_FLOOR = -4.5
+#: Activations with no uint8 copy: the refinement output (±100 in pixel units: its uint8 step
+#: would be ~0.8 grey level), added in fp32 to the skip path's image, and the head's output (the
+#: first convolution after it then reads fp32: the costliest remaining copy on train photos).
+FP32_ACTIVATIONS = ("/decoder/tail/Conv_output_0", "/decoder/head/Conv_output_0")
 DEFAULT_BUNDLES = ("rgb-c12-low",)
 
 
@@ -90,6 +106,64 @@ def quantize(decoder: bytes, calibration: list[np.ndarray],
                         extra_options={"CalibPercentile": percentile,
                                        "CalibMaxIntermediateOutputs": 4})   # bounded memory
         return onnx.load(dst)
+
+
+def _activation_pairs(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto]]:
+    """(QuantizeLinear, DequantizeLinear) of every quantized activation (not weights, not bias)."""
+    g = model.graph
+    made_by = {o: n for n in g.node for o in n.output}
+    consts = {t.name for t in g.initializer}
+    pairs = []
+    for dq in g.node:
+        q = made_by.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
+        if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in consts:
+            pairs.append((q, dq))
+    return pairs
+
+
+def _floor_range(inits: dict[str, TensorProto], q: onnx.NodeProto, floor: float) -> None:
+    """Raise the lower end of a uint8 activation range (scale, zero point of ``q``) to ``floor``."""
+    scale = float(onnx.numpy_helper.to_array(inits[q.input[1]]))
+    zero = int(onnx.numpy_helper.to_array(inits[q.input[2]]))
+    lo, hi = max(-zero * scale, floor), (255 - zero) * scale
+    if lo >= 0 or hi <= 0:
+        return
+    scale = (hi - lo) / 255
+    zero = np.uint8(np.clip(np.round(-lo / scale), 0, 255))
+    inits[q.input[1]].CopyFrom(onnx.numpy_helper.from_array(np.float32(scale), q.input[1]))
+    inits[q.input[2]].CopyFrom(onnx.numpy_helper.from_array(np.array(zero, np.uint8), q.input[2]))
+
+
+def refine(model: onnx.ModelProto, gelu_floor: float = GELU_FLOOR,
+           fp32_activations: tuple[str, ...] = FP32_ACTIVATIONS) -> onnx.ModelProto:
+    """Mixed precision on a QDQ decoder (in place): GELU input ranges from ``gelu_floor``; every
+    consumer but a convolution reads the fp32 tensor instead of its uint8 copy, except where the
+    tensor is a convolution's output (that convolution then writes uint8: ORT's QLinearConv);
+    ``fp32_activations`` lose their copy altogether. Unused Q/DQ nodes and constants are dropped."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    made_by = {o: n for n in g.node for o in n.output}
+    for q, dq in _activation_pairs(model):
+        src = q.input[0]
+        readers = [n for n in g.node if dq.output[0] in n.input]
+        if any(n.op_type == "Gelu" for n in readers):
+            _floor_range(inits, q, gelu_floor)
+        conv_out = src in made_by and made_by[src].op_type == "Conv"
+        for n in readers:
+            if src in fp32_activations or (n.op_type != "Conv" and not conv_out):
+                n.input[:] = [src if i == dq.output[0] else i for i in n.input]
+    while True:                                         # drop what no longer has a reader
+        read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    read = {i for n in g.node for i in n.input}
+    for t in [t for t in g.initializer if t.name not in read]:
+        g.initializer.remove(t)
+    return model
 
 
 def _external(tensor: TensorProto, offset: int, length: int) -> None:
@@ -141,7 +215,7 @@ def share_weights(model: onnx.ModelProto, decoder: bytes) -> int:
 
 def int8_decoder(decoder: bytes, calibration: list[np.ndarray]) -> bytes:
     """``decoder_int8.onnx`` bytes (weights shared with ``decoder``) for one decoder graph."""
-    model = quantize(decoder, calibration)
+    model = refine(quantize(decoder, calibration))
     share_weights(model, decoder)
     model.producer_name = "sensorcodec"
     helper.set_model_props(model, {INT8_WEIGHTS_KEY: sha256_bytes(decoder)})
@@ -158,8 +232,10 @@ def calibration_codes(bundle_dir: Path | str, limit: int = 0) -> list[np.ndarray
     return [enc.codes(img).astype(np.float32) for _, img in train_photos_framed_like_test(limit=limit)]
 
 
-def write_int8_decoder(bundle_dir: Path | str, calibration: list[np.ndarray] | None = None) -> dict:
-    """Write ``decoder_int8.onnx`` into an image bundle and its sha256 into the manifest."""
+def write_int8_decoder(bundle_dir: Path | str, calibration: list[np.ndarray] | None = None,
+                       make_default: bool = False) -> dict:
+    """Write ``decoder_int8.onnx`` into an image bundle and its sha256 into the manifest;
+    ``make_default``: also declare it the bundle's default decoder (``decoder.default``)."""
     bundle = load_bundle(bundle_dir)
     if bundle.modality != "image":
         raise ValueError(f"{bundle.path}: int8 decoders are made for image models; this is "
@@ -170,6 +246,8 @@ def write_int8_decoder(bundle_dir: Path | str, calibration: list[np.ndarray] | N
     (bundle.path / INT8_FILE).write_bytes(data)
     manifest = dict(bundle.manifest)
     entry = manifest["files"][INT8_FILE] = {"sha256": sha256_bytes(data), "bytes": len(data)}
+    if make_default:
+        manifest["decoder"] = {"default": "int8"}
     (bundle.path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return entry
 
@@ -180,10 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bundles", nargs="*",
                     help="image bundle folders or names (default: the default image model and "
                          + ", ".join(DEFAULT_BUNDLES) + ")")
+    ap.add_argument("--make-default", action="store_true",
+                    help="also make it the bundles' default decoder (manifest decoder.default; "
+                         "for models whose held-out PSNR loss is within 0.05 dB, docs/models.md)")
     args = ap.parse_args(argv)
     names = args.bundles or list(dict.fromkeys([default_model("image"), *DEFAULT_BUNDLES]))
     for name in names:
-        entry = write_int8_decoder(name)
+        entry = write_int8_decoder(name, make_default=args.make_default)
         print(f"{name}: {INT8_FILE} {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}…")
     return 0
 

@@ -152,16 +152,17 @@ def load_encoder(model: str, threads: int = 1, modality: str | None = "image", v
     return Encoder.load(name, threads=threads, variant=encoder_variant(bundle, variant))
 
 
-def decoder_for_header(header: dict, threads: int = 1, variant: str = "fp32") -> Any:
+def decoder_for_header(header: dict, threads: int = 1, variant: str = "model") -> Any:
     """A decoder for a stream header: raw pass-through or the learned codec (``threads`` cores);
-    ``variant`` "int8" / "text" runs the model's int8 / text-page decoder graph where its bundle has
-    one, else fp32."""
+    ``variant`` "model" runs the decoder graph the model's manifest names (``decoder.default``,
+    else fp32), "fp32" the fp32 graph, "int8" / "text" the model's int8 / text-page decoder graph
+    where its bundle has one, else fp32."""
     if header.get("codec") == RAW_CODEC:
         return RawDecoder()
     from encoder_runtime import Decoder
     from encoder_runtime.codec import DECODER_FILES
 
     dec = Decoder.for_header(header, threads=threads)
-    if variant == "fp32" or DECODER_FILES[variant] not in dec.bundle.manifest["files"]:
+    if variant in ("model", dec.variant) or DECODER_FILES[variant] not in dec.bundle.manifest["files"]:
         return dec
     return Decoder(dec.bundle, threads, variant=variant)

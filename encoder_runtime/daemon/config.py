@@ -268,9 +268,11 @@ class ReceiveConfig:
     decode: str = field("", "receiver", help="write reconstructions (.npy) under this folder")
     decode_threads: int = field(1, "receiver", "int", help="cores --decode may use (frames of a "
                                 "segment decode in parallel, one core each)")
-    decode_variant: str = field("fp32", "receiver", "choice", ("fp32", "int8", "text"),
-                                help="--decode's decoder graph: int8 (2.2x less CPU, slightly lower "
-                                "PSNR) or text (for OCR of documents) where the model has one, else fp32")
+    decode_variant: str = field("model", "receiver", "choice", ("model", "fp32", "int8", "text"),
+                                help="--decode's decoder graph: the one the model's manifest "
+                                "names (decoder.default, else fp32), fp32, or int8 (2.2x less "
+                                "CPU, slightly lower PSNR) or text (for OCR of documents) where "
+                                "the model has one, else fp32")
     mqtt: str = field("", "receiver", help="also take segments from an MQTT 5 shared subscription: "
                       "mqtt[s]://[user:pass@]HOST:PORT/PREFIX?group=NAME&client_id=ID (see docs/daemon.md)")
     metrics: str = field("", "daemon")

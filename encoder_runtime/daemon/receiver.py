@@ -135,7 +135,7 @@ class Decoder(threading.Thread):
     """
 
     def __init__(self, out_dir: str, backlog: int = 256, threads: int = 1,
-                 variant: str = "fp32") -> None:
+                 variant: str = "model") -> None:
         super().__init__(name="decoder", daemon=True)
         self.out = Path(out_dir)
         self.q: queue.Queue = queue.Queue(maxsize=backlog)
@@ -207,7 +207,7 @@ class Receiver:
                  segment_timeout: float = 120.0, max_buffer_bytes: int = 256 * 1024**2,
                  max_gap_frames: int = 1 << 24, max_seq_jump: int = 1 << 24,
                  file_max_bytes: int = 64 * 1024**2, decode_dir: str = "", decode_threads: int = 1,
-                 decode_variant: str = "fp32", metrics=None) -> None:
+                 decode_variant: str = "model", metrics=None) -> None:
         self.store = Store(store_dir, file_max_bytes)
         self.tokens = dict(tokens or {})
         if token:
