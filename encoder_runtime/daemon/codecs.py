@@ -156,7 +156,7 @@ def decoder_for_header(header: dict, threads: int = 1, variant: str = "model") -
     """A decoder for a stream header: raw pass-through or the learned codec (``threads`` cores);
     ``variant`` "model" runs the decoder graph the model's manifest names (``decoder.default``,
     else fp32), "fp32" the fp32 graph, "int8" / "text" the model's int8 / text-page decoder graph
-    where its bundle has one, else fp32."""
+    where its bundle has one, else the "model" one."""
     if header.get("codec") == RAW_CODEC:
         return RawDecoder()
     from encoder_runtime import Decoder

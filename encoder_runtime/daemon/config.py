@@ -272,7 +272,7 @@ class ReceiveConfig:
                                 help="--decode's decoder graph: the one the model's manifest "
                                 "names (decoder.default, else fp32), fp32, or int8 (2.2x less "
                                 "CPU, slightly lower PSNR) or text (for OCR of documents) where "
-                                "the model has one, else fp32")
+                                "the model has one, else the model's")
     mqtt: str = field("", "receiver", help="also take segments from an MQTT 5 shared subscription: "
                       "mqtt[s]://[user:pass@]HOST:PORT/PREFIX?group=NAME&client_id=ID (see docs/daemon.md)")
     metrics: str = field("", "daemon")
