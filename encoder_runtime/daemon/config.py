@@ -270,7 +270,7 @@ class ReceiveConfig:
                                 "segment decode in parallel, one core each)")
     decode_variant: str = field("model", "receiver", "choice", ("model", "fp32", "int8", "text"),
                                 help="--decode's decoder graph: the one the model's manifest "
-                                "names (decoder.default, else fp32), fp32, or int8 (2.2x less "
+                                "names (decoder.default, else fp32), fp32, or int8 (1.6x less "
                                 "CPU, slightly lower PSNR) or text (for OCR of documents) where "
                                 "the model has one, else the model's")
     mqtt: str = field("", "receiver", help="also take segments from an MQTT 5 shared subscription: "
