@@ -43,8 +43,8 @@ from benchmarks.encoder_speed import held_out_photos  # noqa: E402
 from benchmarks.lossless import machine_info  # noqa: E402
 from benchmarks.report import write_results  # noqa: E402
 from encoder_runtime import Decoder, Encoder, container  # noqa: E402
-from encoder_runtime.bundle import default_model  # noqa: E402
-from encoder_runtime.codec import DECODER_FILES  # noqa: E402
+from encoder_runtime.bundle import default_model, load_bundle  # noqa: E402
+from encoder_runtime.codec import DECODER_FILES, default_decoder_variant  # noqa: E402
 from encoder_runtime.metrics import psnr_db  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     mp = sum(p.shape[0] * p.shape[1] for p in photos) / 1e6
     info = {**machine_info(), "onnxruntime": onnxruntime.__version__, "threads": "per row",
             "timer": "wall-clock (process CPU time in mps_cpu)"}
-    print(f"{info['cpu']} | {info['cores']} cores | ORT {info['onnxruntime']} | {name} | "
+    print(f"{info['cpu']} | {info['cores']} cores | ORT {info['onnxruntime']} | {name} "
+          f"(default decoder {default_decoder_variant(load_bundle(name))}) | "
           f"{len(photos)} photos {photos[0].shape} from {source} | load {info['loadavg_start'][0]:.2f}")
     rows = decoder_rows(name, blob)
     refs = {k: rows[k]() for k in ("1 thread", "int8, 1 thread") if k in rows}
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                          "meets_goal_idle_estimate": i8 >= TARGET_MPS_2_CORES}}
     result = {"benchmark": "decoder_speed", "command": "python -m benchmarks.decoder_speed",
               "machine": info, "model": name,
+              "default_decoder": default_decoder_variant(load_bundle(name)),   # manifest decoder.default
               "frames": {"count": len(photos), "shape": list(photos[0].shape), "source": source},
               "repeats": repeats, "rows": res,
               "two_cores": {"wall_mps": best2, "idle_estimate_mps": idle,
