@@ -21,7 +21,7 @@ NATIVE_EXTENSIONS = {
         "sources": ["encoder_runtime/_sclossless.c", "firmware_bridge/firmware/src/sc_lossless.c",
                     "firmware_bridge/firmware/src/sc_rans.c"],
         "include_dirs": ["firmware_bridge/firmware/include"],
-        "extra_compile_args": ["-O2", "-std=c99"],
+        "extra_compile_args": ["-O3", "-std=c99"],  # integer-only coders: same bytes at any -O
     },
     "encoder_runtime._scencoder": {
         "sources": ["encoder_runtime/_scencoder.c", "encoder_runtime/csrc/sc_host_encoder.c"],
