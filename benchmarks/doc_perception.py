@@ -226,8 +226,15 @@ def results_page_ids(res: dict) -> list[list]:
 
 
 #: curve of our models decoded by their bundle's text-page decoder (``Decoder(variant="text")``);
-#: the curve "ours" holds the same models' generic (fp32) decoder.
+#: the curve "ours" holds the same models' default decoder (``decoder.default``: fp32 or int8).
 TEXT_FAMILY = "ours, text decoder"
+
+
+def generic_decoder(model: str) -> str:
+    """The decoder variant the curve "ours" ran for ``model``: its bundle's default."""
+    from encoder_runtime.bundle import load_bundle
+    from encoder_runtime.codec import default_decoder_variant
+    return default_decoder_variant(load_bundle(model))
 
 
 def text_settings(models: list[str]) -> list[tuple[str, str, pp.OursCodec]]:
@@ -269,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = [s for s in settings if s[0].startswith("ours")]
     curves.update(pp.run_points(images, settings, lambda dec: pooled_cer(pages, dec), "doc"))
     curves.update(reused)
-    verdicts = [{**v, "decoder": dec} for fam, dec in (("ours", "fp32"), (TEXT_FAMILY, "text"))
+    verdicts = [{**v, "decoder": generic_decoder(v["model"]) if fam == "ours" else "text"}
+                for fam in ("ours", TEXT_FAMILY)
                 for v in pp.compare_with_webp(curves, "cer", *CER_RANGE, higher_is_better=False,
                                               family=fam)]
     tver = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[0]

@@ -44,9 +44,10 @@ RATE_NOTE = ("whole-file bits per pixel over all encoded pixels (ours: one-frame
 class OursCodec:
     """One bundled model as a codec: ``(whole-stream bytes, decoded)``; also counts FRAME-record
     bytes in :attr:`frame_bytes` (what each further frame of a stream costs). ``variant`` picks
-    the decoder graph (``Decoder(variant=...)``: fp32, int8, text)."""
+    the decoder graph (``Decoder(variant=...)``: fp32, int8, text); None = the model's default
+    (manifest ``decoder.default``), what a user of the bundle gets."""
 
-    def __init__(self, name: str, variant: str = "fp32") -> None:
+    def __init__(self, name: str, variant: str | None = None) -> None:
         self.name = name
         self.enc = Encoder.load(name)
         self.dec = Decoder.load(name, variant=variant)
