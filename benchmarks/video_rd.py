@@ -13,7 +13,8 @@ codec's coded data without container overhead: for ours and the image models the
 raw elementary stream (``-f h264``/``-f hevc``). x264/x265 code 4:2:0 YCbCr (their usual setting,
 preset medium, CRF sweep); the RGB → YCbCr → RGB conversion is part of their error.
 BD-rates are on PSNR, each codec's curve being its RD front (settings beaten on both rate and PSNR
-by another of the same codec, e.g. rgb-c16-text next to rgb-c16, are listed under ``dominated``).
+by another of the same codec, e.g. a decoder variant next to its model, are listed under
+``dominated``).
 """
 
 from __future__ import annotations
