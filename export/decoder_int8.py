@@ -40,7 +40,7 @@ from onnx import TensorProto, helper
 from encoder_runtime.bundle import default_model, load_bundle
 from encoder_runtime.codec import DECODER_FILES, INT8_WEIGHTS_KEY
 
-from .onnx_export import sha256_bytes
+from .onnx_export import add_bundle_files, sha256_bytes
 
 INT8_FILE, WEIGHTS_FILE = DECODER_FILES["int8"], DECODER_FILES["fp32"]
 #: Convolutions left in fp32: the codes → WPT coefficients skip path and the refinement head
@@ -243,13 +243,10 @@ def write_int8_decoder(bundle_dir: Path | str, calibration: list[np.ndarray] | N
     if calibration is None:
         calibration = calibration_codes(bundle.path)
     data = int8_decoder(bundle.read_verified(WEIGHTS_FILE), calibration)
-    (bundle.path / INT8_FILE).write_bytes(data)
-    manifest = dict(bundle.manifest)
-    entry = manifest["files"][INT8_FILE] = {"sha256": sha256_bytes(data), "bytes": len(data)}
+    manifest = json.loads(json.dumps(bundle.manifest))
     if make_default:
         manifest["decoder"] = {"default": "int8"}
-    (bundle.path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return entry
+    return add_bundle_files(bundle.path, manifest, {INT8_FILE: data})[INT8_FILE]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -172,6 +172,27 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_entry(data: bytes) -> dict:
+    """A manifest ``files`` entry: the file's sha256 and size."""
+    return {"sha256": sha256_bytes(data), "bytes": len(data)}
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write a bundle's ``manifest.json`` (sorted keys, one-space indent, as every tool writes it)."""
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def add_bundle_files(folder: Path, manifest: dict, files: dict[str, bytes]) -> dict[str, dict]:
+    """Write ``files`` into a bundle folder, record each one's entry in ``manifest["files"]`` and
+    write the manifest; returns the new entries."""
+    entries = {}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        entries[name] = manifest["files"][name] = file_entry(data)
+    write_manifest(folder, manifest)
+    return entries
+
+
 def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = None,
                  coder: str = "auto", sample_info: dict | None = None,
                  operating_point: dict | None = None, default: bool = False,
@@ -214,7 +235,7 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
         "coder": coder_spec,
         "config": cfg.to_dict(),
         "macs_per_sample": _mac_choice(cfg),
-        "files": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()},
+        "files": {f: file_entry(b) for f, b in files.items()},
         "operating_point": operating_point or {},
         "default": default,
         "model_card": card or {},
@@ -226,5 +247,5 @@ def write_bundle(codec: Codec, out_dir: Path, name: str, *, card: dict | None = 
         from encoder_runtime.noisefill import parse_noise_fill
         manifest["noise_fill"] = parse_noise_fill(noise_fill, cfg.latent_channels,
                                                   f"{name} noise_fill")
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    write_manifest(out_dir, manifest)
     return out_dir

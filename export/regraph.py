@@ -18,28 +18,22 @@ from encoder_runtime.bundle import list_model_names, load_bundle
 
 from .int8_graph import int8_encoder_graph
 from .model import CodecConfig
-from .onnx_export import encoder_graph, sha256_bytes
+from .onnx_export import add_bundle_files, encoder_graph, file_entry
 
 
 def regraph(bundle_dir: Path) -> list[str]:
     """Rewrite the encoder graphs of one bundle; returns the files that changed."""
     bundle = load_bundle(bundle_dir)
-    manifest = dict(bundle.manifest)
+    manifest = json.loads(json.dumps(bundle.manifest))
     cfg = CodecConfig(**manifest["config"])
     with np.load(bundle.path / "encoder_int.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in ("weight", "bias", "shift")}
     graphs = {"encoder.onnx": encoder_graph(cfg, arrays).SerializeToString(),
               "encoder_int8.onnx": int8_encoder_graph(cfg, arrays).SerializeToString()}
-    changed = []
-    for name, data in graphs.items():
-        entry = {"sha256": sha256_bytes(data), "bytes": len(data)}
-        if manifest["files"].get(name) != entry:
-            (bundle.path / name).write_bytes(data)
-            manifest["files"][name] = entry
-            changed.append(name)
+    changed = {n: d for n, d in graphs.items() if manifest["files"].get(n) != file_entry(d)}
     if changed:
-        (bundle.path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return changed
+        add_bundle_files(bundle.path, manifest, changed)
+    return list(changed)
 
 
 def main(argv: list[str] | None = None) -> int:

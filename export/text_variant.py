@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from encoder_runtime.bundle import Bundle, load_bundle
 from encoder_runtime.codec import DECODER_FILES
 
-from .onnx_export import sha256_bytes
+from .onnx_export import add_bundle_files
 
 TEXT_FILE = DECODER_FILES["text"]
 #: Initialisers with fewer values stay float32 (biases, scales: negligible bytes).
@@ -79,14 +79,10 @@ def write_text_decoder(bundle_dir: Path | str, decoder: bytes, card: dict | None
     """Write ``decoder`` (fp16-stored) into an image bundle as ``decoder_text.onnx``; record its
     sha256 in the manifest and ``card`` (training provenance, scores) as ``model_card.text_decoder``."""
     bundle = load_bundle(bundle_dir)
-    data = fp16_storage(decoder)
-    (bundle.path / TEXT_FILE).write_bytes(data)
     manifest = json.loads(json.dumps(bundle.manifest))
-    entry = manifest["files"][TEXT_FILE] = {"sha256": sha256_bytes(data), "bytes": len(data)}
     if card is not None:
         manifest.setdefault("model_card", {})["text_decoder"] = card
-    (bundle.path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return entry
+    return add_bundle_files(bundle.path, manifest, {TEXT_FILE: fp16_storage(decoder)})[TEXT_FILE]
 
 
 def val_cer(bundle: Bundle, decoders: dict[str, bytes], split: str = "val") -> dict[str, dict]:
