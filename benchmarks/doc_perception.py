@@ -230,13 +230,6 @@ def results_page_ids(res: dict) -> list[list]:
 TEXT_FAMILY = "ours, text decoder"
 
 
-def generic_decoder(model: str) -> str:
-    """The decoder variant the curve "ours" ran for ``model``: its bundle's default."""
-    from encoder_runtime.bundle import load_bundle
-    from encoder_runtime.codec import default_decoder_variant
-    return default_decoder_variant(load_bundle(model))
-
-
 def text_settings(models: list[str]) -> list[tuple[str, str, pp.OursCodec]]:
     """(family, model, codec) of every model in ``models`` whose bundle has a text decoder."""
     from encoder_runtime.bundle import load_bundle
@@ -276,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = [s for s in settings if s[0].startswith("ours")]
     curves.update(pp.run_points(images, settings, lambda dec: pooled_cer(pages, dec), "doc"))
     curves.update(reused)
-    verdicts = [{**v, "decoder": generic_decoder(v["model"]) if fam == "ours" else "text"}
+    decoder_of = {(fam, n): codec.dec.variant for fam, n, codec in settings if fam.startswith("ours")}
+    verdicts = [{**v, "decoder": decoder_of[fam, v["model"]]}
                 for fam in ("ours", TEXT_FAMILY)
                 for v in pp.compare_with_webp(curves, "cer", *CER_RANGE, higher_is_better=False,
                                               family=fam)]
